@@ -1,0 +1,113 @@
+// Tiled matmul with a fused epilogue: C[M,N] = op(A)[M,K] · op(B)[K,N], then per element
+//   EPILOGUE 0: c = acc
+//   EPILOGUE 1: c = act(acc + aux[col])                 (dense layer forward, aux = bias)
+//   EPILOGUE 2: c = acc · act'(aux[row, col])           (backward through the previous layer's
+//                                                         activation, aux = its output)
+//   EPILOGUE 3: c = c + acc                              (accumulate: tied weights)
+// op(A) = A or Aᵀ (TRANS_A), op(B) = B or Bᵀ (TRANS_B); the three dense-layer forms are
+// X·Wᵀ (forward), dZ·W (input gradient) and dZᵀ·X (weight gradient).
+//
+// Bindings: 0 A (read), 1 B (read), 2 C (read_write), 3 aux (read), 4 Dims (uniform).
+// Dispatch: (ceil(N/64), ceil(M/64), 1) workgroups of 16×16 threads; each thread owns a 4×4
+// block of C held in four vec4 registers (not an indexed array: see ../shared/gpu/README.md).
+// Tiles: 64×16 of op(A) and 16×64 of op(B) per k-step, staged in workgroup memory.
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override EPILOGUE: u32 = 0u;
+
+struct Dims {
+    m: u32, n: u32, k: u32,
+    a_off: u32, b_off: u32, c_off: u32, aux_off: u32,
+    lda: u32, ldb: u32,
+    _p0: u32, _p1: u32, _p2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read> aux: array<f32>;
+@group(0) @binding(4) var<uniform> d: Dims;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+// [BK][BM/4] and [BK][BN/4]: one vec4 holds four consecutive rows (A) or columns (B).
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
+
+fn load_a(m: u32, k: u32) -> f32 {
+    if (m >= d.m || k >= d.k) { return 0.0; }
+    if (TRANS_A) { return a[d.a_off + k * d.lda + m]; }
+    return a[d.a_off + m * d.lda + k];
+}
+
+fn load_b(k: u32, n: u32) -> f32 {
+    if (k >= d.k || n >= d.n) { return 0.0; }
+    if (TRANS_B) { return b[d.b_off + n * d.ldb + k]; }
+    return b[d.b_off + k * d.ldb + n];
+}
+
+fn finish(row: u32, col: u32, acc: f32) {
+    if (row >= d.m || col >= d.n) { return; }
+    let o = d.c_off + row * d.n + col;
+    switch EPILOGUE {
+        case 1u: { c[o] = activate(acc + aux[d.aux_off + col]); }
+        case 2u: { c[o] = acc * activation_grad_from_output(aux[d.aux_off + row * d.n + col]); }
+        case 3u: { c[o] = c[o] + acc; }
+        default: { c[o] = acc; }
+    }
+}
+
+fn finish_row(row: u32, col: u32, acc: vec4<f32>) {
+    finish(row, col, acc.x);
+    finish(row, col + 1u, acc.y);
+    finish(row, col + 2u, acc.z);
+    finish(row, col + 3u, acc.w);
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+
+    for (var k0 = 0u; k0 < d.k; k0 += BK) {
+        // 1024 elements per tile, four per thread; consecutive threads walk the operand's
+        // contiguous dimension so global loads coalesce.
+        for (var i = 0u; i < 4u; i++) {
+            let e = li + i * 256u;
+            var am: u32;
+            var ak: u32;
+            if (TRANS_A) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }
+            tile_a[ak * 16u + am / 4u][am % 4u] = load_a(row0 + am, k0 + ak);
+            var bn: u32;
+            var bk: u32;
+            if (TRANS_B) { bk = e % BK; bn = e / BK; } else { bn = e % BN; bk = e / BN; }
+            tile_b[bk * 16u + bn / 4u][bn % 4u] = load_b(k0 + bk, col0 + bn);
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let av = tile_a[kk * 16u + lid.y];
+            let bv = tile_b[kk * 16u + lid.x];
+            acc0 += av.x * bv;
+            acc1 += av.y * bv;
+            acc2 += av.z * bv;
+            acc3 += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+
+    let r = row0 + lid.y * 4u;
+    let cc = col0 + lid.x * 4u;
+    finish_row(r, cc, acc0);
+    finish_row(r + 1u, cc, acc1);
+    finish_row(r + 2u, cc, acc2);
+    finish_row(r + 3u, cc, acc3);
+}

@@ -1,0 +1,287 @@
+//! The CPU twins of the WGSL kernels: plain loops over slices, written to be obviously right.
+//! Generic over f32 (compared against the GPU) and f64 (finite-difference gradient checks).
+//! Where a formula has numerically different but equivalent forms, the one used here is the
+//! one the WGSL uses, so the two agree to rounding.
+
+use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
+
+use crate::model::{Activation, Loss, spec::LEAKY_RELU_SLOPE};
+
+/// A float the reference executor can run in.
+pub trait Real:
+    ndarray::LinalgScalar + num_traits::Float + Send + Sync + std::fmt::Debug + 'static
+{
+    /// Converts from f64 (rounding for f32).
+    fn of(x: f64) -> Self;
+    /// Converts to f64.
+    fn to_f64(self) -> f64;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+/// Logistic sigmoid.
+pub fn sigmoid<T: Real>(x: T) -> T {
+    T::one() / (T::one() + (-x).exp())
+}
+
+/// tanh through exp(−2|x|), which cannot overflow (some GPU tanh builtins return NaN for
+/// large |x|); the WGSL uses the same form.
+pub fn tanh<T: Real>(x: T) -> T {
+    let e = (T::of(-2.0) * x.abs()).exp();
+    let t = (T::one() - e) / (T::one() + e);
+    if x < T::zero() { -t } else { t }
+}
+
+/// `act(x)`.
+pub fn activate<T: Real>(act: Activation, x: T) -> T {
+    match act {
+        Activation::Identity => x,
+        Activation::Relu => x.max(T::zero()),
+        Activation::LeakyRelu => {
+            if x > T::zero() {
+                x
+            } else {
+                T::of(f64::from(LEAKY_RELU_SLOPE)) * x
+            }
+        }
+        Activation::Sigmoid => sigmoid(x),
+        Activation::Tanh => tanh(x),
+    }
+}
+
+/// `act'` expressed through the activation's output `y = act(x)`.
+pub fn activation_grad_from_output<T: Real>(act: Activation, y: T) -> T {
+    match act {
+        Activation::Identity => T::one(),
+        Activation::Relu => {
+            if y > T::zero() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        }
+        Activation::LeakyRelu => {
+            if y > T::zero() {
+                T::one()
+            } else {
+                T::of(f64::from(LEAKY_RELU_SLOPE))
+            }
+        }
+        Activation::Sigmoid => y * (T::one() - y),
+        Activation::Tanh => T::one() - y * y,
+    }
+}
+
+/// Epilogue of [`matmul`], with its extra operand.
+#[derive(Clone, Copy, Debug)]
+pub enum CpuEpilogue<'a, T> {
+    /// Store the product.
+    Store,
+    /// Add `bias[col]`, then apply the activation.
+    BiasAct(&'a [T], Activation),
+    /// Multiply by `act'(y[row, col])`.
+    ActGrad(&'a [T], Activation),
+    /// Add the product to `c`.
+    Accumulate,
+}
+
+/// `c[M×N] = op(a) · op(b)` then the epilogue; `a` is stored `a_rows × a_cols`, likewise `b`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<T: Real>(
+    a: &[T],
+    a_shape: (usize, usize),
+    trans_a: bool,
+    b: &[T],
+    b_shape: (usize, usize),
+    trans_b: bool,
+    c: &mut [T],
+    epilogue: CpuEpilogue<T>,
+) {
+    let a = ArrayView2::from_shape(a_shape, a).expect("graph validated the view");
+    let b = ArrayView2::from_shape(b_shape, b).expect("graph validated the view");
+    let a = if trans_a { a.t() } else { a };
+    let b = if trans_b { b.t() } else { b };
+    let (m, n) = (a.nrows(), b.ncols());
+    let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("graph validated the view");
+    let beta = match epilogue {
+        CpuEpilogue::Accumulate => T::one(),
+        _ => T::zero(),
+    };
+    general_mat_mul(T::one(), &a, &b, beta, &mut cv);
+    match epilogue {
+        CpuEpilogue::Store | CpuEpilogue::Accumulate => {}
+        CpuEpilogue::BiasAct(bias, act) => {
+            for row in c.chunks_exact_mut(n) {
+                for (v, &bj) in row.iter_mut().zip(bias) {
+                    *v = activate(act, *v + bj);
+                }
+            }
+        }
+        CpuEpilogue::ActGrad(y, act) => {
+            for (v, &yv) in c.iter_mut().zip(y) {
+                *v = *v * activation_grad_from_output(act, yv);
+            }
+        }
+    }
+}
+
+/// `y = act(x)`.
+pub fn activation_forward<T: Real>(act: Activation, x: &[T], y: &mut [T]) {
+    for (o, &i) in y.iter_mut().zip(x) {
+        *o = activate(act, i);
+    }
+}
+
+/// `dx = dy · act'(y)`.
+pub fn activation_backward<T: Real>(act: Activation, dy: &[T], y: &[T], dx: &mut [T]) {
+    for ((o, &g), &yv) in dx.iter_mut().zip(dy).zip(y) {
+        *o = g * activation_grad_from_output(act, yv);
+    }
+}
+
+/// `out[j] (+)= Σ_i x[i, j]` over a row-major `x` with `cols` columns.
+pub fn column_sum<T: Real>(x: &[T], cols: usize, out: &mut [T], accumulate: bool) {
+    if !accumulate {
+        out.fill(T::zero());
+    }
+    for row in x.chunks_exact(cols) {
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = *o + v;
+        }
+    }
+}
+
+/// Loss and dL/dz of one element from the logit `z` and the target `x`, before batch averaging.
+pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, T) {
+    match (loss, output) {
+        // softplus(z) − x·z, written so exp never overflows.
+        (Loss::Bce, _) => {
+            let l = z.max(T::zero()) - x * z + (T::one() + (-z.abs()).exp()).ln();
+            (l, sigmoid(z) - x)
+        }
+        (Loss::Mse, Activation::Sigmoid) => {
+            let y = sigmoid(z);
+            let d = y - x;
+            (d * d, T::of(2.0) * d * y * (T::one() - y))
+        }
+        (Loss::Mse, _) => {
+            let d = z - x;
+            (d * d, T::of(2.0) * d)
+        }
+    }
+}
+
+/// Per-row loss sums and the batch-averaged gradient with respect to the logits.
+pub fn reconstruction_loss<T: Real>(
+    loss: Loss,
+    output: Activation,
+    logits: &[T],
+    target: &[T],
+    cols: usize,
+    grad: &mut [T],
+    row_loss: &mut [T],
+) {
+    let rows = row_loss.len();
+    let inv_batch = T::one() / T::of(rows as f64);
+    for r in 0..rows {
+        let span = r * cols..(r + 1) * cols;
+        let mut sum = T::zero();
+        for ((g, &z), &x) in grad[span.clone()]
+            .iter_mut()
+            .zip(&logits[span.clone()])
+            .zip(&target[span])
+        {
+            let (l, d) = loss_element(loss, output, z, x);
+            sum = sum + l;
+            *g = d * inv_batch;
+        }
+        row_loss[r] = sum;
+    }
+}
+
+/// Hyperparameters of [`adam`] that do not change between steps.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamHyper {
+    /// β₁.
+    pub beta1: f32,
+    /// β₂.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// Weight decay.
+    pub weight_decay: f32,
+    /// AdamW rather than Adam + L2.
+    pub decoupled: bool,
+}
+
+/// One Adam/AdamW step in PyTorch's formulation; `bc1`, `bc2` are 1 − βᵗ.
+#[allow(clippy::too_many_arguments)]
+pub fn adam<T: Real>(
+    h: AdamHyper,
+    lr: f32,
+    bc1: f32,
+    bc2: f32,
+    params: &mut [T],
+    grads: &[T],
+    m: &mut [T],
+    v: &mut [T],
+) {
+    let [b1, b2, eps, wd, lr, bc1, bc2] =
+        [h.beta1, h.beta2, h.eps, h.weight_decay, lr, bc1, bc2].map(|x| T::of(f64::from(x)));
+    let sqrt_bc2 = bc2.sqrt();
+    let step = lr / bc1;
+    for i in 0..params.len() {
+        let mut p = params[i];
+        let mut g = grads[i];
+        if h.decoupled {
+            p = p * (T::one() - lr * wd);
+        } else {
+            g = g + wd * p;
+        }
+        m[i] = b1 * m[i] + (T::one() - b1) * g;
+        v[i] = b2 * v[i] + (T::one() - b2) * g * g;
+        let denom = v[i].sqrt() / sqrt_bc2 + eps;
+        params[i] = p - step * m[i] / denom;
+    }
+}
+
+/// One SGD step with momentum in PyTorch's formulation (`v = μv + g; p −= lr·v`).
+pub fn sgd<T: Real>(
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    params: &mut [T],
+    grads: &[T],
+    velocity: &mut [T],
+) {
+    let [lr, mu, wd] = [lr, momentum, weight_decay].map(|x| T::of(f64::from(x)));
+    for i in 0..params.len() {
+        let g = grads[i] + wd * params[i];
+        velocity[i] = mu * velocity[i] + g;
+        params[i] = params[i] - lr * velocity[i];
+    }
+}
+
+/// `out[i, :] = data[order[start + i], :]`.
+pub fn gather<T: Real>(data: &[T], cols: usize, order: &[u32], start: usize, out: &mut [T]) {
+    for (i, row) in out.chunks_exact_mut(cols).enumerate() {
+        let src = order[start + i] as usize * cols;
+        row.copy_from_slice(&data[src..src + cols]);
+    }
+}

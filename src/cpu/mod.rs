@@ -1,0 +1,241 @@
+//! The CPU reference executor: runs a [`Graph`] op by op with the twins in [`kernels`].
+
+pub mod kernels;
+
+use std::ops::Range;
+
+use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use kernels::{AdamHyper, CpuEpilogue, Real};
+
+enum Storage<T> {
+    Float(Vec<T>),
+    Index(Vec<u32>),
+}
+
+/// Executes a graph on the host in `T` precision.
+pub struct CpuExecutor<T: Real = f32> {
+    graph: Graph,
+    bufs: Vec<Storage<T>>,
+}
+
+impl<T: Real> CpuExecutor<T> {
+    /// Allocates every buffer of `graph`, zeroed.
+    ///
+    /// # Panics
+    /// If the graph fails [`Graph::validate`]: graphs come from the builder, so that is a bug.
+    pub fn new(graph: Graph) -> Self {
+        if let Err(e) = graph.validate() {
+            panic!("invalid graph: {e}");
+        }
+        let bufs = graph
+            .buffers
+            .iter()
+            .map(|b| match b.dtype {
+                DType::F32 => Storage::Float(vec![T::zero(); b.len]),
+                DType::U32 => Storage::Index(vec![0; b.len]),
+            })
+            .collect();
+        CpuExecutor { graph, bufs }
+    }
+
+    /// The graph being executed.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Overwrites the start of a float buffer.
+    pub fn write(&mut self, buf: BufId, data: &[T]) {
+        match &mut self.bufs[buf] {
+            Storage::Float(v) => v[..data.len()].copy_from_slice(data),
+            Storage::Index(_) => panic!("buffer {buf} holds indices"),
+        }
+    }
+
+    /// Overwrites the start of an index buffer.
+    pub fn write_u32(&mut self, buf: BufId, data: &[u32]) {
+        match &mut self.bufs[buf] {
+            Storage::Index(v) => v[..data.len()].copy_from_slice(data),
+            Storage::Float(_) => panic!("buffer {buf} holds floats"),
+        }
+    }
+
+    /// A float buffer's contents.
+    pub fn read(&self, buf: BufId) -> &[T] {
+        match &self.bufs[buf] {
+            Storage::Float(v) => v,
+            Storage::Index(_) => panic!("buffer {buf} holds indices"),
+        }
+    }
+
+    /// The elements of a view.
+    pub fn view(&self, t: Tensor) -> &[T] {
+        &self.read(t.buf)[t.offset..t.end()]
+    }
+
+    fn indices(&self, t: Tensor) -> &[u32] {
+        match &self.bufs[t.buf] {
+            Storage::Index(v) => &v[t.offset..t.end()],
+            Storage::Float(_) => panic!("buffer {} holds floats", t.buf),
+        }
+    }
+
+    fn take(&mut self, buf: BufId) -> Vec<T> {
+        match &mut self.bufs[buf] {
+            Storage::Float(v) => std::mem::take(v),
+            Storage::Index(_) => panic!("buffer {buf} holds indices"),
+        }
+    }
+
+    fn put(&mut self, buf: BufId, v: Vec<T>) {
+        self.bufs[buf] = Storage::Float(v);
+    }
+
+    /// Runs `ops` once for each step in `steps`.
+    pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) {
+        for s in steps {
+            for i in ops.clone() {
+                let op = self.graph.ops[i].clone();
+                self.run_op(&op, s);
+            }
+        }
+    }
+
+    fn run_op(&mut self, op: &Op, s: &StepParams) {
+        // Outputs are taken out of the buffer list while the op runs, so inputs can be borrowed
+        // alongside; `Graph::validate` guarantees they are different buffers.
+        match *op {
+            Op::Gather { data, order, out } => {
+                let mut o = self.take(out.buf);
+                kernels::gather(
+                    self.view(data),
+                    data.cols,
+                    self.indices(order),
+                    s.batch_start as usize,
+                    &mut o[out.offset..out.end()],
+                );
+                self.put(out.buf, o);
+            }
+            Op::Matmul {
+                a,
+                b,
+                c,
+                trans_a,
+                trans_b,
+                epilogue,
+            } => {
+                let mut o = self.take(c.buf);
+                let ep = match epilogue {
+                    Epilogue::Store => CpuEpilogue::Store,
+                    Epilogue::Accumulate => CpuEpilogue::Accumulate,
+                    Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.view(bias), act),
+                    Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.view(y), act),
+                };
+                kernels::matmul(
+                    self.view(a),
+                    (a.rows, a.cols),
+                    trans_a,
+                    self.view(b),
+                    (b.rows, b.cols),
+                    trans_b,
+                    &mut o[c.offset..c.end()],
+                    ep,
+                );
+                self.put(c.buf, o);
+            }
+            Op::Activation { x, y, act } => {
+                let mut o = self.take(y.buf);
+                kernels::activation_forward(act, self.view(x), &mut o[y.offset..y.end()]);
+                self.put(y.buf, o);
+            }
+            Op::ActivationGrad { dy, y, dx, act } => {
+                let mut o = self.take(dx.buf);
+                kernels::activation_backward(
+                    act,
+                    self.view(dy),
+                    self.view(y),
+                    &mut o[dx.offset..dx.end()],
+                );
+                self.put(dx.buf, o);
+            }
+            Op::ColumnSum { x, out, accumulate } => {
+                let mut o = self.take(out.buf);
+                kernels::column_sum(self.view(x), x.cols, &mut o[out.offset..out.end()], accumulate);
+                self.put(out.buf, o);
+            }
+            Op::ReconstructionLoss {
+                logits,
+                target,
+                grad,
+                row_loss,
+                loss,
+                output,
+            } => {
+                let mut g = self.take(grad.buf);
+                let mut l = self.take(row_loss.buf);
+                kernels::reconstruction_loss(
+                    loss,
+                    output,
+                    self.view(logits),
+                    self.view(target),
+                    logits.cols,
+                    &mut g[grad.offset..grad.end()],
+                    &mut l[row_loss.offset..row_loss.end()],
+                );
+                self.put(grad.buf, g);
+                self.put(row_loss.buf, l);
+            }
+            Op::Adam {
+                params,
+                grads,
+                m,
+                v,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+            } => {
+                let (mut p, mut mb, mut vb) =
+                    (self.take(params.buf), self.take(m.buf), self.take(v.buf));
+                kernels::adam(
+                    AdamHyper {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decoupled,
+                    },
+                    s.lr,
+                    s.bias_correction1,
+                    s.bias_correction2,
+                    &mut p[params.offset..params.end()],
+                    self.view(grads),
+                    &mut mb[m.offset..m.end()],
+                    &mut vb[v.offset..v.end()],
+                );
+                self.put(params.buf, p);
+                self.put(m.buf, mb);
+                self.put(v.buf, vb);
+            }
+            Op::Sgd {
+                params,
+                grads,
+                velocity,
+                momentum,
+                weight_decay,
+            } => {
+                let (mut p, mut vel) = (self.take(params.buf), self.take(velocity.buf));
+                kernels::sgd(
+                    s.lr,
+                    momentum,
+                    weight_decay,
+                    &mut p[params.offset..params.end()],
+                    self.view(grads),
+                    &mut vel[velocity.offset..velocity.end()],
+                );
+                self.put(params.buf, p);
+                self.put(velocity.buf, vel);
+            }
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The GPU executor: allocates a graph's buffers once, builds one dispatch (pipeline + bind
+//! group) per op once, and replays the op list for any number of steps in one submission.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use crate::gpu::context::GpuContext;
+use crate::gpu::kernels::{Constants, Kernel, Slot};
+
+/// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
+const STEP_SLOT: u64 = 256;
+/// Steps one submission can carry.
+pub const MAX_STEPS_PER_SUBMIT: usize = 64;
+
+struct Dispatch {
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    groups: [u32; 3],
+    uses_step: bool,
+}
+
+/// What one op binds, in its kernel's binding order.
+enum Resource {
+    Buffer(BufId),
+    /// A storage slot the op does not use (e.g. the aux operand of a plain matmul).
+    Unused,
+    Uniform(Vec<u8>),
+    Step,
+}
+
+/// Runs a [`Graph`] on one GPU.
+pub struct GpuExecutor {
+    ctx: Arc<GpuContext>,
+    graph: Graph,
+    buffers: Vec<wgpu::Buffer>,
+    step_ring: wgpu::Buffer,
+    dispatches: Vec<Dispatch>,
+    staging: HashMap<BufId, wgpu::Buffer>,
+}
+
+/// A 1-D grid of 256-wide workgroups for `n` elements, folded into y past 65,535 groups.
+fn grid_1d(n: usize) -> [u32; 3] {
+    let groups = n.div_ceil(256).max(1) as u32;
+    if groups <= 65_535 {
+        [groups, 1, 1]
+    } else {
+        [65_535, groups.div_ceil(65_535), 1]
+    }
+}
+
+fn u32s(v: &[usize]) -> Vec<u8> {
+    let words: Vec<u32> = v.iter().map(|&x| x as u32).collect();
+    bytemuck::cast_slice(&words).to_vec()
+}
+
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+impl GpuExecutor {
+    /// Allocates `graph`'s buffers on `ctx`'s device and compiles its dispatches.
+    pub fn new(ctx: Arc<GpuContext>, graph: Graph) -> Result<Self> {
+        graph.validate().map_err(Error::Gpu)?;
+        let device = &ctx.device;
+        let max_binding = u64::from(ctx.limits.max_storage_buffer_binding_size);
+        let mut buffers = Vec::with_capacity(graph.buffers.len());
+        for desc in &graph.buffers {
+            let bytes = (desc.len as u64 * 4).max(16);
+            if bytes > max_binding || bytes > ctx.limits.max_buffer_size {
+                return Err(Error::Gpu(format!(
+                    "buffer '{}' needs {bytes} bytes but {} binds at most {max_binding} bytes \
+                     per buffer; use a smaller batch or model, or --device cpu",
+                    desc.name, ctx.adapter.name
+                )));
+            }
+            buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&desc.name),
+                size: bytes,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }));
+        }
+        let step_ring = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("step ring"),
+            size: STEP_SLOT * MAX_STEPS_PER_SUBMIT as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let unused = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut exec = GpuExecutor {
+            ctx: ctx.clone(),
+            graph,
+            buffers,
+            step_ring,
+            dispatches: Vec::new(),
+            staging: HashMap::new(),
+        };
+        let plans: Vec<_> = exec.graph.ops.iter().map(plan).collect();
+        for (kernel, constants, resources, groups) in plans {
+            let pipeline = ctx.kernels.pipeline(device, kernel, &constants);
+            let layout = ctx.kernels.bind_group_layout(device, kernel);
+            let uniforms: Vec<Option<wgpu::Buffer>> = resources
+                .iter()
+                .map(|r| match r {
+                    Resource::Uniform(bytes) => {
+                        Some(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some("dims"),
+                            contents: bytes,
+                            usage: wgpu::BufferUsages::UNIFORM,
+                        }))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let entries: Vec<wgpu::BindGroupEntry> = resources
+                .iter()
+                .zip(&uniforms)
+                .enumerate()
+                .map(|(i, (r, u))| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: match r {
+                        Resource::Buffer(b) => exec.buffers[*b].as_entire_binding(),
+                        Resource::Unused => unused.as_entire_binding(),
+                        Resource::Uniform(_) => u
+                            .as_ref()
+                            .expect("a uniform resource has its buffer")
+                            .as_entire_binding(),
+                        Resource::Step => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &exec.step_ring,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(
+                                std::mem::size_of::<StepParams>() as u64
+                            ),
+                        }),
+                    },
+                })
+                .collect();
+            debug_assert_eq!(entries.len(), kernel.slots().len());
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.entry()),
+                layout: &layout,
+                entries: &entries,
+            });
+            exec.dispatches.push(Dispatch {
+                pipeline,
+                bind_group,
+                groups,
+                uses_step: kernel.slots().contains(&Slot::Step),
+            });
+        }
+        ctx.check()?;
+        Ok(exec)
+    }
+
+    /// The graph being executed.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The device buffer behind `buf`, for applications that read results on the GPU.
+    pub fn buffer(&self, buf: BufId) -> &wgpu::Buffer {
+        &self.buffers[buf]
+    }
+
+    /// Overwrites the start of a buffer with floats.
+    pub fn write(&self, buf: BufId, data: &[f32]) {
+        debug_assert_eq!(self.graph.buffers[buf].dtype, DType::F32);
+        self.ctx
+            .queue
+            .write_buffer(&self.buffers[buf], 0, bytemuck::cast_slice(data));
+    }
+
+    /// Overwrites the start of a buffer with indices.
+    pub fn write_u32(&self, buf: BufId, data: &[u32]) {
+        debug_assert_eq!(self.graph.buffers[buf].dtype, DType::U32);
+        self.ctx
+            .queue
+            .write_buffer(&self.buffers[buf], 0, bytemuck::cast_slice(data));
+    }
+
+    /// Records `ops` once per step into one compute pass and submits it. Nothing is read back.
+    pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
+        let encoder = self.record(ops, steps);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.check()
+    }
+
+    fn record(&self, ops: Range<usize>, steps: &[StepParams]) -> wgpu::CommandEncoder {
+        assert!(
+            steps.len() <= MAX_STEPS_PER_SUBMIT,
+            "at most {MAX_STEPS_PER_SUBMIT} steps per submission"
+        );
+        let mut ring = vec![0u8; STEP_SLOT as usize * steps.len().max(1)];
+        for (k, s) in steps.iter().enumerate() {
+            let at = k * STEP_SLOT as usize;
+            ring[at..at + std::mem::size_of::<StepParams>()].copy_from_slice(bytemuck::bytes_of(s));
+        }
+        self.ctx.queue.write_buffer(&self.step_ring, 0, &ring);
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("steps"),
+                timestamp_writes: None,
+            });
+            for k in 0..steps.len() {
+                let offset = [(k as u64 * STEP_SLOT) as u32];
+                for d in &self.dispatches[ops.clone()] {
+                    pass.set_pipeline(&d.pipeline);
+                    let offsets: &[u32] = if d.uses_step { &offset } else { &[] };
+                    pass.set_bind_group(0, &d.bind_group, offsets);
+                    pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                }
+            }
+        }
+        encoder
+    }
+
+    /// Runs `ops` for `steps` and reads `read` back after the last step, in one submission.
+    pub fn run_and_read(
+        &mut self,
+        ops: Range<usize>,
+        steps: &[StepParams],
+        read: Tensor,
+    ) -> Result<Vec<f32>> {
+        let mut encoder = self.record(ops, steps);
+        self.copy_to_staging(&mut encoder, read.buf);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.ctx.check()?;
+        self.map_staging(read)
+    }
+
+    /// Reads a view back to the host (waits for all submitted work).
+    pub fn read(&mut self, t: Tensor) -> Result<Vec<f32>> {
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+        self.copy_to_staging(&mut encoder, t.buf);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.map_staging(t)
+    }
+
+    /// Reads a whole buffer back.
+    pub fn read_buffer(&mut self, buf: BufId) -> Result<Vec<f32>> {
+        let len = self.graph.buffers[buf].len;
+        self.read(Tensor {
+            buf,
+            offset: 0,
+            rows: 1,
+            cols: len,
+        })
+    }
+
+    fn copy_to_staging(&mut self, encoder: &mut wgpu::CommandEncoder, buf: BufId) {
+        let size = self.buffers[buf].size();
+        let device = &self.ctx.device;
+        let staging = self.staging.entry(buf).or_insert_with(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        encoder.copy_buffer_to_buffer(&self.buffers[buf], 0, staging, 0, size);
+    }
+
+    fn map_staging(&self, t: Tensor) -> Result<Vec<f32>> {
+        let staging = &self.staging[&t.buf];
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.ctx.check()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the read-back was dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
+        let out = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            all[t.offset..t.end()].to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// The kernel, constants, bindings and grid of one op.
+fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
+    use Resource::{Buffer as B, Step, Uniform as U, Unused};
+    match *op {
+        Op::Gather { data, order, out } => (
+            Kernel::Gather,
+            vec![],
+            vec![
+                B(data.buf),
+                B(order.buf),
+                B(out.buf),
+                U(u32s(&[out.rows, out.cols, data.offset, out.offset])),
+                Step,
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a,
+            trans_b,
+            epilogue,
+        } => {
+            let (m, k) = a.shape(trans_a);
+            let n = c.cols;
+            let (code, act, aux) = match epilogue {
+                Epilogue::Store => (0, 0, None),
+                Epilogue::BiasAct { bias, act } => (1, act.code(), Some(bias)),
+                Epilogue::ActGrad { y, act } => (2, act.code(), Some(y)),
+                Epilogue::Accumulate => (3, 0, None),
+            };
+            let dims = u32s(&[
+                m,
+                n,
+                k,
+                a.offset,
+                b.offset,
+                c.offset,
+                aux.map_or(0, |t| t.offset),
+                a.cols,
+                b.cols,
+                0,
+                0,
+                0,
+            ]);
+            (
+                Kernel::Matmul,
+                vec![
+                    ("TRANS_A", flag(trans_a)),
+                    ("TRANS_B", flag(trans_b)),
+                    ("EPILOGUE", f64::from(code)),
+                    ("ACT", f64::from(act)),
+                ],
+                vec![
+                    B(a.buf),
+                    B(b.buf),
+                    B(c.buf),
+                    aux.map_or(Unused, |t| B(t.buf)),
+                    U(dims),
+                ],
+                [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+            )
+        }
+        Op::Activation { x, y, act } => (
+            Kernel::ActivationForward,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(x.buf),
+                Unused,
+                B(y.buf),
+                U(u32s(&[x.len(), x.offset, 0, y.offset])),
+            ],
+            grid_1d(x.len()),
+        ),
+        Op::ActivationGrad { dy, y, dx, act } => (
+            Kernel::ActivationBackward,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(dy.buf),
+                B(y.buf),
+                B(dx.buf),
+                U(u32s(&[dy.len(), dy.offset, y.offset, dx.offset])),
+            ],
+            grid_1d(dy.len()),
+        ),
+        Op::ColumnSum { x, out, accumulate } => (
+            Kernel::ColumnSum,
+            vec![("ACCUMULATE", flag(accumulate))],
+            vec![
+                B(x.buf),
+                B(out.buf),
+                U(u32s(&[x.rows, x.cols, x.offset, out.offset])),
+            ],
+            [x.cols.div_ceil(64) as u32, 1, 1],
+        ),
+        Op::ReconstructionLoss {
+            logits,
+            target,
+            grad,
+            row_loss,
+            loss,
+            output,
+        } => {
+            let rows = logits.rows;
+            let grid = if rows <= 65_535 {
+                [rows as u32, 1, 1]
+            } else {
+                [65_535, rows.div_ceil(65_535) as u32, 1]
+            };
+            (
+                Kernel::ReconstructionLoss,
+                vec![
+                    ("LOSS", f64::from(loss.code())),
+                    ("ACT", f64::from(output.code())),
+                ],
+                vec![
+                    B(logits.buf),
+                    B(target.buf),
+                    B(grad.buf),
+                    B(row_loss.buf),
+                    U(u32s(&[
+                        rows,
+                        logits.cols,
+                        logits.offset,
+                        target.offset,
+                        grad.offset,
+                        row_loss.offset,
+                        0,
+                        0,
+                    ])),
+                ],
+                grid,
+            )
+        }
+        Op::Adam {
+            params,
+            grads,
+            m,
+            v,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        } => (
+            Kernel::Adam,
+            vec![("DECOUPLED", flag(decoupled))],
+            vec![
+                B(params.buf),
+                B(grads.buf),
+                B(m.buf),
+                B(v.buf),
+                U(hyper(params.len(), [beta1, beta2, eps, weight_decay, 0.0])),
+                Step,
+            ],
+            grid_1d(params.len()),
+        ),
+        Op::Sgd {
+            params,
+            grads,
+            velocity,
+            momentum,
+            weight_decay,
+        } => (
+            Kernel::Sgd,
+            vec![],
+            vec![
+                B(params.buf),
+                B(grads.buf),
+                B(velocity.buf),
+                Unused,
+                U(hyper(params.len(), [0.0, 0.0, 0.0, weight_decay, momentum])),
+                Step,
+            ],
+            grid_1d(params.len()),
+        ),
+    }
+}
+
+/// The optimizer's `Hyper` uniform: len, then β₁, β₂, ε, weight decay, momentum, padding.
+fn hyper(len: usize, f: [f32; 5]) -> Vec<u8> {
+    let mut words = vec![len as u32];
+    words.extend(f.iter().map(|x| x.to_bits()));
+    words.extend([0, 0]);
+    bytemuck::cast_slice(&words).to_vec()
+}

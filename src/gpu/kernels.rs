@@ -1,0 +1,208 @@
+//! The WGSL kernels: their sources (embedded at build time), binding layouts and the cache of
+//! compiled pipelines, keyed by kernel and specialization constants.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One compute entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `shaders/matmul.wgsl`.
+    Matmul,
+    /// `shaders/elementwise.wgsl`, `forward`.
+    ActivationForward,
+    /// `shaders/elementwise.wgsl`, `backward`.
+    ActivationBackward,
+    /// `shaders/reduce.wgsl`.
+    ColumnSum,
+    /// `shaders/loss.wgsl`.
+    ReconstructionLoss,
+    /// `shaders/optimizer.wgsl`, `adam`.
+    Adam,
+    /// `shaders/optimizer.wgsl`, `sgd`.
+    Sgd,
+    /// `shaders/gather.wgsl`.
+    Gather,
+}
+
+/// How a kernel binds a resource, in binding order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// `var<storage, read>`.
+    Read,
+    /// `var<storage, read_write>`.
+    ReadWrite,
+    /// `var<uniform>` with the op's dimensions, written once at build time.
+    Uniform,
+    /// `var<uniform> s: Step` bound at a dynamic offset into the step ring.
+    Step,
+}
+
+macro_rules! wgsl {
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("../../shaders/", $file)), "\n"),+)
+    };
+}
+
+use Slot::*;
+
+impl Kernel {
+    /// Every kernel, for validation tests.
+    pub const ALL: [Kernel; 8] = [
+        Kernel::Matmul,
+        Kernel::ActivationForward,
+        Kernel::ActivationBackward,
+        Kernel::ColumnSum,
+        Kernel::ReconstructionLoss,
+        Kernel::Adam,
+        Kernel::Sgd,
+        Kernel::Gather,
+    ];
+
+    /// The WGSL module, with the shared preludes it needs prepended.
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Matmul => wgsl!("activation.wgsl", "matmul.wgsl"),
+            Kernel::ActivationForward | Kernel::ActivationBackward => {
+                wgsl!("step.wgsl", "activation.wgsl", "elementwise.wgsl")
+            }
+            Kernel::ColumnSum => wgsl!("reduce.wgsl"),
+            Kernel::ReconstructionLoss => wgsl!("activation.wgsl", "loss.wgsl"),
+            Kernel::Adam | Kernel::Sgd => wgsl!("step.wgsl", "optimizer.wgsl"),
+            Kernel::Gather => wgsl!("step.wgsl", "gather.wgsl"),
+        }
+    }
+
+    /// The entry point's name.
+    pub fn entry(self) -> &'static str {
+        match self {
+            Kernel::ActivationForward => "forward",
+            Kernel::ActivationBackward => "backward",
+            Kernel::Adam => "adam",
+            Kernel::Sgd => "sgd",
+            _ => "main",
+        }
+    }
+
+    /// The bindings of group 0, in order.
+    pub fn slots(self) -> &'static [Slot] {
+        match self {
+            Kernel::Matmul => &[Read, Read, ReadWrite, Read, Uniform],
+            Kernel::ActivationForward | Kernel::ActivationBackward => {
+                &[Read, Read, ReadWrite, Uniform]
+            }
+            Kernel::ColumnSum => &[Read, ReadWrite, Uniform],
+            Kernel::ReconstructionLoss => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::Adam | Kernel::Sgd => &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform, Step],
+            Kernel::Gather => &[Read, Read, ReadWrite, Uniform, Step],
+        }
+    }
+}
+
+/// Specialization constants (WGSL `override`s) of one pipeline, by name.
+pub type Constants = Vec<(&'static str, f64)>;
+
+#[derive(Default)]
+struct Compiled {
+    modules: HashMap<Kernel, wgpu::ShaderModule>,
+    layouts: HashMap<Kernel, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<(Kernel, Vec<(&'static str, u64)>), Arc<wgpu::ComputePipeline>>,
+}
+
+/// Compiled modules, layouts and pipelines of one device; each is built the first time it is
+/// asked for and reused after.
+#[derive(Default)]
+pub struct KernelCache {
+    inner: Mutex<Compiled>,
+}
+
+impl KernelCache {
+    fn layout_entries(kernel: Kernel) -> Vec<wgpu::BindGroupLayoutEntry> {
+        kernel
+            .slots()
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match slot {
+                        Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        Uniform | Step => wgpu::BufferBindingType::Uniform,
+                    },
+                    has_dynamic_offset: *slot == Step,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect()
+    }
+
+    /// The bind group layout of `kernel`.
+    pub fn bind_group_layout(&self, device: &wgpu::Device, kernel: Kernel) -> wgpu::BindGroupLayout {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Self::layouts(&mut c, device, kernel).0.clone()
+    }
+
+    fn layouts<'a>(
+        c: &'a mut Compiled,
+        device: &wgpu::Device,
+        kernel: Kernel,
+    ) -> &'a (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        c.layouts.entry(kernel).or_insert_with(|| {
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(kernel.entry()),
+                entries: &Self::layout_entries(kernel),
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.entry()),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            (bgl, pl)
+        })
+    }
+
+    /// The pipeline of `kernel` specialized with `constants`.
+    pub fn pipeline(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        constants: &Constants,
+    ) -> Arc<wgpu::ComputePipeline> {
+        let key = (
+            kernel,
+            constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        );
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = c.pipelines.get(&key) {
+            return p.clone();
+        }
+        if !c.modules.contains_key(&kernel) {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.entry()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            });
+            c.modules.insert(kernel, module);
+        }
+        let layout = Self::layouts(&mut c, device, kernel).1.clone();
+        let module = &c.modules[&kernel];
+        let pipeline = Arc::new(device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry()),
+                layout: Some(&layout),
+                module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            },
+        ));
+        c.pipelines.insert(key, pipeline.clone());
+        pipeline
+    }
+}

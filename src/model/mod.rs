@@ -1,0 +1,7 @@
+//! What a model is: its specification and the layout of its parameters.
+
+pub mod params;
+pub mod spec;
+
+pub use params::{LayerParams, ParamLayout, ParamTensor};
+pub use spec::{Activation, LayerSpec, Loss, ModelSpec};

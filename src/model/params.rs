@@ -1,0 +1,118 @@
+//! Parameters live in one flat arena: every weight and bias is a range of it, padded so each
+//! starts on a 256-byte boundary. One buffer means one optimizer dispatch for the whole model
+//! and one copy to save or load it.
+
+use crate::model::spec::{Activation, LayerSpec, ModelSpec};
+use crate::rng::{Sequence, Stream};
+
+/// Elements per alignment unit: 64 f32 = 256 bytes, wgpu's storage offset alignment.
+pub const ARENA_ALIGN: usize = 64;
+
+/// Where one named tensor sits in the arena.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamTensor {
+    /// Checkpoint name, e.g. `encoder.0.weight`.
+    pub name: String,
+    /// First element in the arena.
+    pub offset: usize,
+    /// Shape, PyTorch layout (`[out, in]` for weights).
+    pub shape: Vec<usize>,
+}
+
+impl ParamTensor {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The weight and bias of one dense layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerParams {
+    /// The layer they belong to.
+    pub layer: LayerSpec,
+    /// `[outputs, inputs]`.
+    pub weight: ParamTensor,
+    /// `[outputs]`.
+    pub bias: ParamTensor,
+}
+
+/// The arena layout of a model's parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamLayout {
+    /// One entry per dense layer, in execution order.
+    pub layers: Vec<LayerParams>,
+    /// Arena length in elements, padding included.
+    pub len: usize,
+}
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ARENA_ALIGN) * ARENA_ALIGN
+}
+
+impl ParamLayout {
+    /// Lays out every layer of `spec`.
+    pub fn new(spec: &ModelSpec) -> Self {
+        let mut len = 0;
+        let mut take = |name: String, shape: Vec<usize>| {
+            let t = ParamTensor {
+                name,
+                offset: len,
+                shape,
+            };
+            len += align(t.len());
+            t
+        };
+        let layers = spec
+            .layers()
+            .into_iter()
+            .map(|layer| {
+                let weight = take(
+                    format!("{}.weight", layer.name),
+                    vec![layer.outputs, layer.inputs],
+                );
+                let bias = take(format!("{}.bias", layer.name), vec![layer.outputs]);
+                LayerParams {
+                    layer,
+                    weight,
+                    bias,
+                }
+            })
+            .collect();
+        ParamLayout { layers, len }
+    }
+
+    /// Every tensor, weights and biases interleaved by layer.
+    pub fn tensors(&self) -> impl Iterator<Item = &ParamTensor> {
+        self.layers.iter().flat_map(|l| [&l.weight, &l.bias])
+    }
+
+    /// Number of trainable scalars (padding excluded).
+    pub fn count(&self) -> usize {
+        self.tensors().map(ParamTensor::len).sum()
+    }
+
+    /// A freshly initialised arena: Glorot/Xavier uniform weights for sigmoid, tanh and identity
+    /// layers, He/Kaiming uniform for ReLU-family layers, zero biases. Deterministic in `seed`.
+    pub fn init(&self, seed: u64) -> Vec<f32> {
+        let mut arena = vec![0.0f32; self.len];
+        for (k, l) in self.layers.iter().enumerate() {
+            let (fan_in, fan_out) = (l.layer.inputs as f32, l.layer.outputs as f32);
+            let bound = match l.layer.activation {
+                Activation::Relu | Activation::LeakyRelu => (6.0 / fan_in).sqrt(),
+                _ => (6.0 / (fan_in + fan_out)).sqrt(),
+            };
+            let mut rng = Sequence::new(seed, Stream::Init, k as u32);
+            let w = &mut arena[l.weight.offset..l.weight.offset + l.weight.len()];
+            for x in w {
+                *x = rng.uniform(-bound, bound);
+            }
+        }
+        arena
+    }
+}

@@ -13,7 +13,7 @@ override LOSS: u32 = 0u;
 struct Dims { rows: u32, cols: u32, z_off: u32, x_off: u32, g_off: u32, l_off: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> target: array<f32>;
+@group(0) @binding(1) var<storage, read> clean: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> row_loss: array<f32>;
 @group(0) @binding(4) var<uniform> d: Dims;
@@ -29,7 +29,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     var s = 0.0;
     for (var j = li; j < d.cols; j += 256u) {
         let z = logits[d.z_off + row * d.cols + j];
-        let x = target[d.x_off + row * d.cols + j];
+        let x = clean[d.x_off + row * d.cols + j];
         var l: f32;
         var g: f32;
         if (LOSS == 1u) {

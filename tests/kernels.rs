@@ -1,0 +1,294 @@
+//! Every op's WGSL kernel against its CPU twin on seeded random inputs, at shapes that are not
+//! multiples of the tile sizes (1, 7, 33, 257) and with a batch of one.
+
+mod common;
+
+use common::{assert_close, gpu, random};
+use hourglass::cpu::CpuExecutor;
+use hourglass::gpu::GpuExecutor;
+use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use hourglass::model::{Activation, Loss};
+
+const FORWARD_TOL: f64 = 1e-5;
+const GRAD_TOL: f64 = 1e-4;
+
+/// Fills every float buffer with seeded values in the range `range(buffer)` gives, runs the
+/// graph once on both executors and compares every float buffer. Returns the worst error.
+fn compare(
+    what: &str,
+    graph: Graph,
+    range: impl Fn(&BufferDesc) -> (f32, f32),
+    indices: &[(usize, Vec<u32>)],
+    step: StepParams,
+    tol: f64,
+) -> f64 {
+    let Some(ctx) = gpu() else { return 0.0 };
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut gpu = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
+    for (id, desc) in graph.buffers.iter().enumerate() {
+        if desc.dtype == DType::F32 {
+            let (lo, hi) = range(desc);
+            let v = random(desc.len, lo, hi, 1000 + id as u64);
+            cpu.write(id, &v);
+            gpu.write(id, &v);
+        }
+    }
+    for (id, v) in indices {
+        cpu.write_u32(*id, v);
+        gpu.write_u32(*id, v);
+    }
+    let ops = 0..graph.ops.len();
+    cpu.run(ops.clone(), &[step]);
+    gpu.run(ops, &[step]).expect("GPU run");
+    let mut worst = 0.0f64;
+    for (id, desc) in graph.buffers.iter().enumerate() {
+        if desc.dtype == DType::F32 {
+            let got = gpu.read_buffer(id).expect("read back");
+            let e = assert_close(
+                &format!("{what}: buffer '{}'", desc.name),
+                &got,
+                cpu.read(id),
+                tol,
+            );
+            worst = worst.max(e);
+        }
+    }
+    worst
+}
+
+fn step() -> StepParams {
+    StepParams {
+        step: 3,
+        batch_start: 0,
+        lr: 0.01,
+        bias_correction1: 1.0 - 0.9f32.powi(3),
+        bias_correction2: 1.0 - 0.999f32.powi(3),
+        ..Default::default()
+    }
+}
+
+fn sym(_: &BufferDesc) -> (f32, f32) {
+    (-1.0, 1.0)
+}
+
+const SHAPES: [(usize, usize, usize); 6] = [
+    (1, 1, 1),
+    (1, 33, 257),
+    (7, 33, 257),
+    (257, 7, 33),
+    (33, 257, 7),
+    (65, 130, 67),
+];
+
+/// A matmul graph of form (trans_a, trans_b) computing an M×N result over K.
+fn matmul_graph(
+    (m, n, k): (usize, usize, usize),
+    trans_a: bool,
+    trans_b: bool,
+    epilogue: impl Fn(&mut Graph) -> Epilogue,
+) -> Graph {
+    let mut g = Graph::default();
+    let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
+    let (br, bc) = if trans_b { (n, k) } else { (k, n) };
+    let a = g.matrix("a", ar, ac);
+    let b = g.matrix("b", br, bc);
+    let c = g.matrix("c", m, n);
+    let epilogue = epilogue(&mut g);
+    g.push(Op::Matmul {
+        a,
+        b,
+        c,
+        trans_a,
+        trans_b,
+        epilogue,
+    });
+    g
+}
+
+#[test]
+fn matmul_three_layer_forms_match_cpu() {
+    let mut worst = 0.0f64;
+    for shape in SHAPES {
+        for (ta, tb) in [(false, true), (false, false), (true, false), (true, true)] {
+            let g = matmul_graph(shape, ta, tb, |_| Epilogue::Store);
+            worst = worst.max(compare(
+                &format!("matmul {shape:?} ta={ta} tb={tb}"),
+                g,
+                sym,
+                &[],
+                step(),
+                FORWARD_TOL,
+            ));
+            let g = matmul_graph(shape, ta, tb, |_| Epilogue::Accumulate);
+            worst = worst.max(compare(
+                &format!("matmul+acc {shape:?}"),
+                g,
+                sym,
+                &[],
+                step(),
+                GRAD_TOL,
+            ));
+        }
+    }
+    eprintln!("matmul worst relative error {worst:.2e}");
+}
+
+#[test]
+fn matmul_epilogues_match_cpu_for_every_activation() {
+    let mut worst = 0.0f64;
+    for shape in [(7, 33, 257), (33, 1, 7), (1, 257, 33)] {
+        for act in Activation::ALL {
+            let (m, n, _) = shape;
+            let g = matmul_graph(shape, false, true, |g| Epilogue::BiasAct {
+                bias: g.matrix("bias", 1, n),
+                act,
+            });
+            worst = worst.max(compare(
+                &format!("linear {shape:?} {act:?}"),
+                g,
+                sym,
+                &[],
+                step(),
+                FORWARD_TOL,
+            ));
+            let g = matmul_graph(shape, false, false, |g| Epilogue::ActGrad {
+                y: g.matrix("y", m, n),
+                act,
+            });
+            worst = worst.max(compare(
+                &format!("input grad {shape:?} {act:?}"),
+                g,
+                sym,
+                &[],
+                step(),
+                GRAD_TOL,
+            ));
+        }
+    }
+    eprintln!("epilogue worst relative error {worst:.2e}");
+}
+
+#[test]
+fn activations_forward_and_backward_match_cpu() {
+    for len in [1, 7, 257, 70_000] {
+        for act in Activation::ALL {
+            let mut g = Graph::default();
+            let x = g.matrix("x", 1, len);
+            let y = g.matrix("y", 1, len);
+            g.push(Op::Activation { x, y, act });
+            compare(&format!("{act:?} forward, {len}"), g, |_| (-20.0, 20.0), &[], step(), FORWARD_TOL);
+
+            let mut g = Graph::default();
+            let dy = g.matrix("dy", 1, len);
+            let y = g.matrix("y", 1, len);
+            let dx = g.matrix("dx", 1, len);
+            g.push(Op::ActivationGrad { dy, y, dx, act });
+            compare(&format!("{act:?} backward, {len}"), g, sym, &[], step(), GRAD_TOL);
+        }
+    }
+}
+
+#[test]
+fn column_sum_matches_cpu() {
+    for (rows, cols) in [(1, 1), (257, 7), (7, 257), (1, 33), (300, 65)] {
+        for accumulate in [false, true] {
+            let mut g = Graph::default();
+            let x = g.matrix("x", rows, cols);
+            let out = g.matrix("out", 1, cols);
+            g.push(Op::ColumnSum { x, out, accumulate });
+            compare(&format!("colsum {rows}x{cols}"), g, sym, &[], step(), GRAD_TOL);
+        }
+    }
+}
+
+#[test]
+fn reconstruction_losses_match_cpu() {
+    for (rows, cols) in [(1, 1), (7, 257), (33, 7), (2, 784)] {
+        for (loss, output) in [
+            (Loss::Bce, Activation::Sigmoid),
+            (Loss::Mse, Activation::Sigmoid),
+            (Loss::Mse, Activation::Identity),
+        ] {
+            let mut g = Graph::default();
+            let logits = g.matrix("logits", rows, cols);
+            let target = g.matrix("target", rows, cols);
+            let grad = g.matrix("grad", rows, cols);
+            let row_loss = g.matrix("row_loss", 1, rows);
+            g.push(Op::ReconstructionLoss {
+                logits,
+                target,
+                grad,
+                row_loss,
+                loss,
+                output,
+            });
+            let range = |d: &BufferDesc| match d.name.as_str() {
+                "logits" => (-30.0, 30.0),
+                _ => (0.0, 1.0),
+            };
+            compare(&format!("{loss:?}/{output:?} {rows}x{cols}"), g, range, &[], step(), FORWARD_TOL);
+        }
+    }
+}
+
+#[test]
+fn optimizers_match_cpu() {
+    for len in [1, 7, 257, 66_000] {
+        for decoupled in [false, true] {
+            let mut g = Graph::default();
+            let params = g.matrix("params", 1, len);
+            let grads = g.matrix("grads", 1, len);
+            let m = g.matrix("m", 1, len);
+            let v = g.matrix("v", 1, len);
+            g.push(Op::Adam {
+                params,
+                grads,
+                m,
+                v,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.1,
+                decoupled,
+            });
+            let range = |d: &BufferDesc| if d.name == "v" { (0.0, 1.0) } else { (-1.0, 1.0) };
+            compare(&format!("adam {len} decoupled={decoupled}"), g, range, &[], step(), GRAD_TOL);
+        }
+        let mut g = Graph::default();
+        let params = g.matrix("params", 1, len);
+        let grads = g.matrix("grads", 1, len);
+        let velocity = g.matrix("velocity", 1, len);
+        g.push(Op::Sgd {
+            params,
+            grads,
+            velocity,
+            momentum: 0.9,
+            weight_decay: 0.01,
+        });
+        compare(&format!("sgd {len}"), g, sym, &[], step(), GRAD_TOL);
+    }
+}
+
+#[test]
+fn gather_matches_cpu() {
+    for (n, d, batch, start) in [(10, 1, 1, 9), (100, 33, 7, 50), (300, 257, 33, 0)] {
+        let mut g = Graph::default();
+        let data = g.matrix("data", n, d);
+        let order_buf = g.buffer("order", n, DType::U32);
+        let order = Tensor {
+            buf: order_buf,
+            offset: 0,
+            rows: 1,
+            cols: n,
+        };
+        let out = g.matrix("out", batch, d);
+        g.push(Op::Gather { data, order, out });
+        let perm = hourglass::rng::permutation(n, 5, 0);
+        let s = StepParams {
+            batch_start: start as u32,
+            ..step()
+        };
+        let err = compare("gather", g, sym, &[(order_buf, perm)], s, 0.0);
+        assert_eq!(err, 0.0, "a gather copies exactly");
+    }
+}

@@ -3,5 +3,5 @@
 pub mod params;
 pub mod spec;
 
-pub use params::{LayerParams, ParamLayout, ParamTensor};
+pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
 pub use spec::{Activation, LayerSpec, Loss, ModelSpec};

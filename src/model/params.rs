@@ -116,3 +116,34 @@ impl ParamLayout {
         arena
     }
 }
+
+/// A model's parameters: the arena and the layout that names its ranges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Parameters {
+    /// Where each tensor sits.
+    pub layout: ParamLayout,
+    /// The values, padding included.
+    pub arena: Vec<f32>,
+}
+
+impl Parameters {
+    /// Freshly initialised parameters for `spec` (see [`ParamLayout::init`]).
+    pub fn init(spec: &ModelSpec, seed: u64) -> Self {
+        let layout = ParamLayout::new(spec);
+        let arena = layout.init(seed);
+        Parameters { layout, arena }
+    }
+
+    /// The values of one tensor.
+    pub fn tensor(&self, t: &ParamTensor) -> &[f32] {
+        &self.arena[t.offset..t.offset + t.len()]
+    }
+
+    /// The values of the tensor called `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        self.layout
+            .tensors()
+            .find(|t| t.name == name)
+            .map(|t| self.tensor(t))
+    }
+}

@@ -1,1 +1,200 @@
-//! Train.
+//! Training: a [`Trainer`] owns a model's training graph on a device and advances it step by
+//! step; batches, learning rate and random streams are pure functions of the step number, so a
+//! run can be split, resumed or repeated and gives the same result.
+
+mod backend;
+mod device;
+
+pub use backend::Backend;
+pub use device::{Device, DeviceChoice};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
+use crate::graph::{StepParams, TrainingGraph, build_training_graph};
+use crate::model::{ModelSpec, Parameters};
+use crate::optim::OptimizerConfig;
+use crate::rng::permutation;
+
+/// How to train, beyond the model itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Examples per step. The last partial batch of an epoch is dropped.
+    pub batch_size: usize,
+    /// Update rule and its hyperparameters.
+    pub optimizer: OptimizerConfig,
+    /// Seed of every random stream (initialisation, shuffling, noise).
+    pub seed: u64,
+    /// Visit the examples in a fresh random order each epoch (else in file order).
+    pub shuffle: bool,
+}
+
+impl TrainConfig {
+    /// Adam at `lr`, batch `batch_size`, seed 0, shuffled.
+    pub fn new(batch_size: usize, lr: f32) -> Self {
+        TrainConfig {
+            batch_size,
+            optimizer: OptimizerConfig::adam(lr),
+            seed: 0,
+            shuffle: true,
+        }
+    }
+}
+
+/// A model being trained on one device.
+pub struct Trainer {
+    spec: ModelSpec,
+    config: TrainConfig,
+    tg: TrainingGraph,
+    backend: Backend,
+    rows: usize,
+    step: u64,
+    order_epoch: Option<u64>,
+}
+
+impl Trainer {
+    /// Builds the training graph of `spec` on `device`, uploads `data` once and initialises
+    /// the parameters from `init` or, if `None`, from the seed.
+    pub fn new(
+        spec: &ModelSpec,
+        config: &TrainConfig,
+        data: &Dataset,
+        device: &Device,
+        init: Option<&Parameters>,
+    ) -> Result<Self> {
+        spec.validate()?;
+        config.optimizer.validate()?;
+        if data.cols != spec.input_dim() {
+            return Err(Error::Config(format!(
+                "the data has {} features per example but the model's input size is {}",
+                data.cols,
+                spec.input_dim()
+            )));
+        }
+        if config.batch_size == 0 {
+            return Err(Error::Config("the batch size must be at least 1".into()));
+        }
+        if data.rows < config.batch_size {
+            return Err(Error::Config(format!(
+                "the batch size {} is larger than the data set ({} examples)",
+                config.batch_size, data.rows
+            )));
+        }
+        let tg = build_training_graph(spec, config.batch_size, data.rows, &config.optimizer);
+        let params = match init {
+            Some(p) => {
+                if p.layout != tg.layout {
+                    return Err(Error::Config(
+                        "the initial parameters do not fit this model's layer sizes".into(),
+                    ));
+                }
+                p.clone()
+            }
+            None => Parameters::init(spec, config.seed),
+        };
+        let mut backend = Backend::new(device, tg.graph.clone())?;
+        backend.write(tg.data.buf, &data.values);
+        backend.write(tg.params.buf, &params.arena);
+        Ok(Trainer {
+            spec: spec.clone(),
+            config: config.clone(),
+            tg,
+            backend,
+            rows: data.rows,
+            step: 0,
+            order_epoch: None,
+        })
+    }
+
+    /// The model being trained.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Optimizer steps taken so far.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Steps in one pass over the data (the last partial batch is dropped).
+    pub fn steps_per_epoch(&self) -> u64 {
+        (self.rows / self.config.batch_size) as u64
+    }
+
+    /// The training graph, for tests and tools that inspect buffers.
+    pub fn graph(&self) -> &TrainingGraph {
+        &self.tg
+    }
+
+    fn step_params(&self, step: u64) -> StepParams {
+        let t = step + 1;
+        let (bc1, bc2) = self.config.optimizer.bias_corrections(t);
+        let within = step % self.steps_per_epoch();
+        StepParams {
+            step: t as u32,
+            batch_start: (within as usize * self.config.batch_size) as u32,
+            lr: self.config.optimizer.lr,
+            bias_correction1: bc1,
+            bias_correction2: bc2,
+            seed_lo: self.config.seed as u32,
+            seed_hi: (self.config.seed >> 32) as u32,
+            _pad: 0,
+        }
+    }
+
+    fn load_order(&mut self, epoch: u64) {
+        if self.order_epoch == Some(epoch) {
+            return;
+        }
+        let order = if self.config.shuffle {
+            permutation(self.rows, self.config.seed, epoch as u32)
+        } else {
+            (0..self.rows as u32).collect()
+        };
+        self.backend.write_u32(self.tg.order.buf, &order);
+        self.order_epoch = Some(epoch);
+    }
+
+    /// Takes `n` optimizer steps. Steps go to the device in submissions of up to 64 that never
+    /// cross an epoch (the row order changes there); nothing is read back until the end, when
+    /// the mean loss of the last step is returned if `report` is set.
+    pub fn train_steps(&mut self, n: u64, report: bool) -> Result<Option<f64>> {
+        let spe = self.steps_per_epoch();
+        let end = self.step + n;
+        let ops = 0..self.tg.graph.ops.len();
+        let mut loss = None;
+        while self.step < end {
+            let epoch = self.step / spe;
+            let chunk_end = end
+                .min((epoch + 1) * spe)
+                .min(self.step + MAX_STEPS_PER_SUBMIT as u64);
+            self.load_order(epoch);
+            let steps: Vec<StepParams> = (self.step..chunk_end).map(|s| self.step_params(s)).collect();
+            if report && chunk_end == end {
+                let rows = self.backend.run_and_read(ops.clone(), &steps, self.tg.row_loss)?;
+                let total: f64 = rows.iter().map(|&x| f64::from(x)).sum();
+                let mean = total / self.config.batch_size as f64;
+                if !mean.is_finite() {
+                    return Err(Error::NonFinite {
+                        what: "loss".into(),
+                        step: chunk_end,
+                    });
+                }
+                loss = Some(mean);
+            } else {
+                self.backend.run(ops.clone(), &steps)?;
+            }
+            self.step = chunk_end;
+        }
+        Ok(loss)
+    }
+
+    /// The current parameters (a read-back on the GPU).
+    pub fn parameters(&mut self) -> Result<Parameters> {
+        let arena = self.backend.read(self.tg.params)?;
+        Ok(Parameters {
+            layout: self.tg.layout.clone(),
+            arena,
+        })
+    }
+}

@@ -62,3 +62,94 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) -> f64 {
     }
     err
 }
+
+/// Eigen-decomposition of a symmetric `n×n` matrix by cyclic Jacobi rotations: eigenvalues in
+/// descending order, and eigenvectors as the columns of the row-major `n×n` result.
+pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut a = a.to_vec();
+    let mut v = vec![0.0; n * n];
+    for i in 0..n {
+        v[i * n + i] = 1.0;
+    }
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i * n + j].powi(2))
+            .sum();
+        if off < 1e-22 {
+            break;
+        }
+        for p in 0..n {
+            for q in p + 1..n {
+                let apq = a[p * n + q];
+                if apq.abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[q * n + q] - a[p * n + p]) / (2.0 * apq);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..n {
+                    let (akp, akq) = (a[k * n + p], a[k * n + q]);
+                    a[k * n + p] = c * akp - s * akq;
+                    a[k * n + q] = s * akp + c * akq;
+                }
+                for k in 0..n {
+                    let (apk, aqk) = (a[p * n + k], a[q * n + k]);
+                    a[p * n + k] = c * apk - s * aqk;
+                    a[q * n + k] = s * apk + c * aqk;
+                }
+                for k in 0..n {
+                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
+                    v[k * n + p] = c * vkp - s * vkq;
+                    v[k * n + q] = s * vkp + c * vkq;
+                }
+            }
+        }
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&i, &j| a[j * n + j].total_cmp(&a[i * n + i]));
+    let values = idx.iter().map(|&i| a[i * n + i]).collect();
+    let mut vectors = vec![0.0; n * n];
+    for (col, &i) in idx.iter().enumerate() {
+        for k in 0..n {
+            vectors[k * n + col] = v[k * n + i];
+        }
+    }
+    (values, vectors)
+}
+
+/// Orthonormal basis (Gram–Schmidt) of the `k` columns of a row-major `n×k` matrix.
+pub fn orthonormal_columns(m: &[f64], n: usize, k: usize) -> Vec<Vec<f64>> {
+    let mut basis: Vec<Vec<f64>> = Vec::new();
+    for j in 0..k {
+        let mut col: Vec<f64> = (0..n).map(|i| m[i * k + j]).collect();
+        for _ in 0..2 {
+            for b in &basis {
+                let d: f64 = col.iter().zip(b).map(|(x, y)| x * y).sum();
+                col.iter_mut().zip(b).for_each(|(x, y)| *x -= d * y);
+            }
+        }
+        let norm = col.iter().map(|x| x * x).sum::<f64>().sqrt();
+        basis.push(col.iter().map(|x| x / norm).collect());
+    }
+    basis
+}
+
+/// The largest principal angle (radians) between the spans of two orthonormal bases of equal size.
+pub fn largest_principal_angle(u: &[Vec<f64>], v: &[Vec<f64>]) -> f64 {
+    let k = u.len();
+    // Singular values of UᵀV are the cosines; get them as eigenvalues of (UᵀV)ᵀ(UᵀV).
+    let m: Vec<f64> = (0..k)
+        .flat_map(|i| (0..k).map(move |j| (i, j)))
+        .map(|(i, j)| u[i].iter().zip(&v[j]).map(|(a, b)| a * b).sum())
+        .collect();
+    let mtm: Vec<f64> = (0..k)
+        .flat_map(|i| (0..k).map(move |j| (i, j)))
+        .map(|(i, j)| (0..k).map(|r| m[r * k + i] * m[r * k + j]).sum())
+        .collect();
+    let (eig, _) = symmetric_eigen(&mtm, k);
+    let smallest_cos = eig.last().copied().unwrap_or(1.0).max(0.0).sqrt().min(1.0);
+    smallest_cos.acos()
+}

@@ -1,0 +1,78 @@
+//! One interface over the two executors, so the trainer is written once.
+
+use std::ops::Range;
+
+use crate::cpu::CpuExecutor;
+use crate::error::Result;
+use crate::gpu::GpuExecutor;
+use crate::graph::{BufId, Graph, StepParams, Tensor};
+use crate::train::Device;
+
+/// A graph loaded on a device.
+pub enum Backend {
+    /// On the host.
+    Cpu(Box<CpuExecutor<f32>>),
+    /// On a GPU.
+    Gpu(Box<GpuExecutor>),
+}
+
+impl Backend {
+    /// Allocates `graph` on `device`.
+    pub fn new(device: &Device, graph: Graph) -> Result<Self> {
+        Ok(match device {
+            Device::Cpu => Backend::Cpu(Box::new(CpuExecutor::new(graph))),
+            Device::Gpu(ctx) => Backend::Gpu(Box::new(GpuExecutor::new(ctx.clone(), graph)?)),
+        })
+    }
+
+    /// Overwrites the start of a float buffer.
+    pub fn write(&mut self, buf: BufId, data: &[f32]) {
+        match self {
+            Backend::Cpu(e) => e.write(buf, data),
+            Backend::Gpu(e) => e.write(buf, data),
+        }
+    }
+
+    /// Overwrites the start of an index buffer.
+    pub fn write_u32(&mut self, buf: BufId, data: &[u32]) {
+        match self {
+            Backend::Cpu(e) => e.write_u32(buf, data),
+            Backend::Gpu(e) => e.write_u32(buf, data),
+        }
+    }
+
+    /// Runs `ops` for each step.
+    pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
+        match self {
+            Backend::Cpu(e) => {
+                e.run(ops, steps);
+                Ok(())
+            }
+            Backend::Gpu(e) => e.run(ops, steps),
+        }
+    }
+
+    /// Runs `ops` for each step, then reads `t` (one submission on the GPU).
+    pub fn run_and_read(
+        &mut self,
+        ops: Range<usize>,
+        steps: &[StepParams],
+        t: Tensor,
+    ) -> Result<Vec<f32>> {
+        match self {
+            Backend::Cpu(e) => {
+                e.run(ops, steps);
+                Ok(e.view(t).to_vec())
+            }
+            Backend::Gpu(e) => e.run_and_read(ops, steps, t),
+        }
+    }
+
+    /// Reads a view back.
+    pub fn read(&mut self, t: Tensor) -> Result<Vec<f32>> {
+        match self {
+            Backend::Cpu(e) => Ok(e.view(t).to_vec()),
+            Backend::Gpu(e) => e.read(t),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Where training runs: a GPU through wgpu, or the CPU reference.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, list_adapters};
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// A hardware GPU if there is one, else the CPU path.
+    #[default]
+    Auto,
+    /// A GPU adapter (software ones such as lavapipe included); an error if there is none.
+    Gpu,
+    /// The CPU reference executor.
+    Cpu,
+}
+
+impl DeviceChoice {
+    /// Parses `auto`, `gpu` or `cpu`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "gpu" => Ok(DeviceChoice::Gpu),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            other => Err(Error::Config(format!(
+                "unknown device '{other}' (expected auto, gpu or cpu)"
+            ))),
+        }
+    }
+}
+
+/// An opened device.
+#[derive(Clone)]
+pub enum Device {
+    /// The CPU reference executor.
+    Cpu,
+    /// A GPU context, shareable between trainers.
+    Gpu(Arc<GpuContext>),
+}
+
+impl Device {
+    /// Opens the device `choice` names. Returns a note for the user when `auto` had to fall
+    /// back or chose something they may not expect.
+    pub fn open(choice: DeviceChoice) -> Result<(Device, Option<String>)> {
+        match choice {
+            DeviceChoice::Cpu => Ok((Device::Cpu, None)),
+            DeviceChoice::Gpu => Ok((Device::Gpu(GpuContext::new(None)?), None)),
+            DeviceChoice::Auto => {
+                // A software rasterizer such as lavapipe runs WGSL correctly but far slower
+                // than the native CPU path, so `auto` only takes hardware adapters.
+                let hardware = list_adapters()
+                    .into_iter()
+                    .find(|a| a.device_type != "Cpu" && a.device_type != "Other");
+                match hardware {
+                    Some(a) => match GpuContext::new(Some(a.index)) {
+                        Ok(ctx) => Ok((Device::Gpu(ctx), None)),
+                        Err(e) => Ok((
+                            Device::Cpu,
+                            Some(format!("{e}; training on the CPU instead")),
+                        )),
+                    },
+                    None => Ok((
+                        Device::Cpu,
+                        Some(
+                            "no hardware GPU adapter found; training on the CPU \
+                             (--device gpu uses a software adapter such as lavapipe if present)"
+                                .into(),
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// A one-line description for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Device::Cpu => "CPU (reference executor)".into(),
+            Device::Gpu(ctx) => format!(
+                "GPU: {} ({}, {})",
+                ctx.adapter.name, ctx.adapter.backend, ctx.adapter.device_type
+            ),
+        }
+    }
+}

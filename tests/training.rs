@@ -1,0 +1,147 @@
+//! End-to-end training: the GPU and CPU executors agree over many steps, and a linear
+//! autoencoder finds the PCA subspace.
+
+mod common;
+
+use common::{assert_close, gpu, random};
+use hourglass::data::Dataset;
+use hourglass::model::{Activation, Loss, ModelSpec};
+use hourglass::optim::{OptimizerConfig, OptimizerKind};
+use hourglass::rng::{Sequence, Stream};
+use hourglass::train::{Device, TrainConfig, Trainer};
+
+fn agreement(spec: &ModelSpec, config: &TrainConfig, steps: u64) -> f64 {
+    let Some(ctx) = gpu() else { return 0.0 };
+    let data = Dataset::new(70, spec.input_dim(), random(70 * spec.input_dim(), 0.0, 1.0, 3))
+        .expect("data");
+    let mut cpu = Trainer::new(spec, config, &data, &Device::Cpu, None).expect("cpu trainer");
+    let mut gpu = Trainer::new(spec, config, &data, &Device::Gpu(ctx), None).expect("gpu trainer");
+    let lc = cpu.train_steps(steps, true).expect("cpu").expect("loss");
+    let lg = gpu.train_steps(steps, true).expect("gpu").expect("loss");
+    let pc = cpu.parameters().expect("cpu params");
+    let pg = gpu.parameters().expect("gpu params");
+    let mut worst = 0.0f64;
+    for t in pc.layout.tensors() {
+        worst = worst.max(assert_close(
+            &format!("{:?} after {steps} steps: {}", config.optimizer.kind, t.name),
+            pg.tensor(t),
+            pc.tensor(t),
+            1e-4,
+        ));
+    }
+    assert!(
+        ((lc - lg) / lc).abs() < 1e-4,
+        "final loss differs: cpu {lc} gpu {lg}"
+    );
+    eprintln!(
+        "{:?} {:?}: {steps} steps, loss cpu {lc:.6} gpu {lg:.6}, worst parameter error {worst:.2e}",
+        config.optimizer.kind, spec.activation
+    );
+    worst
+}
+
+#[test]
+fn fifty_adam_steps_agree_between_gpu_and_cpu() {
+    let mut spec = ModelSpec::mirrored(&[33, 17, 7]);
+    spec.decoder = vec![7, 20, 33];
+    let config = TrainConfig {
+        seed: 42,
+        ..TrainConfig::new(16, 1e-3)
+    };
+    // 70 rows at batch 16: 4 steps an epoch, so 50 steps cross 12 reshuffles.
+    agreement(&spec, &config, 50);
+}
+
+#[test]
+fn other_optimizers_losses_and_activations_agree() {
+    let mut spec = ModelSpec::mirrored(&[33, 9, 4]);
+    spec.activation = Activation::Tanh;
+    spec.code_activation = Activation::Sigmoid;
+    spec.loss = Loss::Mse;
+    spec.output_activation = Activation::Identity;
+    let mut config = TrainConfig::new(7, 1e-2);
+    config.optimizer = OptimizerConfig::sgd(0.05, 0.9);
+    config.optimizer.weight_decay = 1e-3;
+    agreement(&spec, &config, 30);
+    config.optimizer = OptimizerConfig {
+        kind: OptimizerKind::Adamw,
+        weight_decay: 0.01,
+        ..OptimizerConfig::adam(3e-3)
+    };
+    spec.activation = Activation::LeakyRelu;
+    spec.output_activation = Activation::Sigmoid;
+    agreement(&spec, &config, 30);
+}
+
+/// Data near a 3-D subspace of R^20 with distinct variances along it, plus an offset.
+fn low_rank_data(rows: usize, dim: usize, rank: usize, seed: u64) -> (Dataset, Vec<f64>) {
+    let mut rng = Sequence::new(seed, Stream::Init, 7);
+    let basis: Vec<f32> = (0..rank * dim).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let offset: Vec<f32> = (0..dim).map(|_| rng.uniform(0.0, 1.0)).collect();
+    let mut values = Vec::with_capacity(rows * dim);
+    for _ in 0..rows {
+        let z: Vec<f32> = (0..rank)
+            .map(|r| rng.uniform(-1.0, 1.0) * (3 - r) as f32)
+            .collect();
+        for j in 0..dim {
+            let signal: f32 = (0..rank).map(|r| z[r] * basis[r * dim + j]).sum();
+            values.push(offset[j] + signal + 0.01 * rng.uniform(-1.0, 1.0));
+        }
+    }
+    // The top-`rank` principal directions of the centred data, by eigen-decomposition.
+    let mean: Vec<f64> = (0..dim)
+        .map(|j| (0..rows).map(|i| f64::from(values[i * dim + j])).sum::<f64>() / rows as f64)
+        .collect();
+    let mut cov = vec![0.0; dim * dim];
+    for i in 0..rows {
+        for a in 0..dim {
+            for b in 0..dim {
+                cov[a * dim + b] += (f64::from(values[i * dim + a]) - mean[a])
+                    * (f64::from(values[i * dim + b]) - mean[b]);
+            }
+        }
+    }
+    let (_, vectors) = common::symmetric_eigen(&cov, dim);
+    let top: Vec<f64> = (0..dim)
+        .flat_map(|i| (0..rank).map(move |j| (i, j)))
+        .map(|(i, j)| vectors[i * dim + j])
+        .collect();
+    (Dataset::new(rows, dim, values).expect("data"), top)
+}
+
+#[test]
+fn linear_autoencoder_finds_the_pca_subspace() {
+    let (dim, rank) = (20, 3);
+    let (data, pca) = low_rank_data(400, dim, rank, 9);
+    let mut spec = ModelSpec::mirrored(&[dim, rank]);
+    spec.activation = Activation::Identity;
+    spec.code_activation = Activation::Identity;
+    spec.output_activation = Activation::Identity;
+    spec.loss = Loss::Mse;
+    let config = TrainConfig {
+        seed: 1,
+        ..TrainConfig::new(40, 1e-2)
+    };
+    let mut trainer = Trainer::new(&spec, &config, &data, &Device::Cpu, None).expect("trainer");
+    let loss = trainer.train_steps(3000, true).expect("train").expect("loss");
+    let params = trainer.parameters().expect("params");
+    // The decoder's columns span the reconstructions' subspace: [dim, rank] row-major.
+    let w: Vec<f64> = params
+        .get("decoder.0.weight")
+        .expect("decoder weight")
+        .iter()
+        .map(|&x| f64::from(x))
+        .collect();
+    let learned = common::orthonormal_columns(&w, dim, rank);
+    let truth = common::orthonormal_columns(&pca, dim, rank);
+    let angle = common::largest_principal_angle(&learned, &truth);
+    eprintln!("linear AE: final loss {loss:.5}, largest principal angle to PCA {angle:.4} rad");
+    assert!(angle < 0.05, "largest principal angle {angle} rad ≥ 0.05");
+    // A random 3-D subspace is far from the PCA one: the check has teeth.
+    let random_basis = common::orthonormal_columns(
+        &random(dim * rank, -1.0, 1.0, 77).into_iter().map(f64::from).collect::<Vec<_>>(),
+        dim,
+        rank,
+    );
+    assert!(common::largest_principal_angle(&random_basis, &truth) > 0.5);
+}

@@ -92,7 +92,12 @@ impl Sequence {
             // Counter word 3 takes the high bits so sequences longer than 2^34 words stay distinct.
             let blk = self.next / 4;
             self.buffer = philox4x32(
-                [blk as u32, self.step, self.stream as u32, (blk >> 32) as u32],
+                [
+                    blk as u32,
+                    self.step,
+                    self.stream as u32,
+                    (blk >> 32) as u32,
+                ],
                 [self.seed as u32, (self.seed >> 32) as u32],
             );
         }

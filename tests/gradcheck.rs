@@ -5,7 +5,7 @@
 mod common;
 
 use hourglass::cpu::CpuExecutor;
-use hourglass::graph::{TrainingGraph, build_training_graph, StepParams};
+use hourglass::graph::{StepParams, TrainingGraph, build_training_graph};
 use hourglass::model::{Activation, Loss, ModelSpec};
 use hourglass::optim::OptimizerConfig;
 

@@ -176,14 +176,28 @@ fn activations_forward_and_backward_match_cpu() {
             let x = g.matrix("x", 1, len);
             let y = g.matrix("y", 1, len);
             g.push(Op::Activation { x, y, act });
-            compare(&format!("{act:?} forward, {len}"), g, |_| (-20.0, 20.0), &[], step(), FORWARD_TOL);
+            compare(
+                &format!("{act:?} forward, {len}"),
+                g,
+                |_| (-20.0, 20.0),
+                &[],
+                step(),
+                FORWARD_TOL,
+            );
 
             let mut g = Graph::default();
             let dy = g.matrix("dy", 1, len);
             let y = g.matrix("y", 1, len);
             let dx = g.matrix("dx", 1, len);
             g.push(Op::ActivationGrad { dy, y, dx, act });
-            compare(&format!("{act:?} backward, {len}"), g, sym, &[], step(), GRAD_TOL);
+            compare(
+                &format!("{act:?} backward, {len}"),
+                g,
+                sym,
+                &[],
+                step(),
+                GRAD_TOL,
+            );
         }
     }
 }
@@ -196,7 +210,14 @@ fn column_sum_matches_cpu() {
             let x = g.matrix("x", rows, cols);
             let out = g.matrix("out", 1, cols);
             g.push(Op::ColumnSum { x, out, accumulate });
-            compare(&format!("colsum {rows}x{cols}"), g, sym, &[], step(), GRAD_TOL);
+            compare(
+                &format!("colsum {rows}x{cols}"),
+                g,
+                sym,
+                &[],
+                step(),
+                GRAD_TOL,
+            );
         }
     }
 }
@@ -226,7 +247,14 @@ fn reconstruction_losses_match_cpu() {
                 "logits" => (-30.0, 30.0),
                 _ => (0.0, 1.0),
             };
-            compare(&format!("{loss:?}/{output:?} {rows}x{cols}"), g, range, &[], step(), FORWARD_TOL);
+            compare(
+                &format!("{loss:?}/{output:?} {rows}x{cols}"),
+                g,
+                range,
+                &[],
+                step(),
+                FORWARD_TOL,
+            );
         }
     }
 }
@@ -251,8 +279,21 @@ fn optimizers_match_cpu() {
                 weight_decay: 0.1,
                 decoupled,
             });
-            let range = |d: &BufferDesc| if d.name == "v" { (0.0, 1.0) } else { (-1.0, 1.0) };
-            compare(&format!("adam {len} decoupled={decoupled}"), g, range, &[], step(), GRAD_TOL);
+            let range = |d: &BufferDesc| {
+                if d.name == "v" {
+                    (0.0, 1.0)
+                } else {
+                    (-1.0, 1.0)
+                }
+            };
+            compare(
+                &format!("adam {len} decoupled={decoupled}"),
+                g,
+                range,
+                &[],
+                step(),
+                GRAD_TOL,
+            );
         }
         let mut g = Graph::default();
         let params = g.matrix("params", 1, len);

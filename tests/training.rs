@@ -12,8 +12,12 @@ use hourglass::train::{Device, TrainConfig, Trainer};
 
 fn agreement(spec: &ModelSpec, config: &TrainConfig, steps: u64) -> f64 {
     let Some(ctx) = gpu() else { return 0.0 };
-    let data = Dataset::new(70, spec.input_dim(), random(70 * spec.input_dim(), 0.0, 1.0, 3))
-        .expect("data");
+    let data = Dataset::new(
+        70,
+        spec.input_dim(),
+        random(70 * spec.input_dim(), 0.0, 1.0, 3),
+    )
+    .expect("data");
     let mut cpu = Trainer::new(spec, config, &data, &Device::Cpu, None).expect("cpu trainer");
     let mut gpu = Trainer::new(spec, config, &data, &Device::Gpu(ctx), None).expect("gpu trainer");
     let lc = cpu.train_steps(steps, true).expect("cpu").expect("loss");
@@ -23,7 +27,10 @@ fn agreement(spec: &ModelSpec, config: &TrainConfig, steps: u64) -> f64 {
     let mut worst = 0.0f64;
     for t in pc.layout.tensors() {
         worst = worst.max(assert_close(
-            &format!("{:?} after {steps} steps: {}", config.optimizer.kind, t.name),
+            &format!(
+                "{:?} after {steps} steps: {}",
+                config.optimizer.kind, t.name
+            ),
             pg.tensor(t),
             pc.tensor(t),
             1e-4,
@@ -90,7 +97,12 @@ fn low_rank_data(rows: usize, dim: usize, rank: usize, seed: u64) -> (Dataset, V
     }
     // The top-`rank` principal directions of the centred data, by eigen-decomposition.
     let mean: Vec<f64> = (0..dim)
-        .map(|j| (0..rows).map(|i| f64::from(values[i * dim + j])).sum::<f64>() / rows as f64)
+        .map(|j| {
+            (0..rows)
+                .map(|i| f64::from(values[i * dim + j]))
+                .sum::<f64>()
+                / rows as f64
+        })
         .collect();
     let mut cov = vec![0.0; dim * dim];
     for i in 0..rows {
@@ -123,7 +135,10 @@ fn linear_autoencoder_finds_the_pca_subspace() {
         ..TrainConfig::new(40, 1e-2)
     };
     let mut trainer = Trainer::new(&spec, &config, &data, &Device::Cpu, None).expect("trainer");
-    let loss = trainer.train_steps(3000, true).expect("train").expect("loss");
+    let loss = trainer
+        .train_steps(3000, true)
+        .expect("train")
+        .expect("loss");
     let params = trainer.parameters().expect("params");
     // The decoder's columns span the reconstructions' subspace: [dim, rank] row-major.
     let w: Vec<f64> = params
@@ -139,7 +154,10 @@ fn linear_autoencoder_finds_the_pca_subspace() {
     assert!(angle < 0.05, "largest principal angle {angle} rad ≥ 0.05");
     // A random 3-D subspace is far from the PCA one: the check has teeth.
     let random_basis = common::orthonormal_columns(
-        &random(dim * rank, -1.0, 1.0, 77).into_iter().map(f64::from).collect::<Vec<_>>(),
+        &random(dim * rank, -1.0, 1.0, 77)
+            .into_iter()
+            .map(f64::from)
+            .collect::<Vec<_>>(),
         dim,
         rank,
     );

@@ -159,7 +159,12 @@ impl<T: Real> CpuExecutor<T> {
             }
             Op::ColumnSum { x, out, accumulate } => {
                 let mut o = self.take(out.buf);
-                kernels::column_sum(self.view(x), x.cols, &mut o[out.offset..out.end()], accumulate);
+                kernels::column_sum(
+                    self.view(x),
+                    x.cols,
+                    &mut o[out.offset..out.end()],
+                    accumulate,
+                );
                 self.put(out.buf, o);
             }
             Op::ReconstructionLoss {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
-use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Constants, Kernel, Slot};
+use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
 
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
 const STEP_SLOT: u64 = 256;
@@ -114,13 +114,13 @@ impl GpuExecutor {
             let uniforms: Vec<Option<wgpu::Buffer>> = resources
                 .iter()
                 .map(|r| match r {
-                    Resource::Uniform(bytes) => {
-                        Some(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    Resource::Uniform(bytes) => Some(device.create_buffer_init(
+                        &wgpu::util::BufferInitDescriptor {
                             label: Some("dims"),
                             contents: bytes,
                             usage: wgpu::BufferUsages::UNIFORM,
-                        }))
-                    }
+                        },
+                    )),
                     _ => None,
                 })
                 .collect();
@@ -140,9 +140,7 @@ impl GpuExecutor {
                         Resource::Step => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: &exec.step_ring,
                             offset: 0,
-                            size: wgpu::BufferSize::new(
-                                std::mem::size_of::<StepParams>() as u64
-                            ),
+                            size: wgpu::BufferSize::new(std::mem::size_of::<StepParams>() as u64),
                         }),
                     },
                 })
@@ -211,7 +209,9 @@ impl GpuExecutor {
         let mut encoder = self
             .ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("steps") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("steps"),
+            });
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("steps"),
@@ -249,7 +249,9 @@ impl GpuExecutor {
         let mut encoder = self
             .ctx
             .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("read") });
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read"),
+            });
         self.copy_to_staging(&mut encoder, t.buf);
         self.ctx.queue.submit([encoder.finish()]);
         self.map_staging(t)

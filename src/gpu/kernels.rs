@@ -140,7 +140,11 @@ impl KernelCache {
     }
 
     /// The bind group layout of `kernel`.
-    pub fn bind_group_layout(&self, device: &wgpu::Device, kernel: Kernel) -> wgpu::BindGroupLayout {
+    pub fn bind_group_layout(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+    ) -> wgpu::BindGroupLayout {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         Self::layouts(&mut c, device, kernel).0.clone()
     }
@@ -188,8 +192,8 @@ impl KernelCache {
         }
         let layout = Self::layouts(&mut c, device, kernel).1.clone();
         let module = &c.modules[&kernel];
-        let pipeline = Arc::new(device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
+        let pipeline = Arc::new(
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry()),
                 layout: Some(&layout),
                 module,
@@ -200,8 +204,8 @@ impl KernelCache {
                     zero_initialize_workgroup_memory: false,
                 },
                 cache: None,
-            },
-        ));
+            }),
+        );
         c.pipelines.insert(key, pipeline.clone());
         pipeline
     }

@@ -143,7 +143,11 @@ pub fn build_training_graph(
         });
         if k > 0 {
             let prev = &layout.layers[k - 1];
-            let dprev = g.matrix(format!("{}.out.grad", prev.layer.name), batch, prev.layer.outputs);
+            let dprev = g.matrix(
+                format!("{}.out.grad", prev.layer.name),
+                batch,
+                prev.layer.outputs,
+            );
             g.push(Op::Matmul {
                 a: dz,
                 b: arena_view(params, &l.weight),

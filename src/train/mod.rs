@@ -169,9 +169,13 @@ impl Trainer {
                 .min((epoch + 1) * spe)
                 .min(self.step + MAX_STEPS_PER_SUBMIT as u64);
             self.load_order(epoch);
-            let steps: Vec<StepParams> = (self.step..chunk_end).map(|s| self.step_params(s)).collect();
+            let steps: Vec<StepParams> = (self.step..chunk_end)
+                .map(|s| self.step_params(s))
+                .collect();
             if report && chunk_end == end {
-                let rows = self.backend.run_and_read(ops.clone(), &steps, self.tg.row_loss)?;
+                let rows = self
+                    .backend
+                    .run_and_read(ops.clone(), &steps, self.tg.row_loss)?;
                 let total: f64 = rows.iter().map(|&x| f64::from(x)).sum();
                 let mean = total / self.config.batch_size as f64;
                 if !mean.is_finite() {

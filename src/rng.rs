@@ -62,6 +62,25 @@ pub fn unit_open_f32(word: u32) -> f32 {
     ((word >> 8) + 1) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// A standard normal draw from two words by Box–Muller (the cosine half), in f32 as the WGSL
+/// twin computes it.
+pub fn gaussian_f32(w0: u32, w1: u32) -> f32 {
+    let u1 = unit_open_f32(w0);
+    let u2 = unit_f32(w1);
+    (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+}
+
+/// The block a kernel draws for element `index` at 1-based `step`, keyed by the step's seed words.
+pub fn element_block(
+    seed_lo: u32,
+    seed_hi: u32,
+    stream: Stream,
+    step: u32,
+    index: u32,
+) -> [u32; 4] {
+    philox4x32([index, step, stream as u32, 0], [seed_lo, seed_hi])
+}
+
 /// A seeded sequential source for host-side work (initialisation, shuffles): the `i`-th call
 /// returns word `i % 4` of block `i / 4`, so the sequence is reproducible from (seed, stream, step).
 #[derive(Clone, Debug)]

@@ -20,8 +20,16 @@ fn agreement(spec: &ModelSpec, config: &TrainConfig, steps: u64) -> f64 {
     .expect("data");
     let mut cpu = Trainer::new(spec, config, &data, &Device::Cpu, None).expect("cpu trainer");
     let mut gpu = Trainer::new(spec, config, &data, &Device::Gpu(ctx), None).expect("gpu trainer");
-    let lc = cpu.train_steps(steps, true).expect("cpu").expect("loss");
-    let lg = gpu.train_steps(steps, true).expect("gpu").expect("loss");
+    let lc = cpu
+        .train_steps(steps, true)
+        .expect("cpu")
+        .expect("loss")
+        .total();
+    let lg = gpu
+        .train_steps(steps, true)
+        .expect("gpu")
+        .expect("loss")
+        .total();
     let pc = cpu.parameters().expect("cpu params");
     let pg = gpu.parameters().expect("gpu params");
     let mut worst = 0.0f64;

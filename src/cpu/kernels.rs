@@ -99,6 +99,8 @@ pub enum CpuEpilogue<'a, T> {
     ActGrad(&'a [T], Activation),
     /// Add the product to `c`.
     Accumulate,
+    /// Add the product to `c`, then multiply by `act'(y[row, col])`.
+    AccumulateActGrad(&'a [T], Activation),
 }
 
 /// `c[M×N] = op(a) · op(b)` then the epilogue; `a` is stored `a_rows × a_cols`, likewise `b`.
@@ -120,7 +122,7 @@ pub fn matmul<T: Real>(
     let (m, n) = (a.nrows(), b.ncols());
     let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("graph validated the view");
     let beta = match epilogue {
-        CpuEpilogue::Accumulate => T::one(),
+        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..) => T::one(),
         _ => T::zero(),
     };
     general_mat_mul(T::one(), &a, &b, beta, &mut cv);
@@ -133,7 +135,7 @@ pub fn matmul<T: Real>(
                 }
             }
         }
-        CpuEpilogue::ActGrad(y, act) => {
+        CpuEpilogue::ActGrad(y, act) | CpuEpilogue::AccumulateActGrad(y, act) => {
             for (v, &yv) in c.iter_mut().zip(y) {
                 *v = *v * activation_grad_from_output(act, yv);
             }
@@ -187,7 +189,8 @@ pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, 
     }
 }
 
-/// Per-row loss sums and the batch-averaged gradient with respect to the logits.
+/// Per-row loss sums and the row-averaged gradient with respect to the logits; logits row `r`
+/// is compared with target row `r % target_rows`.
 pub fn reconstruction_loss<T: Real>(
     loss: Loss,
     output: Activation,
@@ -198,14 +201,16 @@ pub fn reconstruction_loss<T: Real>(
     row_loss: &mut [T],
 ) {
     let rows = row_loss.len();
+    let target_rows = target.len() / cols;
     let inv_batch = T::one() / T::of(rows as f64);
     for r in 0..rows {
         let span = r * cols..(r + 1) * cols;
+        let t = (r % target_rows) * cols;
         let mut sum = T::zero();
         for ((g, &z), &x) in grad[span.clone()]
             .iter_mut()
             .zip(&logits[span.clone()])
-            .zip(&target[span])
+            .zip(&target[t..t + cols])
         {
             let (l, d) = loss_element(loss, output, z, x);
             sum = sum + l;

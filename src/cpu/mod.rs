@@ -1,6 +1,7 @@
 //! The CPU reference executor: runs a [`Graph`] op by op with the twins in [`kernels`].
 
 pub mod kernels;
+pub mod regularizers;
 
 use std::ops::Range;
 
@@ -129,6 +130,9 @@ impl<T: Real> CpuExecutor<T> {
                     Epilogue::Accumulate => CpuEpilogue::Accumulate,
                     Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.view(bias), act),
                     Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.view(y), act),
+                    Epilogue::AccumulateActGrad { y, act } => {
+                        CpuEpilogue::AccumulateActGrad(self.view(y), act)
+                    }
                 };
                 kernels::matmul(
                     self.view(a),
@@ -188,6 +192,178 @@ impl<T: Real> CpuExecutor<T> {
                 );
                 self.put(grad.buf, g);
                 self.put(row_loss.buf, l);
+            }
+            Op::Corrupt { x, out, noise } => {
+                let mut o = self.take(out.buf);
+                regularizers::corrupt(noise, s, self.view(x), &mut o[out.offset..out.end()]);
+                self.put(out.buf, o);
+            }
+            Op::Directions { out, batch, exact } => {
+                let mut o = self.take(out.buf);
+                regularizers::directions(s, out.cols, batch, exact, &mut o[out.offset..out.end()]);
+                self.put(out.buf, o);
+            }
+            Op::TangentScale { r, y, act, out } => {
+                let mut o = self.take(out.buf);
+                regularizers::tangent_scale(
+                    act,
+                    self.view(r),
+                    self.view(y),
+                    r.cols,
+                    &mut o[out.offset..out.end()],
+                );
+                self.put(out.buf, o);
+            }
+            Op::Curvature { qa, r, y, act, out } => {
+                let mut o = self.take(out.buf);
+                regularizers::curvature(
+                    act,
+                    self.view(qa),
+                    self.view(r),
+                    self.view(y),
+                    &mut o[out.offset..out.end()],
+                );
+                self.put(out.buf, o);
+            }
+            Op::JacobianNorm {
+                r,
+                rows,
+                grad,
+                scale,
+            } => {
+                let (mut ro, mut g) = (self.take(rows.buf), self.take(grad.buf));
+                regularizers::jacobian_norm(
+                    scale,
+                    self.view(r),
+                    r.cols,
+                    &mut ro[rows.offset..rows.end()],
+                    &mut g[grad.offset..grad.end()],
+                );
+                self.put(rows.buf, ro);
+                self.put(grad.buf, g);
+            }
+            Op::ContractiveClosedForm {
+                h,
+                w,
+                rows,
+                dz,
+                dw,
+                scratch,
+                lambda,
+            } => {
+                let (mut ro, mut dzb, mut dwb, mut sc) = (
+                    self.take(rows.buf),
+                    self.take(dz.buf),
+                    self.take(dw.buf),
+                    self.take(scratch.buf),
+                );
+                regularizers::contractive_closed_form(
+                    lambda,
+                    self.view(h),
+                    self.view(w),
+                    w.cols,
+                    &mut ro[rows.offset..rows.end()],
+                    &mut dzb[dz.offset..dz.end()],
+                    &mut dwb[dw.offset..dw.end()],
+                    &mut sc[scratch.offset..scratch.end()],
+                );
+                self.put(rows.buf, ro);
+                self.put(dz.buf, dzb);
+                self.put(dw.buf, dwb);
+                self.put(scratch.buf, sc);
+            }
+            Op::SparseL1 {
+                h,
+                act,
+                rows,
+                dz,
+                lambda,
+            } => {
+                let (mut ro, mut dzb) = (self.take(rows.buf), self.take(dz.buf));
+                regularizers::sparse_l1(
+                    act,
+                    lambda,
+                    self.view(h),
+                    &mut ro[rows.offset..rows.end()],
+                    &mut dzb[dz.offset..dz.end()],
+                );
+                self.put(rows.buf, ro);
+                self.put(dz.buf, dzb);
+            }
+            Op::SparseKl {
+                h,
+                sums,
+                act,
+                terms,
+                dz,
+                lambda,
+                target,
+            } => {
+                let (mut te, mut dzb) = (self.take(terms.buf), self.take(dz.buf));
+                regularizers::sparse_kl(
+                    act,
+                    lambda,
+                    target,
+                    self.view(h),
+                    self.view(sums),
+                    &mut te[terms.offset..terms.end()],
+                    &mut dzb[dz.offset..dz.end()],
+                );
+                self.put(terms.buf, te);
+                self.put(dz.buf, dzb);
+            }
+            Op::Sample {
+                mu,
+                logvar,
+                eps,
+                z,
+                kl_rows,
+                beta,
+            } => {
+                let (mut e, mut zb, mut kl) =
+                    (self.take(eps.buf), self.take(z.buf), self.take(kl_rows.buf));
+                regularizers::sample(
+                    s,
+                    beta,
+                    self.view(mu),
+                    self.view(logvar),
+                    &mut e[eps.offset..eps.end()],
+                    &mut zb[z.offset..z.end()],
+                    &mut kl[kl_rows.offset..kl_rows.end()],
+                );
+                self.put(eps.buf, e);
+                self.put(z.buf, zb);
+                self.put(kl_rows.buf, kl);
+            }
+            Op::SampleGrad {
+                dz,
+                eps,
+                mu,
+                logvar,
+                dmu,
+                dlogvar,
+                beta,
+            } => {
+                let (mut dm, mut dl) = (self.take(dmu.buf), self.take(dlogvar.buf));
+                regularizers::sample_grad(
+                    beta,
+                    mu.rows,
+                    self.view(dz),
+                    self.view(eps),
+                    self.view(mu),
+                    self.view(logvar),
+                    &mut dm[dmu.offset..dmu.end()],
+                    &mut dl[dlogvar.offset..dlogvar.end()],
+                );
+                self.put(dmu.buf, dm);
+                self.put(dlogvar.buf, dl);
+            }
+            Op::AddInto { x, out } => {
+                let mut o = self.take(out.buf);
+                for (a, &b) in o[out.offset..out.end()].iter_mut().zip(self.view(x)) {
+                    *a = *a + b;
+                }
+                self.put(out.buf, o);
             }
             Op::Adam {
                 params,

@@ -340,6 +340,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
                 Epilogue::BiasAct { bias, act } => (1, act.code(), Some(bias)),
                 Epilogue::ActGrad { y, act } => (2, act.code(), Some(y)),
                 Epilogue::Accumulate => (3, 0, None),
+                Epilogue::AccumulateActGrad { .. } => panic!("no GPU kernel for {op:?} yet"),
             };
             let dims = u32s(&[
                 m,
@@ -486,6 +487,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             ],
             grid_1d(params.len()),
         ),
+        _ => panic!("no GPU kernel for {op:?} yet"),
     }
 }
 

@@ -1,9 +1,22 @@
-//! Compiles a model spec into graphs: the training step (gather, forward, loss, backward,
-//! update) and the forward pass alone (encode / reconstruct).
+//! Compiles a model spec into graphs: the training step (gather, corruption, forward, loss,
+//! regularizers, backward, update) and the forward pass alone (encode / decode / reconstruct).
+
+use std::collections::HashSet;
 
 use crate::graph::{DType, Epilogue, Graph, Op, Tensor};
-use crate::model::{Activation, ModelSpec, ParamLayout, ParamTensor};
+use crate::model::{Activation, LayerParams, ModelSpec, ParamLayout, ParamTensor, Role, Variant};
 use crate::optim::{OptimizerConfig, OptimizerKind};
+
+/// One named part of the loss: its value is `scale · Σ values`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossTerm {
+    /// `reconstruction`, `sparsity`, `contractive` or `kl`.
+    pub name: &'static str,
+    /// Per-example (or per-unit) contributions.
+    pub values: Tensor,
+    /// Factor that turns their sum into the batch-mean term.
+    pub scale: f64,
+}
 
 /// A training graph and the buffers a trainer needs to find in it.
 #[derive(Clone, Debug)]
@@ -12,22 +25,26 @@ pub struct TrainingGraph {
     pub graph: Graph,
     /// Where each parameter sits in the arena.
     pub layout: ParamLayout,
-    /// `[N, D]` resident training set.
+    /// `[N, D]` resident data set.
     pub data: Tensor,
     /// `[1, N]` row order of the current epoch (u32).
     pub order: Tensor,
-    /// `[B, D]` current mini-batch.
+    /// `[B, D]` current mini-batch (clean).
     pub batch: Tensor,
+    /// `[B, D]` what the encoder sees: the corrupted batch for a denoising model.
+    pub input: Tensor,
     /// Parameter arena.
     pub params: Tensor,
     /// Gradient arena, same layout.
     pub grads: Tensor,
     /// Optimizer state arenas (Adam m and v, or SGD velocity), same layout.
     pub optimizer_state: Vec<Tensor>,
-    /// `[B, w]` output of each layer; the last are the output logits.
+    /// Output of each layer of `layout.layers`; the decoder's last are the output logits.
     pub activations: Vec<Tensor>,
-    /// `[1, B]` per-row loss sums of the last step.
-    pub row_loss: Tensor,
+    /// `[B, c]` the code (μ for a VAE).
+    pub code: Tensor,
+    /// The loss, term by term; the first is the reconstruction.
+    pub terms: Vec<LossTerm>,
 }
 
 /// A view of one parameter tensor inside an arena buffer, as a matrix (`[1, n]` for biases).
@@ -45,41 +62,266 @@ pub fn arena_view(arena: Tensor, p: &ParamTensor) -> Tensor {
     }
 }
 
-/// Appends `y = act(x·Wᵀ + b)` for every layer and returns each layer's output. The last layer
-/// uses `last_act`: identity when the loss applies the output activation itself.
-fn forward(
+/// Appends `y = act(x·Wᵀ + b)` for one layer, with `act` overriding the layer's own.
+fn linear(g: &mut Graph, params: Tensor, l: &LayerParams, x: Tensor, act: Activation) -> Tensor {
+    let y = g.matrix(format!("{}.out", l.layer.name), x.rows, l.layer.outputs);
+    g.push(Op::Matmul {
+        a: x,
+        b: arena_view(params, &l.weight),
+        c: y,
+        trans_a: false,
+        trans_b: !l.transposed,
+        epilogue: Epilogue::BiasAct {
+            bias: arena_view(params, &l.bias),
+            act,
+        },
+    });
+    y
+}
+
+/// Appends a chain of layers; the last uses `last_act`.
+fn chain(
     g: &mut Graph,
-    layout: &ParamLayout,
     params: Tensor,
+    layers: &[&LayerParams],
     input: Tensor,
     last_act: Activation,
 ) -> Vec<Tensor> {
-    let batch = input.rows;
     let mut x = input;
     let mut outs = Vec::new();
-    let n = layout.layers.len();
-    for (k, l) in layout.layers.iter().enumerate() {
-        let y = g.matrix(format!("{}.out", l.layer.name), batch, l.layer.outputs);
-        let act = if k + 1 == n {
+    for (k, l) in layers.iter().enumerate() {
+        let act = if k + 1 == layers.len() {
             last_act
         } else {
             l.layer.activation
         };
-        g.push(Op::Matmul {
-            a: x,
-            b: arena_view(params, &l.weight),
-            c: y,
-            trans_a: false,
-            trans_b: true,
-            epilogue: Epilogue::BiasAct {
-                bias: arena_view(params, &l.bias),
-                act,
-            },
-        });
-        outs.push(y);
-        x = y;
+        x = linear(g, params, l, x, act);
+        outs.push(x);
     }
     outs
+}
+
+fn layers_with(layout: &ParamLayout, role: Role) -> Vec<&LayerParams> {
+    layout
+        .layers
+        .iter()
+        .filter(|l| l.layer.role == role)
+        .collect()
+}
+
+/// Emits weight gradients so that the first op to touch a weight's gradient overwrites it
+/// and later ones (tied weights, the contractive penalty) add to it.
+struct GradWriter {
+    grads: Tensor,
+    written: HashSet<usize>,
+}
+
+impl GradWriter {
+    fn claim(&mut self, p: &ParamTensor) -> Tensor {
+        self.written.insert(p.offset);
+        arena_view(self.grads, p)
+    }
+
+    fn epilogue(&mut self, p: &ParamTensor) -> Epilogue {
+        if self.written.insert(p.offset) {
+            Epilogue::Store
+        } else {
+            Epilogue::Accumulate
+        }
+    }
+
+    /// dW (+)= dzᵀ·x for an own weight, or xᵀ·dz into the encoder weight a tied layer uses.
+    fn weight(&mut self, g: &mut Graph, l: &LayerParams, dz: Tensor, x: Tensor) {
+        let epilogue = self.epilogue(&l.weight);
+        let c = arena_view(self.grads, &l.weight);
+        let (a, b) = if l.transposed { (x, dz) } else { (dz, x) };
+        g.push(Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a: true,
+            trans_b: false,
+            epilogue,
+        });
+    }
+
+    fn bias(&mut self, g: &mut Graph, l: &LayerParams, dz: Tensor) {
+        let out = self.claim(&l.bias);
+        g.push(Op::ColumnSum {
+            x: dz,
+            out,
+            accumulate: false,
+        });
+    }
+}
+
+/// `dx = dz · W` (the layer's input gradient) with `epilogue`.
+fn input_grad(
+    g: &mut Graph,
+    params: Tensor,
+    l: &LayerParams,
+    dz: Tensor,
+    out: Tensor,
+    epilogue: Epilogue,
+) {
+    g.push(Op::Matmul {
+        a: dz,
+        b: arena_view(params, &l.weight),
+        c: out,
+        trans_a: false,
+        trans_b: l.transposed,
+        epilogue,
+    });
+}
+
+/// An op that adds a penalty's gradient to a layer's pre-activation gradient, built once that
+/// gradient's buffer exists.
+type Extra = Box<dyn FnOnce(Tensor) -> Op>;
+
+/// Backward through `layers` (in forward order, with their inputs and outputs), from the
+/// pre-activation gradient `dz` of the last one. `extras[k]` add to layer k's pre-activation
+/// gradient before it is used. With `input_grad_to`, the first layer's input gradient is
+/// written there with the given epilogue.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    g: &mut Graph,
+    params: Tensor,
+    w: &mut GradWriter,
+    layers: &[&LayerParams],
+    inputs: &[Tensor],
+    outputs: &[Tensor],
+    mut dz: Tensor,
+    extras: &mut [Vec<Extra>],
+    input_grad_to: Option<(Tensor, Epilogue)>,
+) {
+    for k in (0..layers.len()).rev() {
+        for extra in extras[k].drain(..) {
+            g.push(extra(dz));
+        }
+        let l = layers[k];
+        w.weight(g, l, dz, inputs[k]);
+        w.bias(g, l, dz);
+        if k > 0 {
+            let prev = layers[k - 1];
+            let dprev = g.matrix(
+                format!("{}.out.grad", prev.layer.name),
+                dz.rows,
+                prev.layer.outputs,
+            );
+            input_grad(
+                g,
+                params,
+                l,
+                dz,
+                dprev,
+                Epilogue::ActGrad {
+                    y: outputs[k - 1],
+                    act: prev.layer.activation,
+                },
+            );
+            dz = dprev;
+        } else if let Some((out, epilogue)) = input_grad_to {
+            input_grad(g, params, l, dz, out, epilogue);
+        }
+    }
+}
+
+/// The penalty ops of the contractive variant, general form: uᵀJ for K directions u per example,
+/// pulled back from the code to the input, then pushed forward again to collect the gradient.
+/// Returns the per-layer terms to add to each encoder layer's pre-activation gradient and the
+/// penalty rows. See `shaders/jacobian.wgsl` for the derivation.
+#[allow(clippy::too_many_arguments)]
+fn contractive_general(
+    g: &mut Graph,
+    params: Tensor,
+    w: &mut GradWriter,
+    enc: &[&LayerParams],
+    x: Tensor,
+    h: &[Tensor],
+    lambda: f32,
+    projections: Option<u32>,
+) -> (Vec<Tensor>, Tensor) {
+    let batch = x.rows;
+    let code = enc.last().expect("an encoder has layers").layer.outputs;
+    let k = projections.map_or(code, |p| p as usize);
+    let kb = k * batch;
+    let u = g.matrix("jacobian.directions", kb, code);
+    g.push(Op::Directions {
+        out: u,
+        batch,
+        exact: projections.is_none(),
+    });
+    // Pull back: r_L = u, ra_l = r_l ⊙ act'(h_l), r_{l-1} = ra_l · W_l.
+    let n = enc.len();
+    let mut r = vec![u; n + 1];
+    let mut ra = vec![u; n + 1];
+    for l in (1..=n).rev() {
+        let layer = enc[l - 1];
+        ra[l] = g.matrix(format!("jacobian.ra{l}"), kb, layer.layer.outputs);
+        g.push(Op::TangentScale {
+            r: r[l],
+            y: h[l - 1],
+            act: layer.layer.activation,
+            out: ra[l],
+        });
+        r[l - 1] = g.matrix(format!("jacobian.r{}", l - 1), kb, layer.layer.inputs);
+        input_grad(g, params, layer, ra[l], r[l - 1], Epilogue::Store);
+    }
+    let rows = g.matrix("contractive.rows", 1, batch);
+    let mut q = g.matrix("jacobian.q0", kb, x.cols);
+    let scale = match projections {
+        Some(p) => lambda / p as f32,
+        None => lambda,
+    };
+    g.push(Op::JacobianNorm {
+        r: r[0],
+        rows,
+        grad: q,
+        scale,
+    });
+    // Push forward: qa_l = q_{l-1} · W_lᵀ, dW_l += ra_lᵀ · q_{l-1},
+    // e_l = Σ_k qa_l ⊙ r_l ⊙ act''(h_l), q_l = qa_l ⊙ act'(h_l).
+    let mut extras = Vec::new();
+    for l in 1..=n {
+        let layer = enc[l - 1];
+        let qa = g.matrix(format!("jacobian.qa{l}"), kb, layer.layer.outputs);
+        g.push(Op::Matmul {
+            a: q,
+            b: arena_view(params, &layer.weight),
+            c: qa,
+            trans_a: false,
+            trans_b: true,
+            epilogue: Epilogue::Store,
+        });
+        let epilogue = w.epilogue(&layer.weight);
+        g.push(Op::Matmul {
+            a: ra[l],
+            b: q,
+            c: arena_view(w.grads, &layer.weight),
+            trans_a: true,
+            trans_b: false,
+            epilogue,
+        });
+        let e = g.matrix(format!("jacobian.e{l}"), batch, layer.layer.outputs);
+        g.push(Op::Curvature {
+            qa,
+            r: r[l],
+            y: h[l - 1],
+            act: layer.layer.activation,
+            out: e,
+        });
+        extras.push(e);
+        if l < n {
+            q = g.matrix(format!("jacobian.q{l}"), kb, layer.layer.outputs);
+            g.push(Op::TangentScale {
+                r: qa,
+                y: h[l - 1],
+                act: layer.layer.activation,
+                out: q,
+            });
+        }
+    }
+    (extras, rows)
 }
 
 /// The training step of `spec` at batch size `batch` over a resident set of `rows` rows.
@@ -102,17 +344,76 @@ pub fn build_training_graph(
     };
     let params = g.matrix("params", 1, layout.len);
     let grads = g.matrix("grads", 1, layout.len);
+    let mut w = GradWriter {
+        grads,
+        written: HashSet::new(),
+    };
     let x = g.matrix("batch", batch, d);
     g.push(Op::Gather {
         data,
         order,
         out: x,
     });
+    let input = match spec.variant {
+        Variant::Denoising { noise } => {
+            let noisy = g.matrix("batch.corrupted", batch, d);
+            g.push(Op::Corrupt {
+                x,
+                out: noisy,
+                noise,
+            });
+            noisy
+        }
+        _ => x,
+    };
 
-    let acts = forward(&mut g, &layout, params, x, Activation::Identity);
-    let logits = *acts.last().expect("a validated spec has layers");
-    let row_loss = g.matrix("row_loss", 1, batch);
-    let dlogits = g.matrix("logits.grad", batch, d);
+    // Forward through the encoder (a VAE's trunk).
+    let enc = layers_with(&layout, Role::Encoder);
+    let dec = layers_with(&layout, Role::Decoder);
+    let enc_last_act = enc
+        .last()
+        .map_or(Activation::Identity, |l| l.layer.activation);
+    let h = chain(&mut g, params, &enc, input, enc_last_act);
+    let trunk_out = h.last().copied().unwrap_or(input);
+    let mut activations = h.clone();
+    let mut terms = Vec::new();
+
+    // The code, or a VAE's heads and sampler.
+    let (code, decoder_input, vae) = match spec.variant {
+        Variant::Vae { beta, samples } => {
+            let mu_l = layers_with(&layout, Role::Mu)[0];
+            let lv_l = layers_with(&layout, Role::LogVar)[0];
+            let mu = linear(&mut g, params, mu_l, trunk_out, Activation::Identity);
+            let logvar = linear(&mut g, params, lv_l, trunk_out, Activation::Identity);
+            activations.extend([mu, logvar]);
+            let r = samples as usize * batch;
+            let eps = g.matrix("vae.eps", r, mu.cols);
+            let z = g.matrix("vae.z", r, mu.cols);
+            let kl_rows = g.matrix("kl.rows", 1, batch);
+            g.push(Op::Sample {
+                mu,
+                logvar,
+                eps,
+                z,
+                kl_rows,
+                beta,
+            });
+            terms.push(LossTerm {
+                name: "kl",
+                values: kl_rows,
+                scale: 1.0 / batch as f64,
+            });
+            (mu, z, Some((mu_l, lv_l, mu, logvar, eps, z, beta)))
+        }
+        _ => (trunk_out, trunk_out, None),
+    };
+
+    // Decoder and loss; the output activation is fused into the loss.
+    let dec_out = chain(&mut g, params, &dec, decoder_input, Activation::Identity);
+    activations.extend(&dec_out);
+    let logits = *dec_out.last().expect("a validated spec has a decoder");
+    let row_loss = g.matrix("reconstruction.rows", 1, logits.rows);
+    let dlogits = g.matrix("logits.grad", logits.rows, d);
     g.push(Op::ReconstructionLoss {
         logits,
         target: x,
@@ -121,46 +422,196 @@ pub fn build_training_graph(
         loss: spec.loss,
         output: spec.output_activation,
     });
+    terms.insert(
+        0,
+        LossTerm {
+            name: "reconstruction",
+            values: row_loss,
+            scale: 1.0 / logits.rows as f64,
+        },
+    );
 
-    // Backward: layer k receives dz_k = dL/d(pre-activation of its output) and produces dW_k,
-    // db_k and, fused with the previous layer's activation derivative, dz_{k-1}.
-    let mut dz = dlogits;
-    for k in (0..layout.layers.len()).rev() {
-        let l = &layout.layers[k];
-        let input = if k == 0 { x } else { acts[k - 1] };
-        g.push(Op::Matmul {
-            a: dz,
-            b: input,
-            c: arena_view(grads, &l.weight),
-            trans_a: true,
-            trans_b: false,
-            epilogue: Epilogue::Store,
-        });
-        g.push(Op::ColumnSum {
-            x: dz,
-            out: arena_view(grads, &l.bias),
-            accumulate: false,
-        });
-        if k > 0 {
-            let prev = &layout.layers[k - 1];
-            let dprev = g.matrix(
-                format!("{}.out.grad", prev.layer.name),
-                batch,
-                prev.layer.outputs,
-            );
-            g.push(Op::Matmul {
-                a: dz,
-                b: arena_view(params, &l.weight),
-                c: dprev,
-                trans_a: false,
-                trans_b: false,
-                epilogue: Epilogue::ActGrad {
-                    y: acts[k - 1],
-                    act: prev.layer.activation,
-                },
-            });
-            dz = dprev;
+    // Penalties on the code: ops that add to the code layer's pre-activation gradient once
+    // the decoder has produced it (extras), or to lower encoder layers' (contractive).
+    let mut extras: Vec<Vec<Extra>> = (0..enc.len()).map(|_| Vec::new()).collect();
+    let code_act = spec.code_activation;
+    match spec.variant {
+        Variant::Sparse { lambda, target } => {
+            let dz_slot = enc.len() - 1;
+            match target {
+                None => {
+                    let rows = g.matrix("sparsity.rows", 1, batch);
+                    terms.push(LossTerm {
+                        name: "sparsity",
+                        values: rows,
+                        scale: 1.0 / batch as f64,
+                    });
+                    extras[dz_slot].push(Box::new(move |dz| Op::SparseL1 {
+                        h: code,
+                        act: code_act,
+                        rows,
+                        dz,
+                        lambda,
+                    }));
+                }
+                Some(rho) => {
+                    let sums = g.matrix("sparsity.mean", 1, code.cols);
+                    let unit_terms = g.matrix("sparsity.units", 1, code.cols);
+                    g.push(Op::ColumnSum {
+                        x: code,
+                        out: sums,
+                        accumulate: false,
+                    });
+                    terms.push(LossTerm {
+                        name: "sparsity",
+                        values: unit_terms,
+                        scale: 1.0,
+                    });
+                    extras[dz_slot].push(Box::new(move |dz| Op::SparseKl {
+                        h: code,
+                        sums,
+                        act: code_act,
+                        terms: unit_terms,
+                        dz,
+                        lambda,
+                        target: rho,
+                    }));
+                }
+            }
         }
+        Variant::Contractive {
+            lambda,
+            projections,
+        } => {
+            let closed_form =
+                projections.is_none() && enc.len() == 1 && code_act == Activation::Sigmoid;
+            if closed_form {
+                let rows = g.matrix("contractive.rows", 1, batch);
+                let scratch = g.matrix("contractive.scratch", 1, 2 * code.cols);
+                let dw = w.claim(&enc[0].weight);
+                let weight = arena_view(params, &enc[0].weight);
+                extras[0].push(Box::new(move |dz| Op::ContractiveClosedForm {
+                    h: code,
+                    w: weight,
+                    rows,
+                    dz,
+                    dw,
+                    scratch,
+                    lambda,
+                }));
+                terms.push(LossTerm {
+                    name: "contractive",
+                    values: rows,
+                    scale: 1.0 / batch as f64,
+                });
+            } else {
+                let (e, rows) = contractive_general(
+                    &mut g,
+                    params,
+                    &mut w,
+                    &enc,
+                    input,
+                    &h,
+                    lambda,
+                    projections,
+                );
+                for (k, e) in e.into_iter().enumerate() {
+                    extras[k].push(Box::new(move |dz| Op::AddInto { x: e, out: dz }));
+                }
+                terms.push(LossTerm {
+                    name: "contractive",
+                    values: rows,
+                    scale: 1.0 / batch as f64,
+                });
+            }
+        }
+        Variant::Plain | Variant::Denoising { .. } | Variant::Vae { .. } => {}
+    }
+
+    // Backward through the decoder. Its first layer's input gradient is the code's
+    // pre-activation gradient (through the code activation), or the gradient at z for a VAE.
+    let dcode = if vae.is_some() {
+        g.matrix("vae.z.grad", decoder_input.rows, decoder_input.cols)
+    } else {
+        g.matrix("code.grad", batch, code.cols)
+    };
+    let to_code = if vae.is_some() || enc.is_empty() {
+        Epilogue::Store
+    } else {
+        Epilogue::ActGrad {
+            y: code,
+            act: code_act,
+        }
+    };
+    let mut dec_inputs = vec![decoder_input];
+    dec_inputs.extend(&dec_out[..dec_out.len() - 1]);
+    let mut no_extras: Vec<Vec<Extra>> = (0..dec.len()).map(|_| Vec::new()).collect();
+    backward(
+        &mut g,
+        params,
+        &mut w,
+        &dec,
+        &dec_inputs,
+        &dec_out,
+        dlogits,
+        &mut no_extras,
+        (!enc.is_empty() || vae.is_some()).then_some((dcode, to_code)),
+    );
+
+    // Into the encoder: through the VAE's sampler and heads, or straight from the code.
+    let dtrunk = if let Some((mu_l, lv_l, mu, logvar, eps, _, beta)) = vae {
+        let dmu = g.matrix("fc_mu.out.grad", batch, mu.cols);
+        let dlogvar = g.matrix("fc_logvar.out.grad", batch, mu.cols);
+        g.push(Op::SampleGrad {
+            dz: dcode,
+            eps,
+            mu,
+            logvar,
+            dmu,
+            dlogvar,
+            beta,
+        });
+        w.weight(&mut g, mu_l, dmu, trunk_out);
+        w.bias(&mut g, mu_l, dmu);
+        w.weight(&mut g, lv_l, dlogvar, trunk_out);
+        w.bias(&mut g, lv_l, dlogvar);
+        enc.last().map(|last| {
+            let dt = g.matrix(
+                format!("{}.out.grad", last.layer.name),
+                batch,
+                trunk_out.cols,
+            );
+            input_grad(&mut g, params, mu_l, dmu, dt, Epilogue::Store);
+            input_grad(
+                &mut g,
+                params,
+                lv_l,
+                dlogvar,
+                dt,
+                Epilogue::AccumulateActGrad {
+                    y: trunk_out,
+                    act: last.layer.activation,
+                },
+            );
+            dt
+        })
+    } else {
+        (!enc.is_empty()).then_some(dcode)
+    };
+    if let Some(dz) = dtrunk {
+        let mut enc_inputs = vec![input];
+        enc_inputs.extend(&h[..h.len() - 1]);
+        backward(
+            &mut g,
+            params,
+            &mut w,
+            &enc,
+            &enc_inputs,
+            &h,
+            dz,
+            &mut extras,
+            None,
+        );
     }
 
     g.update_start = g.ops.len();
@@ -200,15 +651,18 @@ pub fn build_training_graph(
         data,
         order,
         batch: x,
+        input,
         params,
         grads,
         optimizer_state,
-        activations: acts,
-        row_loss,
+        activations,
+        code,
+        terms,
     }
 }
 
-/// The forward pass alone, for encoding and reconstructing.
+/// The forward pass alone, for encoding, decoding and reconstructing (no corruption; a VAE
+/// encodes to μ and decodes the code it is given).
 #[derive(Clone, Debug)]
 pub struct InferenceGraph {
     /// The ops and buffers.
@@ -217,28 +671,48 @@ pub struct InferenceGraph {
     pub layout: ParamLayout,
     /// Parameter arena.
     pub params: Tensor,
-    /// `[B, D]` input, written by the caller.
+    /// `[B, D]` input (or `[B, c]` codes for a decode-only graph), written by the caller.
     pub input: Tensor,
-    /// `[B, code]` encoder output.
+    /// `[B, c]` encoder output (μ for a VAE); equals `input` for a decode-only graph.
     pub code: Tensor,
     /// `[B, D]` reconstruction, output activation applied.
     pub output: Tensor,
 }
 
-/// The forward pass of `spec` at batch size `batch`.
-pub fn build_inference_graph(spec: &ModelSpec, batch: usize) -> InferenceGraph {
+/// The forward pass of `spec` at batch size `batch`; `decode_only` starts from codes.
+pub fn build_inference_graph(spec: &ModelSpec, batch: usize, decode_only: bool) -> InferenceGraph {
     let layout = ParamLayout::new(spec);
     let mut g = Graph::default();
     let params = g.matrix("params", 1, layout.len);
-    let input = g.matrix("input", batch, spec.input_dim());
-    let acts = forward(&mut g, &layout, params, input, spec.output_activation);
+    let enc = layers_with(&layout, Role::Encoder);
+    let dec = layers_with(&layout, Role::Decoder);
+    let (input, code) = if decode_only {
+        let z = g.matrix("input", batch, spec.code_dim());
+        (z, z)
+    } else {
+        let input = g.matrix("input", batch, spec.input_dim());
+        let act = enc
+            .last()
+            .map_or(Activation::Identity, |l| l.layer.activation);
+        let h = chain(&mut g, params, &enc, input, act);
+        let trunk = h.last().copied().unwrap_or(input);
+        let code = match spec.variant {
+            Variant::Vae { .. } => {
+                let mu_l = layers_with(&layout, Role::Mu)[0];
+                linear(&mut g, params, mu_l, trunk, Activation::Identity)
+            }
+            _ => trunk,
+        };
+        (input, code)
+    };
+    let out = chain(&mut g, params, &dec, code, spec.output_activation);
     g.update_start = g.ops.len();
     InferenceGraph {
-        code: acts[spec.encoder_layers() - 1],
-        output: *acts.last().expect("a validated spec has layers"),
+        output: *out.last().expect("a validated spec has a decoder"),
         graph: g,
         layout,
         params,
         input,
+        code,
     }
 }

@@ -6,9 +6,11 @@ pub mod build;
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::model::{Activation, Loss};
+use crate::model::{Activation, Loss, Noise};
 
-pub use build::{TrainingGraph, build_training_graph};
+pub use build::{
+    InferenceGraph, LossTerm, TrainingGraph, build_inference_graph, build_training_graph,
+};
 
 /// Index of a buffer in [`Graph::buffers`].
 pub type BufId = usize;
@@ -94,6 +96,14 @@ pub enum Epilogue {
     },
     /// `c = c + acc`: for parameters used twice (tied weights).
     Accumulate,
+    /// `c = (c + acc) · act'(y)`: the second of two products feeding one layer's input
+    /// gradient (the μ and log σ² heads of a VAE).
+    AccumulateActGrad {
+        /// `[M, N]` activation output.
+        y: Tensor,
+        /// The activation `y` came from.
+        act: Activation,
+    },
 }
 
 /// One operation of the graph. Each has a WGSL kernel and a CPU twin with the same name.
@@ -153,11 +163,12 @@ pub enum Op {
         accumulate: bool,
     },
     /// Reconstruction loss from logits with the output activation fused in: per-row loss sums
-    /// and the gradient with respect to the logits, already divided by the batch size.
+    /// and the gradient with respect to the logits, already divided by the number of rows.
     ReconstructionLoss {
-        /// `[B, D]` pre-activation outputs.
+        /// `[R, D]` pre-activation outputs.
         logits: Tensor,
-        /// `[B, D]` clean inputs.
+        /// `[B, D]` clean inputs; logits row r is compared with target row `r % B` (a VAE
+        /// decodes several samples of each input).
         target: Tensor,
         /// `[B, D]` dL/dlogits.
         grad: Tensor,
@@ -167,6 +178,156 @@ pub enum Op {
         loss: Loss,
         /// Output activation (sigmoid or identity).
         output: Activation,
+    },
+    /// Input corruption for denoising: `out = corrupt(x)`, the noise drawn from Philox keyed by
+    /// (seed, step, element index).
+    Corrupt {
+        /// Clean input.
+        x: Tensor,
+        /// Corrupted copy.
+        out: Tensor,
+        /// The corruption.
+        noise: Noise,
+    },
+    /// Direction vectors for the Jacobian penalty, `[K·B, c]`, row `k·B + b`: the code-space
+    /// basis vector e_k (exact, K = c) or N(0, 1) draws (stochastic estimate).
+    Directions {
+        /// The directions.
+        out: Tensor,
+        /// Batch size B.
+        batch: usize,
+        /// Basis vectors rather than random ones.
+        exact: bool,
+    },
+    /// `out = r · act'(y[row % B])` for a `[K·B, n]` tangent and a `[B, n]` activation output.
+    TangentScale {
+        /// Tangent rows.
+        r: Tensor,
+        /// Activation output.
+        y: Tensor,
+        /// Activation.
+        act: Activation,
+        /// Result, shaped like `r`.
+        out: Tensor,
+    },
+    /// `out[b, j] = Σ_k qa[k·B+b, j] · r[k·B+b, j] · act''(y[b, j])`: how the Jacobian penalty
+    /// depends on a layer's pre-activations through its activation derivative.
+    Curvature {
+        /// Adjoint of the scaled tangent, `[K·B, n]`.
+        qa: Tensor,
+        /// Tangent before scaling, `[K·B, n]`.
+        r: Tensor,
+        /// Activation output, `[B, n]`.
+        y: Tensor,
+        /// Activation.
+        act: Activation,
+        /// `[B, n]` result.
+        out: Tensor,
+    },
+    /// Squared norms of input-space Jacobian rows grouped per example:
+    /// `rows[b] = scale · Σ_k Σ_i r[k·B+b, i]²` and `grad = (2 · scale / B) · r`.
+    JacobianNorm {
+        /// `[K·B, d]` rows uᵀJ.
+        r: Tensor,
+        /// `[1, B]` penalty per example.
+        rows: Tensor,
+        /// `[K·B, d]` gradient of the batch-mean penalty with respect to `r`.
+        grad: Tensor,
+        /// λ / K for the stochastic estimate, λ for the exact form.
+        scale: f32,
+    },
+    /// The contractive penalty of a one-layer sigmoid encoder in closed form (Rifai et al.
+    /// 2011): P_b = λ Σ_j s_bj² ‖W_j‖² with s = h(1 − h). Writes the per-example penalty, adds
+    /// its gradient to the code's pre-activation gradient, and *writes* (not adds) its part of
+    /// the weight gradient: it runs before the layer's own weight gradient, which then adds.
+    ContractiveClosedForm {
+        /// `[B, c]` sigmoid code.
+        h: Tensor,
+        /// `[c, d]` encoder weight.
+        w: Tensor,
+        /// `[1, B]` penalty per example.
+        rows: Tensor,
+        /// `[B, c]` code pre-activation gradient, accumulated into.
+        dz: Tensor,
+        /// `[c, d]` weight gradient, overwritten.
+        dw: Tensor,
+        /// `[1, 2c]` scratch: ‖W_j‖² and Σ_b s_bj².
+        scratch: Tensor,
+        /// λ.
+        lambda: f32,
+    },
+    /// L1 sparsity: `rows[b] = λ Σ_j |h_bj|` and `dz += (λ / B) · sign(h) · act'(h)`.
+    SparseL1 {
+        /// `[B, c]` code.
+        h: Tensor,
+        /// Code activation.
+        act: Activation,
+        /// `[1, B]` penalty per example.
+        rows: Tensor,
+        /// `[B, c]` code pre-activation gradient, accumulated into.
+        dz: Tensor,
+        /// λ.
+        lambda: f32,
+    },
+    /// KL sparsity toward ρ: with ρ̂_j = sums_j / B, `terms[j] = λ KL(ρ ‖ ρ̂_j)` and
+    /// `dz += (λ / B) (−ρ/ρ̂_j + (1−ρ)/(1−ρ̂_j)) · act'(h)`.
+    SparseKl {
+        /// `[B, c]` sigmoid code.
+        h: Tensor,
+        /// `[1, c]` column sums of `h`.
+        sums: Tensor,
+        /// Code activation.
+        act: Activation,
+        /// `[1, c]` penalty per unit.
+        terms: Tensor,
+        /// `[B, c]` code pre-activation gradient, accumulated into.
+        dz: Tensor,
+        /// λ.
+        lambda: f32,
+        /// ρ.
+        target: f32,
+    },
+    /// The reparameterized sampler of a VAE: `z[s·B + b] = μ_b + exp(½ log σ²_b) · ε` with ε
+    /// drawn by Box–Muller from Philox (seed, step, element of z) and kept for the backward pass;
+    /// `kl_rows[b] = β · (−½ Σ_j (1 + log σ² − μ² − σ²))`.
+    Sample {
+        /// `[B, c]` means.
+        mu: Tensor,
+        /// `[B, c]` log variances.
+        logvar: Tensor,
+        /// `[L·B, c]` the noise drawn.
+        eps: Tensor,
+        /// `[L·B, c]` samples.
+        z: Tensor,
+        /// `[1, B]` β-weighted KL per example.
+        kl_rows: Tensor,
+        /// β.
+        beta: f32,
+    },
+    /// Backward of [`Op::Sample`] with the KL term's gradient:
+    /// `dμ = Σ_s dz + β μ / B` and `dlogvar = Σ_s dz · ε · ½σ + β ½ (σ² − 1) / B`.
+    SampleGrad {
+        /// `[L·B, c]` gradient at z.
+        dz: Tensor,
+        /// `[L·B, c]` the noise drawn in the forward pass.
+        eps: Tensor,
+        /// `[B, c]` means.
+        mu: Tensor,
+        /// `[B, c]` log variances.
+        logvar: Tensor,
+        /// `[B, c]` gradient at μ.
+        dmu: Tensor,
+        /// `[B, c]` gradient at log σ².
+        dlogvar: Tensor,
+        /// β.
+        beta: f32,
+    },
+    /// `out += x` element-wise.
+    AddInto {
+        /// Addend.
+        x: Tensor,
+        /// Accumulator.
+        out: Tensor,
     },
     /// Adam / AdamW over a whole parameter arena.
     Adam {
@@ -218,6 +379,25 @@ impl Op {
             Op::Sgd {
                 params, velocity, ..
             } => vec![*params, *velocity],
+            Op::Corrupt { out, .. }
+            | Op::Directions { out, .. }
+            | Op::TangentScale { out, .. }
+            | Op::Curvature { out, .. }
+            | Op::AddInto { out, .. } => vec![*out],
+            Op::JacobianNorm { rows, grad, .. } => vec![*rows, *grad],
+            Op::ContractiveClosedForm {
+                rows,
+                dz,
+                dw,
+                scratch,
+                ..
+            } => vec![*rows, *dz, *dw, *scratch],
+            Op::SparseL1 { rows, dz, .. } => vec![*rows, *dz],
+            Op::SparseKl { terms, dz, .. } => vec![*terms, *dz],
+            Op::Sample {
+                eps, z, kl_rows, ..
+            } => vec![*eps, *z, *kl_rows],
+            Op::SampleGrad { dmu, dlogvar, .. } => vec![*dmu, *dlogvar],
         }
     }
 
@@ -229,7 +409,9 @@ impl Op {
                 let mut v = vec![*a, *b];
                 match epilogue {
                     Epilogue::BiasAct { bias, .. } => v.push(*bias),
-                    Epilogue::ActGrad { y, .. } => v.push(*y),
+                    Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => {
+                        v.push(*y)
+                    }
                     Epilogue::Store | Epilogue::Accumulate => {}
                 }
                 v
@@ -239,6 +421,23 @@ impl Op {
             Op::ColumnSum { x, .. } => vec![*x],
             Op::ReconstructionLoss { logits, target, .. } => vec![*logits, *target],
             Op::Adam { grads, .. } | Op::Sgd { grads, .. } => vec![*grads],
+            Op::Corrupt { x, .. } => vec![*x],
+            Op::Directions { .. } => vec![],
+            Op::TangentScale { r, y, .. } => vec![*r, *y],
+            Op::Curvature { qa, r, y, .. } => vec![*qa, *r, *y],
+            Op::JacobianNorm { r, .. } => vec![*r],
+            Op::ContractiveClosedForm { h, w, .. } => vec![*h, *w],
+            Op::SparseL1 { h, .. } => vec![*h],
+            Op::SparseKl { h, sums, .. } => vec![*h, *sums],
+            Op::Sample { mu, logvar, .. } => vec![*mu, *logvar],
+            Op::SampleGrad {
+                dz,
+                eps,
+                mu,
+                logvar,
+                ..
+            } => vec![*dz, *eps, *mu, *logvar],
+            Op::AddInto { x, .. } => vec![*x],
         }
     }
 }

@@ -4,4 +4,4 @@ pub mod params;
 pub mod spec;
 
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
-pub use spec::{Activation, LayerSpec, Loss, ModelSpec};
+pub use spec::{Activation, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};

@@ -36,8 +36,11 @@ impl ParamTensor {
 pub struct LayerParams {
     /// The layer they belong to.
     pub layer: LayerSpec,
-    /// `[outputs, inputs]`.
+    /// The weight this layer multiplies by: its own `[outputs, inputs]`, or with tied weights
+    /// the mirrored encoder layer's `[inputs, outputs]`, used transposed.
     pub weight: ParamTensor,
+    /// True when `weight` is another layer's, used transposed.
+    pub transposed: bool,
     /// `[outputs]`.
     pub bias: ParamTensor,
 }
@@ -68,28 +71,36 @@ impl ParamLayout {
             len += align(t.len());
             t
         };
-        let layers = spec
-            .layers()
-            .into_iter()
-            .map(|layer| {
-                let weight = take(
-                    format!("{}.weight", layer.name),
-                    vec![layer.outputs, layer.inputs],
-                );
-                let bias = take(format!("{}.bias", layer.name), vec![layer.outputs]);
-                LayerParams {
-                    layer,
-                    weight,
-                    bias,
-                }
-            })
-            .collect();
+        let mut layers: Vec<LayerParams> = Vec::new();
+        for layer in spec.layers() {
+            let (weight, transposed) = match layer.tied_to {
+                Some(k) => (layers[k].weight.clone(), true),
+                None => (
+                    take(
+                        format!("{}.weight", layer.name),
+                        vec![layer.outputs, layer.inputs],
+                    ),
+                    false,
+                ),
+            };
+            let bias = take(format!("{}.bias", layer.name), vec![layer.outputs]);
+            layers.push(LayerParams {
+                layer,
+                weight,
+                transposed,
+                bias,
+            });
+        }
         ParamLayout { layers, len }
     }
 
-    /// Every tensor, weights and biases interleaved by layer.
+    /// Every tensor the model owns, weights and biases interleaved by layer (a tied decoder
+    /// layer contributes its bias only).
     pub fn tensors(&self) -> impl Iterator<Item = &ParamTensor> {
-        self.layers.iter().flat_map(|l| [&l.weight, &l.bias])
+        self.layers.iter().flat_map(|l| {
+            let own_weight = (!l.transposed).then_some(&l.weight);
+            own_weight.into_iter().chain([&l.bias])
+        })
     }
 
     /// Number of trainable scalars (padding excluded).
@@ -101,7 +112,12 @@ impl ParamLayout {
     /// layers, He/Kaiming uniform for ReLU-family layers, zero biases. Deterministic in `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
         let mut arena = vec![0.0f32; self.len];
-        for (k, l) in self.layers.iter().enumerate() {
+        for (k, l) in self
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.transposed)
+        {
             let (fan_in, fan_out) = (l.layer.inputs as f32, l.layer.outputs as f32);
             let bound = match l.layer.activation {
                 Activation::Relu | Activation::LeakyRelu => (6.0 / fan_in).sqrt(),

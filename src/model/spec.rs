@@ -104,6 +104,124 @@ pub struct ModelSpec {
     pub output_activation: Activation,
     /// Reconstruction loss.
     pub loss: Loss,
+    /// Decoder layer k uses the transpose of the mirrored encoder weight (needs a mirrored
+    /// decoder); the decoder then owns only its biases.
+    #[serde(default)]
+    pub tied: bool,
+    /// Which regularized autoencoder this is.
+    #[serde(default)]
+    pub variant: Variant,
+}
+
+/// Input corruption of a denoising autoencoder.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Noise {
+    /// Each input component is zeroed with probability ν (the masking noise of Vincent et al. 2008).
+    Mask {
+        /// Destruction proportion ν ∈ [0, 1).
+        nu: f32,
+    },
+    /// Adds N(0, σ²) to each component.
+    Gaussian {
+        /// Standard deviation σ ≥ 0.
+        sigma: f32,
+    },
+    /// Each component is set to 0 or 1 (equally likely) with probability ν.
+    SaltPepper {
+        /// Corrupted proportion ν ∈ [0, 1).
+        nu: f32,
+    },
+}
+
+impl Noise {
+    /// Parses `mask:ν`, `gaussian:σ` or `saltpepper:ν`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let (kind, value) = s.split_once(':').ok_or_else(|| {
+            Error::Config(format!(
+                "noise '{s}' should be mask:ν, gaussian:σ or saltpepper:ν (e.g. mask:0.25)"
+            ))
+        })?;
+        let v: f32 = value
+            .parse()
+            .map_err(|_| Error::Config(format!("noise level '{value}' is not a number")))?;
+        let noise = match kind {
+            "mask" => Noise::Mask { nu: v },
+            "gaussian" => Noise::Gaussian { sigma: v },
+            "saltpepper" | "salt-pepper" => Noise::SaltPepper { nu: v },
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown noise '{other}' (expected mask, gaussian or saltpepper)"
+                )));
+            }
+        };
+        noise.validate()?;
+        Ok(noise)
+    }
+
+    fn validate(&self) -> Result<()> {
+        match *self {
+            Noise::Mask { nu } | Noise::SaltPepper { nu } if !(0.0..1.0).contains(&nu) => {
+                Err(Error::Config(format!(
+                    "the noise proportion ν must be in [0, 1), got {nu}"
+                )))
+            }
+            Noise::Gaussian { sigma } if !(sigma.is_finite() && sigma >= 0.0) => Err(
+                Error::Config(format!("the noise σ must be ≥ 0, got {sigma}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The regularized autoencoder family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Variant {
+    /// Reconstruction loss only.
+    #[default]
+    Plain,
+    /// λ Σ|h| on the code, averaged over the batch; or, with a target ρ, λ Σ_j KL(ρ ‖ ρ̂_j) where
+    /// ρ̂_j is unit j's mean activation over the batch (sigmoid codes).
+    Sparse {
+        /// λ ≥ 0.
+        lambda: f32,
+        /// Target activation ρ ∈ (0, 1) for the KL form.
+        target: Option<f32>,
+    },
+    /// Reconstruct the clean input from a corrupted one.
+    Denoising {
+        /// The corruption.
+        noise: Noise,
+    },
+    /// λ ‖∂h/∂x‖²_F averaged over the batch.
+    Contractive {
+        /// λ ≥ 0.
+        lambda: f32,
+        /// Estimate with this many random projections instead of computing exactly.
+        projections: Option<u32>,
+    },
+    /// Variational: the last encoder size is the latent size, reached through two heads μ and
+    /// log σ²; loss = reconstruction + β KL(q(z|x) ‖ N(0, I)), with `samples` draws of z per input.
+    Vae {
+        /// KL weight β ≥ 0.
+        beta: f32,
+        /// Samples of z per input, ≥ 1.
+        samples: u32,
+    },
+}
+
+/// Where a dense layer sits in the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Encoder (for a VAE, its trunk).
+    Encoder,
+    /// VAE head producing μ.
+    Mu,
+    /// VAE head producing log σ².
+    LogVar,
+    /// Decoder.
+    Decoder,
 }
 
 /// One dense layer of the model, as the graph builder and the checkpoint see it.
@@ -111,12 +229,16 @@ pub struct ModelSpec {
 pub struct LayerSpec {
     /// Name prefix in checkpoints, PyTorch `nn.Sequential` style (`encoder.2`).
     pub name: String,
+    /// Encoder, VAE head or decoder.
+    pub role: Role,
     /// Input width.
     pub inputs: usize,
     /// Output width.
     pub outputs: usize,
     /// Activation applied to this layer's output (the output layer's is applied by the loss).
     pub activation: Activation,
+    /// With tied weights: the index of the encoder layer whose weight this layer uses, transposed.
+    pub tied_to: Option<usize>,
 }
 
 impl ModelSpec {
@@ -133,7 +255,14 @@ impl ModelSpec {
             code_activation: Activation::Identity,
             output_activation: Activation::Sigmoid,
             loss: Loss::Bce,
+            tied: false,
+            variant: Variant::Plain,
         }
+    }
+
+    /// True when the decoder sizes are the encoder sizes reversed.
+    pub fn is_mirrored(&self) -> bool {
+        self.decoder.iter().rev().eq(self.encoder.iter())
     }
 
     /// Width of the input (and of the reconstruction).
@@ -199,16 +328,71 @@ impl ModelSpec {
                     .into(),
             );
         }
+        if self.tied && !self.is_mirrored() {
+            return bad(format!(
+                "tied weights need a mirrored decoder ({:?}), got {:?}",
+                self.encoder.iter().rev().collect::<Vec<_>>(),
+                self.decoder
+            ));
+        }
+        let nonneg = |name: &str, x: f32| {
+            if x.is_finite() && x >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::Config(format!("{name} must be ≥ 0, got {x}")))
+            }
+        };
+        match self.variant {
+            Variant::Plain => {}
+            Variant::Sparse { lambda, target } => {
+                nonneg("the sparsity weight λ", lambda)?;
+                if let Some(rho) = target {
+                    if !(rho > 0.0 && rho < 1.0) {
+                        return bad(format!(
+                            "the sparsity target ρ must be in (0, 1), got {rho}"
+                        ));
+                    }
+                    if self.code_activation != Activation::Sigmoid {
+                        return bad("a sparsity target (KL sparsity) needs a sigmoid code \
+                                    (--code-activation sigmoid)"
+                            .into());
+                    }
+                }
+            }
+            Variant::Denoising { noise } => noise.validate()?,
+            Variant::Contractive {
+                lambda,
+                projections,
+            } => {
+                nonneg("the contractive weight λ", lambda)?;
+                if projections == Some(0) {
+                    return bad("--jacobian-projections must be at least 1".into());
+                }
+            }
+            Variant::Vae { beta, samples } => {
+                nonneg("the KL weight β", beta)?;
+                if samples == 0 {
+                    return bad("--vae-samples must be at least 1".into());
+                }
+                if self.tied {
+                    return bad("a VAE cannot tie weights: its encoder ends in two heads".into());
+                }
+            }
+        }
         Ok(())
     }
 
-    /// Every dense layer in execution order: encoder then decoder.
+    /// Every dense layer in execution order: encoder (for a VAE: its trunk, then the μ and
+    /// log σ² heads), then decoder.
     pub fn layers(&self) -> Vec<LayerSpec> {
         let mut layers = Vec::new();
+        let vae = matches!(self.variant, Variant::Vae { .. });
         let enc = self.encoder.len() - 1;
-        for k in 0..enc {
+        let trunk = if vae { enc - 1 } else { enc };
+        for k in 0..trunk {
             layers.push(LayerSpec {
                 name: format!("encoder.{}", 2 * k),
+                role: Role::Encoder,
                 inputs: self.encoder[k],
                 outputs: self.encoder[k + 1],
                 activation: if k + 1 == enc {
@@ -216,12 +400,26 @@ impl ModelSpec {
                 } else {
                     self.activation
                 },
+                tied_to: None,
             });
+        }
+        if vae {
+            for (name, role) in [("fc_mu", Role::Mu), ("fc_logvar", Role::LogVar)] {
+                layers.push(LayerSpec {
+                    name: name.into(),
+                    role,
+                    inputs: self.encoder[enc - 1],
+                    outputs: self.encoder[enc],
+                    activation: Activation::Identity,
+                    tied_to: None,
+                });
+            }
         }
         let dec = self.decoder.len() - 1;
         for k in 0..dec {
             layers.push(LayerSpec {
                 name: format!("decoder.{}", 2 * k),
+                role: Role::Decoder,
                 inputs: self.decoder[k],
                 outputs: self.decoder[k + 1],
                 activation: if k + 1 == dec {
@@ -229,14 +427,18 @@ impl ModelSpec {
                 } else {
                     self.activation
                 },
+                tied_to: self.tied.then(|| enc - 1 - k),
             });
         }
         layers
     }
 
-    /// Number of encoder layers: the code is the output of layer `encoder_layers() - 1`.
+    /// Number of encoder layers before the code (for a VAE: trunk layers before the heads).
     pub fn encoder_layers(&self) -> usize {
-        self.encoder.len() - 1
+        match self.variant {
+            Variant::Vae { .. } => self.encoder.len() - 2,
+            _ => self.encoder.len() - 1,
+        }
     }
 
     /// The spec as the JSON stored in checkpoints.

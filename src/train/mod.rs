@@ -41,6 +41,41 @@ impl TrainConfig {
     }
 }
 
+/// The loss of one step, term by term.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossReport {
+    /// `(name, batch-mean value)` of every term, reconstruction first.
+    pub terms: Vec<(&'static str, f64)>,
+}
+
+impl LossReport {
+    /// The total loss: the sum of the terms.
+    pub fn total(&self) -> f64 {
+        self.terms.iter().map(|(_, v)| v).sum()
+    }
+
+    /// The value of the term called `name`.
+    pub fn term(&self, name: &str) -> Option<f64> {
+        self.terms.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+impl std::fmt::Display for LossReport {
+    /// `12.34567`, or `12.34567 (reconstruction 12.00000 + kl 0.34567)` with several terms.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.5}", self.total())?;
+        if self.terms.len() > 1 {
+            let parts: Vec<String> = self
+                .terms
+                .iter()
+                .map(|(n, v)| format!("{n} {v:.5}"))
+                .collect();
+            write!(f, " ({})", parts.join(" + "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A model being trained on one device.
 pub struct Trainer {
     spec: ModelSpec,
@@ -157,8 +192,8 @@ impl Trainer {
 
     /// Takes `n` optimizer steps. Steps go to the device in submissions of up to 64 that never
     /// cross an epoch (the row order changes there); nothing is read back until the end, when
-    /// the mean loss of the last step is returned if `report` is set.
-    pub fn train_steps(&mut self, n: u64, report: bool) -> Result<Option<f64>> {
+    /// the loss of the last step is returned if `report` is set.
+    pub fn train_steps(&mut self, n: u64, report: bool) -> Result<Option<LossReport>> {
         let spe = self.steps_per_epoch();
         let end = self.step + n;
         let ops = 0..self.tg.graph.ops.len();
@@ -173,18 +208,27 @@ impl Trainer {
                 .map(|s| self.step_params(s))
                 .collect();
             if report && chunk_end == end {
-                let rows = self
-                    .backend
-                    .run_and_read(ops.clone(), &steps, self.tg.row_loss)?;
-                let total: f64 = rows.iter().map(|&x| f64::from(x)).sum();
-                let mean = total / self.config.batch_size as f64;
-                if !mean.is_finite() {
-                    return Err(Error::NonFinite {
-                        what: "loss".into(),
-                        step: chunk_end,
-                    });
+                let first =
+                    self.backend
+                        .run_and_read(ops.clone(), &steps, self.tg.terms[0].values)?;
+                self.step = chunk_end;
+                let mut terms = Vec::with_capacity(self.tg.terms.len());
+                for (k, term) in self.tg.terms.clone().iter().enumerate() {
+                    let values = if k == 0 {
+                        first.clone()
+                    } else {
+                        self.backend.read(term.values)?
+                    };
+                    let value = term.scale * values.iter().map(|&x| f64::from(x)).sum::<f64>();
+                    if !value.is_finite() {
+                        return Err(Error::NonFinite {
+                            what: format!("{} loss", term.name),
+                            step: chunk_end,
+                        });
+                    }
+                    terms.push((term.name, value));
                 }
-                loss = Some(mean);
+                loss = Some(LossReport { terms });
             } else {
                 self.backend.run(ops.clone(), &steps)?;
             }

@@ -19,6 +19,7 @@ struct Cli {
 enum Command {
     /// Train an autoencoder and write DIR/model.safetensors.
     #[command(
+        allow_negative_numbers = true,
         after_help = "Example:\n  hourglass train --data x.npy --encoder 784,256,32 --epochs 5 --out run1"
     )]
     Train(Box<train::TrainArgs>),

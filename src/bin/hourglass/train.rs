@@ -175,7 +175,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         let rate = (n as usize * config.batch_size) as f64 / last.elapsed().as_secs_f64();
         last = Instant::now();
         println!(
-            "step {:>7}/{total}  epoch {:>4}  loss {loss:.5}  {rate:>10.0} samples/s",
+            "step {:>7}/{total}  epoch {:>4}  loss {loss}  {rate:>10.0} samples/s",
             trainer.step(),
             trainer.step().div_ceil(spe.max(1)),
         );

@@ -1,0 +1,254 @@
+//! CPU twins of the regularizer kernels: input corruption (`shaders/noise.wgsl`), the Jacobian
+//! penalty (`shaders/jacobian.wgsl`), sparsity (`shaders/sparse.wgsl`) and the VAE sampler
+//! (`shaders/sampler.wgsl`). Random numbers come from [`crate::rng`] exactly as the WGSL draws
+//! them: one Philox block per element, keyed by (seed, step, element index).
+
+use crate::cpu::kernels::{Real, activation_grad_from_output};
+use crate::graph::StepParams;
+use crate::model::{Activation, Noise};
+use crate::rng::{Stream, element_block, gaussian_f32, unit_f32};
+
+fn block(s: &StepParams, stream: Stream, index: usize) -> [u32; 4] {
+    element_block(s.seed_lo, s.seed_hi, stream, s.step, index as u32)
+}
+
+/// `act''` expressed through the output `y = act(x)`; zero for the piecewise-linear ones.
+pub fn activation_second_derivative_from_output<T: Real>(act: Activation, y: T) -> T {
+    let one = T::one();
+    match act {
+        Activation::Sigmoid => y * (one - y) * (one - T::of(2.0) * y),
+        Activation::Tanh => T::of(-2.0) * y * (one - y * y),
+        Activation::Identity | Activation::Relu | Activation::LeakyRelu => T::zero(),
+    }
+}
+
+/// Corrupts `x` into `out` (denoising autoencoders).
+pub fn corrupt<T: Real>(noise: Noise, s: &StepParams, x: &[T], out: &mut [T]) {
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        let w = block(s, Stream::Noise, i);
+        *o = match noise {
+            Noise::Mask { nu } => {
+                if unit_f32(w[0]) < nu {
+                    T::zero()
+                } else {
+                    v
+                }
+            }
+            Noise::SaltPepper { nu } => {
+                if unit_f32(w[0]) < nu {
+                    if w[1] >> 31 == 0 { T::zero() } else { T::one() }
+                } else {
+                    v
+                }
+            }
+            Noise::Gaussian { sigma } => v + T::of(f64::from(sigma * gaussian_f32(w[0], w[1]))),
+        };
+    }
+}
+
+/// Direction vectors `[K·B, c]`: basis vectors e_k (exact) or N(0, 1) draws.
+pub fn directions<T: Real>(s: &StepParams, cols: usize, batch: usize, exact: bool, out: &mut [T]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = if exact {
+            let (row, col) = (i / cols, i % cols);
+            if row / batch == col {
+                T::one()
+            } else {
+                T::zero()
+            }
+        } else {
+            let w = block(s, Stream::Projection, i);
+            T::of(f64::from(gaussian_f32(w[0], w[1])))
+        };
+    }
+}
+
+/// `out = r · act'(y[row % B])`.
+pub fn tangent_scale<T: Real>(act: Activation, r: &[T], y: &[T], cols: usize, out: &mut [T]) {
+    let yb = y.len();
+    for (i, (o, &rv)) in out.iter_mut().zip(r).enumerate() {
+        *o = rv * activation_grad_from_output(act, y[i % yb]);
+    }
+    debug_assert_eq!(yb % cols, 0);
+}
+
+/// `out[b, j] = Σ_k qa[k·B+b, j] · r[k·B+b, j] · act''(y[b, j])`.
+pub fn curvature<T: Real>(act: Activation, qa: &[T], r: &[T], y: &[T], out: &mut [T]) {
+    let n = out.len();
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut sum = T::zero();
+        for k in 0..qa.len() / n {
+            sum = sum + qa[k * n + i] * r[k * n + i];
+        }
+        *o = sum * activation_second_derivative_from_output(act, y[i]);
+    }
+}
+
+/// `rows[b] = scale · Σ_k Σ_i r[k·B+b, i]²`, `grad = (2 · scale / B) · r`.
+pub fn jacobian_norm<T: Real>(scale: f32, r: &[T], cols: usize, rows: &mut [T], grad: &mut [T]) {
+    let batch = rows.len();
+    let scale = T::of(f64::from(scale));
+    let g = T::of(2.0) * scale / T::of(batch as f64);
+    rows.fill(T::zero());
+    for (row, chunk) in r.chunks_exact(cols).enumerate() {
+        let ss = chunk.iter().fold(T::zero(), |a, &v| a + v * v);
+        rows[row % batch] = rows[row % batch] + scale * ss;
+    }
+    for (o, &v) in grad.iter_mut().zip(r) {
+        *o = g * v;
+    }
+}
+
+/// The closed-form contractive penalty of one sigmoid layer (see `Op::ContractiveClosedForm`).
+#[allow(clippy::too_many_arguments)]
+pub fn contractive_closed_form<T: Real>(
+    lambda: f32,
+    h: &[T],
+    w: &[T],
+    inputs: usize,
+    rows: &mut [T],
+    dz: &mut [T],
+    dw: &mut [T],
+    scratch: &mut [T],
+) {
+    let batch = rows.len();
+    let units = h.len() / batch;
+    let lambda = T::of(f64::from(lambda));
+    let (norms, s2) = scratch.split_at_mut(units);
+    for (j, n) in norms.iter_mut().enumerate() {
+        *n = w[j * inputs..(j + 1) * inputs]
+            .iter()
+            .fold(T::zero(), |a, &v| a + v * v);
+    }
+    s2[..units].fill(T::zero());
+    let two = T::of(2.0);
+    let inv_b = T::one() / T::of(batch as f64);
+    for b in 0..batch {
+        let mut p = T::zero();
+        for j in 0..units {
+            let y = h[b * units + j];
+            let s = y * (T::one() - y);
+            p = p + s * s * norms[j];
+            s2[j] = s2[j] + s * s;
+            // ∂(s² n)/∂a = 2 s n · s(1 − 2y)
+            dz[b * units + j] =
+                dz[b * units + j] + lambda * inv_b * two * s * norms[j] * s * (T::one() - two * y);
+        }
+        rows[b] = lambda * p;
+    }
+    for j in 0..units {
+        let c = lambda * inv_b * two * s2[j];
+        for i in 0..inputs {
+            dw[j * inputs + i] = c * w[j * inputs + i];
+        }
+    }
+}
+
+/// L1 sparsity (see `Op::SparseL1`).
+pub fn sparse_l1<T: Real>(act: Activation, lambda: f32, h: &[T], rows: &mut [T], dz: &mut [T]) {
+    let batch = rows.len();
+    let units = h.len() / batch;
+    let lambda = T::of(f64::from(lambda));
+    let g = lambda / T::of(batch as f64);
+    for b in 0..batch {
+        let mut p = T::zero();
+        for j in 0..units {
+            let y = h[b * units + j];
+            p = p + y.abs();
+            let sign = if y > T::zero() {
+                T::one()
+            } else if y < T::zero() {
+                -T::one()
+            } else {
+                T::zero()
+            };
+            dz[b * units + j] = dz[b * units + j] + g * sign * activation_grad_from_output(act, y);
+        }
+        rows[b] = lambda * p;
+    }
+}
+
+/// KL sparsity toward ρ (see `Op::SparseKl`).
+#[allow(clippy::too_many_arguments)]
+pub fn sparse_kl<T: Real>(
+    act: Activation,
+    lambda: f32,
+    rho: f32,
+    h: &[T],
+    sums: &[T],
+    terms: &mut [T],
+    dz: &mut [T],
+) {
+    let units = terms.len();
+    let batch = h.len() / units;
+    let (lambda, rho) = (T::of(f64::from(lambda)), T::of(f64::from(rho)));
+    let one = T::one();
+    let inv_b = one / T::of(batch as f64);
+    for j in 0..units {
+        let p = sums[j] * inv_b;
+        terms[j] = lambda * (rho * (rho / p).ln() + (one - rho) * ((one - rho) / (one - p)).ln());
+        let d = lambda * inv_b * (-rho / p + (one - rho) / (one - p));
+        for b in 0..batch {
+            let y = h[b * units + j];
+            dz[b * units + j] = dz[b * units + j] + d * activation_grad_from_output(act, y);
+        }
+    }
+}
+
+/// The reparameterized sampler (see `Op::Sample`).
+#[allow(clippy::too_many_arguments)]
+pub fn sample<T: Real>(
+    s: &StepParams,
+    beta: f32,
+    mu: &[T],
+    logvar: &[T],
+    eps: &mut [T],
+    z: &mut [T],
+    kl_rows: &mut [T],
+) {
+    let n = mu.len();
+    for (i, (e, zi)) in eps.iter_mut().zip(z.iter_mut()).enumerate() {
+        let w = block(s, Stream::Sampler, i);
+        *e = T::of(f64::from(gaussian_f32(w[0], w[1])));
+        let j = i % n;
+        *zi = mu[j] + (T::of(0.5) * logvar[j]).exp() * *e;
+    }
+    let batch = kl_rows.len();
+    let units = n / batch;
+    let beta = T::of(f64::from(beta));
+    for b in 0..batch {
+        let mut kl = T::zero();
+        for j in b * units..(b + 1) * units {
+            kl = kl + T::one() + logvar[j] - mu[j] * mu[j] - logvar[j].exp();
+        }
+        kl_rows[b] = beta * T::of(-0.5) * kl;
+    }
+}
+
+/// Backward of the sampler with the KL gradient (see `Op::SampleGrad`).
+#[allow(clippy::too_many_arguments)]
+pub fn sample_grad<T: Real>(
+    beta: f32,
+    batch: usize,
+    dz: &[T],
+    eps: &[T],
+    mu: &[T],
+    logvar: &[T],
+    dmu: &mut [T],
+    dlogvar: &mut [T],
+) {
+    let n = mu.len();
+    let half = T::of(0.5);
+    let kl = T::of(f64::from(beta)) / T::of(batch as f64);
+    for i in 0..n {
+        let sigma = (half * logvar[i]).exp();
+        let (mut gm, mut gl) = (T::zero(), T::zero());
+        for s in 0..dz.len() / n {
+            let g = dz[s * n + i];
+            gm = gm + g;
+            gl = gl + g * eps[s * n + i] * half * sigma;
+        }
+        dmu[i] = gm + kl * mu[i];
+        dlogvar[i] = gl + kl * half * (sigma * sigma - T::one());
+    }
+}

@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod infer;
 pub mod io;
 pub mod model;
 pub mod optim;

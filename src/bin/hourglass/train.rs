@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use hourglass::data::{self, Dataset};
 use hourglass::io::checkpoint;
-use hourglass::model::{Activation, Loss, ModelSpec};
+use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::train::{Device, DeviceChoice, TrainConfig, Trainer};
 use hourglass::{Error, Result};
@@ -34,6 +34,33 @@ pub struct TrainArgs {
     /// Reconstruction loss: mse or bce (cross-entropy from logits; needs a sigmoid output).
     #[arg(long, default_value = "bce")]
     loss: String,
+    /// Tie the decoder's weights to the encoder's transposes (needs a mirrored decoder).
+    #[arg(long)]
+    tied: bool,
+    /// Regularized variant: plain, sparse, denoising, contractive or vae.
+    #[arg(long, default_value = "plain")]
+    variant: String,
+    /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code.
+    #[arg(long, default_value_t = 1e-3)]
+    sparsity: f32,
+    /// Sparse: target mean activation ρ of sigmoid code units (KL sparsity).
+    #[arg(long)]
+    sparsity_target: Option<f32>,
+    /// Denoising: mask:ν (zero a proportion ν), gaussian:σ or saltpepper:ν.
+    #[arg(long, default_value = "mask:0.25")]
+    noise: String,
+    /// Contractive: weight λ of ‖∂h/∂x‖²_F.
+    #[arg(long, default_value_t = 0.1)]
+    contractive: f32,
+    /// Contractive: estimate the penalty with K random projections instead of exactly.
+    #[arg(long)]
+    jacobian_projections: Option<u32>,
+    /// VAE: weight β of the KL term.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f32,
+    /// VAE: samples of z per input.
+    #[arg(long, default_value_t = 1)]
+    vae_samples: u32,
     /// Optimizer: adam, adamw or sgd.
     #[arg(long, default_value = "adam")]
     optimizer: String,
@@ -117,6 +144,30 @@ fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
         other => {
             return Err(Error::Config(format!(
                 "unknown loss '{other}' (expected mse or bce)"
+            )));
+        }
+    };
+    spec.tied = args.tied;
+    spec.variant = match args.variant.as_str() {
+        "plain" => Variant::Plain,
+        "sparse" => Variant::Sparse {
+            lambda: args.sparsity,
+            target: args.sparsity_target,
+        },
+        "denoising" => Variant::Denoising {
+            noise: Noise::parse(&args.noise)?,
+        },
+        "contractive" => Variant::Contractive {
+            lambda: args.contractive,
+            projections: args.jacobian_projections,
+        },
+        "vae" => Variant::Vae {
+            beta: args.beta,
+            samples: args.vae_samples,
+        },
+        other => {
+            return Err(Error::Config(format!(
+                "unknown variant '{other}' (expected plain, sparse, denoising, contractive or vae)"
             )));
         }
     };

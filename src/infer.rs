@@ -1,0 +1,229 @@
+//! Using a trained model: encode, decode, reconstruct and evaluate data sets, in fixed-size
+//! chunks through forward-only graphs built once per model.
+
+use std::path::Path;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::graph::{InferenceGraph, StepParams, build_inference_graph, build_training_graph};
+use crate::io::checkpoint;
+use crate::model::{ModelSpec, Parameters, Variant};
+use crate::optim::OptimizerConfig;
+use crate::train::{Backend, Device, LossReport};
+
+/// Rows per forward pass.
+const CHUNK: usize = 256;
+
+struct Loaded {
+    graph: InferenceGraph,
+    backend: Backend,
+}
+
+/// A model on a device, ready to encode, decode and reconstruct.
+pub struct Autoencoder {
+    spec: ModelSpec,
+    params: Parameters,
+    device: Device,
+    forward: Option<Loaded>,
+    decoder: Option<Loaded>,
+}
+
+impl Autoencoder {
+    /// Wraps `params` of `spec` for inference on `device`.
+    pub fn new(spec: ModelSpec, params: Parameters, device: Device) -> Result<Self> {
+        spec.validate()?;
+        if params.layout != crate::model::ParamLayout::new(&spec) {
+            return Err(Error::Config(
+                "the parameters do not fit the model's layer sizes".into(),
+            ));
+        }
+        Ok(Autoencoder {
+            spec,
+            params,
+            device,
+            forward: None,
+            decoder: None,
+        })
+    }
+
+    /// Loads a checkpoint written by `hourglass train` (or [`checkpoint::save`]).
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        let (spec, params) = checkpoint::load(path)?;
+        Self::new(spec, params, device)
+    }
+
+    /// The model's spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The model's parameters.
+    pub fn parameters(&self) -> &Parameters {
+        &self.params
+    }
+
+    fn loaded(&mut self, decode_only: bool) -> Result<&mut Loaded> {
+        let slot = if decode_only {
+            &mut self.decoder
+        } else {
+            &mut self.forward
+        };
+        if slot.is_none() {
+            let graph = build_inference_graph(&self.spec, CHUNK, decode_only);
+            let mut backend = Backend::new(&self.device, graph.graph.clone())?;
+            backend.write(graph.params.buf, &self.params.arena);
+            *slot = Some(Loaded { graph, backend });
+        }
+        Ok(slot.as_mut().expect("just loaded"))
+    }
+
+    /// Runs `data` through a forward graph chunk by chunk and collects `pick`'s rows.
+    fn run(
+        &mut self,
+        data: &Dataset,
+        decode_only: bool,
+        expect_cols: usize,
+        pick: fn(&InferenceGraph) -> crate::graph::Tensor,
+    ) -> Result<Dataset> {
+        if data.cols != expect_cols {
+            return Err(Error::Config(format!(
+                "the data has {} columns but the model expects {expect_cols}",
+                data.cols
+            )));
+        }
+        let loaded = self.loaded(decode_only)?;
+        let out_t = pick(&loaded.graph);
+        let mut out = Vec::with_capacity(data.rows * out_t.cols);
+        let ops = 0..loaded.graph.graph.ops.len();
+        for start in (0..data.rows).step_by(CHUNK) {
+            let rows = CHUNK.min(data.rows - start);
+            let mut chunk = data.values[start * data.cols..(start + rows) * data.cols].to_vec();
+            // The graph has a fixed batch: pad the last chunk with zeros and drop their rows.
+            chunk.resize(CHUNK * data.cols, 0.0);
+            loaded.backend.write(loaded.graph.input.buf, &chunk);
+            let values =
+                loaded
+                    .backend
+                    .run_and_read(ops.clone(), &[StepParams::default()], out_t)?;
+            out.extend_from_slice(&values[..rows * out_t.cols]);
+        }
+        Dataset::new(data.rows, out_t.cols, out)
+    }
+
+    /// The code of each row (μ for a VAE).
+    pub fn encode(&mut self, data: &Dataset) -> Result<Dataset> {
+        let d = self.spec.input_dim();
+        self.run(data, false, d, |g| g.code)
+    }
+
+    /// The reconstruction of each row (no input corruption; a VAE decodes μ).
+    pub fn reconstruct(&mut self, data: &Dataset) -> Result<Dataset> {
+        let d = self.spec.input_dim();
+        self.run(data, false, d, |g| g.output)
+    }
+
+    /// The decoder's output for each code row.
+    pub fn decode(&mut self, codes: &Dataset) -> Result<Dataset> {
+        let c = self.spec.code_dim();
+        self.run(codes, true, c, |g| g.output)
+    }
+
+    /// Every loss term of the model's own training objective on `data`, averaged over its rows
+    /// (see [`evaluate`]).
+    pub fn evaluate(&self, data: &Dataset, seed: u64) -> Result<LossReport> {
+        evaluate(&self.spec, &self.params, data, &self.device, seed)
+    }
+}
+
+/// The loss terms of `spec`'s training objective for `params` on all of `data`: row-weighted
+/// means over chunks of up to 256 rows, in file order. Stochastic terms (denoising noise, VAE
+/// samples, random projections) draw from `seed`. A denoising model is scored on corrupted
+/// inputs; score it on clean ones by evaluating with `Variant::Plain`.
+pub fn evaluate(
+    spec: &ModelSpec,
+    params: &Parameters,
+    data: &Dataset,
+    device: &Device,
+    seed: u64,
+) -> Result<LossReport> {
+    spec.validate()?;
+    if data.rows == 0 {
+        return Err(Error::Config("cannot evaluate on an empty data set".into()));
+    }
+    if data.cols != spec.input_dim() {
+        return Err(Error::Config(format!(
+            "the data has {} columns but the model's input size is {}",
+            data.cols,
+            spec.input_dim()
+        )));
+    }
+    let full = data.rows / CHUNK;
+    let rest = data.rows % CHUNK;
+    let mut sums: Vec<(&'static str, f64)> = Vec::new();
+    // Full chunks with one graph, the remainder with a second one of its own batch size.
+    for (batch, chunks, first_row) in [
+        (CHUNK, full, 0),
+        (rest, usize::from(rest > 0), full * CHUNK),
+    ] {
+        if chunks == 0 {
+            continue;
+        }
+        let rows = chunks * batch;
+        let tg = build_training_graph(spec, batch, rows, &OptimizerConfig::adam(1e-3));
+        let mut backend = Backend::new(device, tg.graph.clone())?;
+        backend.write(tg.params.buf, &params.arena);
+        backend.write(
+            tg.data.buf,
+            &data.values[first_row * data.cols..(first_row + rows) * data.cols],
+        );
+        backend.write_u32(tg.order.buf, &(0..rows as u32).collect::<Vec<_>>());
+        for c in 0..chunks {
+            let step = StepParams {
+                step: c as u32 + 1,
+                batch_start: (c * batch) as u32,
+                seed_lo: seed as u32,
+                seed_hi: (seed >> 32) as u32,
+                ..StepParams::default()
+            };
+            backend.run(0..tg.graph.update_start, &[step])?;
+            for (k, term) in tg.terms.iter().enumerate() {
+                let v = backend.read(term.values)?;
+                let value = term.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
+                if sums.len() <= k {
+                    sums.push((term.name, 0.0));
+                }
+                sums[k].1 += value * batch as f64;
+            }
+        }
+    }
+    Ok(LossReport {
+        terms: sums
+            .into_iter()
+            .map(|(n, s)| (n, s / data.rows as f64))
+            .collect(),
+    })
+}
+
+/// The mean squared Frobenius norm ‖∂h/∂x‖²_F of the encoder's Jacobian over `data`, computed
+/// exactly (the contractive penalty with λ = 1); for a VAE, of μ.
+pub fn jacobian_norm(
+    spec: &ModelSpec,
+    params: &Parameters,
+    data: &Dataset,
+    device: &Device,
+) -> Result<f64> {
+    let mut probe = spec.clone();
+    if matches!(probe.variant, Variant::Vae { .. }) {
+        return Err(Error::Config(
+            "the Jacobian norm of a VAE encoder is not supported yet".into(),
+        ));
+    }
+    probe.variant = Variant::Contractive {
+        lambda: 1.0,
+        projections: None,
+    };
+    let report = evaluate(&probe, params, data, device, 0)?;
+    report
+        .term("contractive")
+        .ok_or_else(|| Error::Config("no contractive term".into()))
+}

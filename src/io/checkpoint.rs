@@ -45,6 +45,14 @@ pub fn load(path: &Path) -> Result<(ModelSpec, Parameters)> {
 
 /// Parses checkpoint bytes; the error is a reason without the path.
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(ModelSpec, Parameters), String> {
+    from_bytes_filtered(bytes, |_| true)
+}
+
+/// As [`from_bytes`], checking for unexpected tensors only among names `model_tensor` accepts.
+fn from_bytes_filtered(
+    bytes: &[u8],
+    model_tensor: impl Fn(&str) -> bool,
+) -> std::result::Result<(ModelSpec, Parameters), String> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| format!("not a safetensors checkpoint: {e}"))?;
     let json = meta
@@ -86,8 +94,91 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<(ModelSpec, Parameters), 
         }
     }
     let expected: Vec<&str> = layout.tensors().map(|t| t.name.as_str()).collect();
-    if let Some(extra) = st.names().into_iter().find(|n| !expected.contains(n)) {
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| model_tensor(n) && !expected.contains(n))
+    {
         return Err(format!("tensor '{extra}' is not part of the model spec"));
     }
     Ok((spec, Parameters { layout, arena }))
+}
+
+/// Metadata key of the training step in a training-state file.
+pub const STEP_KEY: &str = "hourglass.step";
+
+/// Writes a training state (parameters under their usual names, plus the optimizer arenas as
+/// `optimizer.K` and the step) so that `--resume` continues exactly. `extra` metadata (e.g. the
+/// resolved configuration) is stored alongside.
+pub fn save_state(
+    path: &Path,
+    spec: &ModelSpec,
+    state: &crate::train::TrainState,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for t in state.params.layout.tensors() {
+        let view = TensorView::new(
+            Dtype::F32,
+            t.shape.clone(),
+            bytemuck::cast_slice(state.params.tensor(t)),
+        )
+        .map_err(|e| Error::Config(format!("tensor {}: {e}", t.name)))?;
+        tensors.push((t.name.clone(), view));
+    }
+    for (k, arena) in state.optimizer.iter().enumerate() {
+        let view = TensorView::new(Dtype::F32, vec![arena.len()], bytemuck::cast_slice(arena))
+            .map_err(|e| Error::Config(format!("optimizer state: {e}")))?;
+        tensors.push((format!("optimizer.{k}"), view));
+    }
+    let mut metadata = HashMap::from([
+        (SPEC_KEY.to_string(), spec.to_json()),
+        (STEP_KEY.to_string(), state.step.to_string()),
+    ]);
+    for (k, v) in extra {
+        metadata.insert((*k).to_string(), v.clone());
+    }
+    let bytes = safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| Error::Config(format!("serializing the training state: {e}")))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a training state written by [`save_state`]: spec, state and all metadata.
+pub fn load_state(
+    path: &Path,
+) -> Result<(ModelSpec, crate::train::TrainState, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::bad_file(path, reason);
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let step: u64 = metadata
+        .get(STEP_KEY)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(format!("no '{STEP_KEY}' metadata: not a training state")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("malformed: {e}")))?;
+    let mut optimizer = Vec::new();
+    while let Ok(view) = st.tensor(&format!("optimizer.{}", optimizer.len())) {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad("optimizer state is not F32".into()));
+        }
+        optimizer.push(
+            view.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        );
+    }
+    // Every tensor but the optimizer arenas must be one of the model's.
+    let (spec, params) =
+        from_bytes_filtered(&bytes, |n| !n.starts_with("optimizer.")).map_err(bad)?;
+    Ok((
+        spec,
+        crate::train::TrainState {
+            step,
+            params,
+            optimizer,
+        },
+        metadata,
+    ))
 }

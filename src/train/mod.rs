@@ -4,9 +4,11 @@
 
 mod backend;
 mod device;
+mod schedule;
 
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
+pub use schedule::Schedule;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -27,6 +29,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Visit the examples in a fresh random order each epoch (else in file order).
     pub shuffle: bool,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Steps of linear learning-rate warm-up.
+    pub warmup: u64,
 }
 
 impl TrainConfig {
@@ -37,6 +43,8 @@ impl TrainConfig {
             optimizer: OptimizerConfig::adam(lr),
             seed: 0,
             shuffle: true,
+            schedule: Schedule::Constant,
+            warmup: 0,
         }
     }
 }
@@ -74,6 +82,18 @@ impl std::fmt::Display for LossReport {
         }
         Ok(())
     }
+}
+
+/// Everything needed to continue a run exactly: with the same spec, config and data, a trainer
+/// restored from this state takes the same steps as one that never stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState {
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// The parameters.
+    pub params: Parameters,
+    /// Optimizer state arenas (Adam m and v, or SGD velocity).
+    pub optimizer: Vec<Vec<f32>>,
 }
 
 /// A model being trained on one device.
@@ -168,7 +188,10 @@ impl Trainer {
         StepParams {
             step: t as u32,
             batch_start: (within as usize * self.config.batch_size) as u32,
-            lr: self.config.optimizer.lr,
+            lr: self
+                .config
+                .schedule
+                .lr_at(self.config.optimizer.lr, self.config.warmup, t),
             bias_correction1: bc1,
             bias_correction2: bc2,
             seed_lo: self.config.seed as u32,
@@ -235,6 +258,49 @@ impl Trainer {
             self.step = chunk_end;
         }
         Ok(loss)
+    }
+
+    /// The learning rate the next step will use.
+    pub fn current_lr(&self) -> f32 {
+        self.config
+            .schedule
+            .lr_at(self.config.optimizer.lr, self.config.warmup, self.step + 1)
+    }
+
+    /// The run's state, for [`Trainer::restore`] (a read-back on the GPU).
+    pub fn state(&mut self) -> Result<TrainState> {
+        let mut optimizer = Vec::new();
+        for t in self.tg.optimizer_state.clone() {
+            optimizer.push(self.backend.read(t)?);
+        }
+        Ok(TrainState {
+            step: self.step,
+            params: self.parameters()?,
+            optimizer,
+        })
+    }
+
+    /// Continues from `state`: parameters, optimizer state and step. Batches, noise and the
+    /// learning rate are functions of the step, so nothing else needs restoring.
+    pub fn restore(&mut self, state: &TrainState) -> Result<()> {
+        if state.params.layout != self.tg.layout
+            || state.optimizer.len() != self.tg.optimizer_state.len()
+            || state
+                .optimizer
+                .iter()
+                .any(|o| o.len() != self.tg.layout.len)
+        {
+            return Err(Error::Config(
+                "the saved training state does not fit this model and optimizer".into(),
+            ));
+        }
+        self.backend.write(self.tg.params.buf, &state.params.arena);
+        for (t, values) in self.tg.optimizer_state.clone().iter().zip(&state.optimizer) {
+            self.backend.write(t.buf, values);
+        }
+        self.step = state.step;
+        self.order_epoch = None;
+        Ok(())
     }
 
     /// The current parameters (a read-back on the GPU).

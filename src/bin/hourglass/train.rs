@@ -8,7 +8,7 @@ use hourglass::data::{self, Dataset};
 use hourglass::io::checkpoint;
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
-use hourglass::train::{Device, DeviceChoice, TrainConfig, Trainer};
+use hourglass::train::{Device, DeviceChoice, Schedule, TrainConfig, Trainer};
 use hourglass::{Error, Result};
 
 #[derive(Args)]
@@ -73,6 +73,12 @@ pub struct TrainArgs {
     /// Weight decay (L2 for adam and sgd, decoupled for adamw).
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f32,
+    /// Learning-rate schedule: constant, step (halve every third of the run) or cosine (to zero).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
     /// Examples per step.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -187,11 +193,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         None => (spec_from_flags(&args, &data)?, None),
     };
+    let spe = (data.rows / args.batch_size.max(1)) as u64;
+    let total = match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => e * spe,
+        (None, None) => 5 * spe,
+    };
     let config = TrainConfig {
         batch_size: args.batch_size,
         optimizer: optimizer(&args)?,
         seed: args.seed,
         shuffle: !args.no_shuffle,
+        schedule: Schedule::parse(&args.schedule, total)?,
+        warmup: args.warmup,
     };
     let (device, note) = Device::open(DeviceChoice::parse(&args.device)?)?;
     if let Some(note) = note {
@@ -201,12 +215,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut trainer = Trainer::new(&spec, &config, &data, &device, init.as_ref())?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let ckpt = args.out.join("model.safetensors");
-    let spe = trainer.steps_per_epoch();
-    let total = match (args.steps, args.epochs) {
-        (Some(s), _) => s,
-        (None, Some(e)) => e * spe,
-        (None, None) => 5 * spe,
-    };
     println!(
         "training {:?} → {:?} on {} rows × {} features, {} on {}",
         spec.encoder,

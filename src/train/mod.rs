@@ -33,6 +33,8 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Steps of linear learning-rate warm-up.
     pub warmup: u64,
+    /// Rescale each step's gradient so its global L2 norm is at most this.
+    pub clip_grad_norm: Option<f32>,
 }
 
 impl TrainConfig {
@@ -45,6 +47,7 @@ impl TrainConfig {
             shuffle: true,
             schedule: Schedule::Constant,
             warmup: 0,
+            clip_grad_norm: None,
         }
     }
 }
@@ -125,6 +128,11 @@ impl Trainer {
                 data.cols,
                 spec.input_dim()
             )));
+        }
+        if config.clip_grad_norm.is_some() {
+            return Err(Error::Config(
+                "gradient clipping is not available yet in this build".into(),
+            ));
         }
         if config.batch_size == 0 {
             return Err(Error::Config("the batch size must be at least 1".into()));

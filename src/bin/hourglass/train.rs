@@ -206,6 +206,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         shuffle: !args.no_shuffle,
         schedule: Schedule::parse(&args.schedule, total)?,
         warmup: args.warmup,
+        clip_grad_norm: None,
     };
     let (device, note) = Device::open(DeviceChoice::parse(&args.device)?)?;
     if let Some(note) = note {

@@ -204,26 +204,58 @@ pub fn evaluate(
     })
 }
 
-/// The mean squared Frobenius norm ‖∂h/∂x‖²_F of the encoder's Jacobian over `data`, computed
-/// exactly (the contractive penalty with λ = 1); for a VAE, of μ.
-pub fn jacobian_norm(
+/// The Frobenius norm ‖∂h/∂x‖_F of the encoder's Jacobian at every row of `data`, computed
+/// exactly (through the contractive penalty's graph with λ = 1). Not defined for a VAE here.
+pub fn jacobian_norms(
     spec: &ModelSpec,
     params: &Parameters,
     data: &Dataset,
     device: &Device,
-) -> Result<f64> {
+) -> Result<Vec<f64>> {
     let mut probe = spec.clone();
     if matches!(probe.variant, Variant::Vae { .. }) {
         return Err(Error::Config(
-            "the Jacobian norm of a VAE encoder is not supported yet".into(),
+            "Jacobian norms of a VAE's encoder heads are not supported".into(),
         ));
     }
     probe.variant = Variant::Contractive {
         lambda: 1.0,
         projections: None,
     };
-    let report = evaluate(&probe, params, data, device, 0)?;
-    report
-        .term("contractive")
-        .ok_or_else(|| Error::Config("no contractive term".into()))
+    probe.validate()?;
+    let mut norms = Vec::with_capacity(data.rows);
+    let full = data.rows / CHUNK;
+    let rest = data.rows % CHUNK;
+    // Full chunks share one graph; the remainder gets one of its own batch size.
+    for (batch, chunks, first_row) in [
+        (CHUNK, full, 0),
+        (rest, usize::from(rest > 0), full * CHUNK),
+    ] {
+        if chunks == 0 {
+            continue;
+        }
+        let tg = build_training_graph(&probe, batch, batch, &OptimizerConfig::adam(1e-3));
+        let mut backend = Backend::new(device, tg.graph.clone())?;
+        backend.write(tg.params.buf, &params.arena);
+        backend.write_u32(tg.order.buf, &(0..batch as u32).collect::<Vec<_>>());
+        let term = *tg
+            .terms
+            .iter()
+            .find(|t| t.name == "contractive")
+            .expect("a contractive graph has the term");
+        for c in 0..chunks {
+            let start = first_row + c * batch;
+            backend.write(
+                tg.data.buf,
+                &data.values[start * data.cols..(start + batch) * data.cols],
+            );
+            let rows = backend.run_and_read(
+                0..tg.graph.update_start,
+                &[StepParams::default()],
+                term.values,
+            )?;
+            norms.extend(rows.iter().map(|&x| f64::from(x).sqrt()));
+        }
+    }
+    Ok(norms)
 }

@@ -5,6 +5,7 @@
 //! numbered buffers. The [`cpu`] executor runs it with plain ndarray loops; the [`gpu`] executor
 //! runs the same list as WGSL dispatches, recorded once and replayed every step.
 
+pub mod bench;
 pub mod cpu;
 pub mod data;
 pub mod error;

@@ -3,11 +3,9 @@
 //! Where a formula has numerically different but equivalent forms, the one used here is the
 //! one the WGSL uses, so the two agree to rounding.
 
-use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul};
-
 use crate::model::{Activation, Loss, spec::LEAKY_RELU_SLOPE};
 
-/// A float the reference executor can run in.
+/// A float the reference executor can run in (f32 or f64: the GEMM supports those).
 pub trait Real:
     ndarray::LinalgScalar + num_traits::Float + Send + Sync + std::fmt::Debug + 'static
 {
@@ -115,17 +113,53 @@ pub fn matmul<T: Real>(
     c: &mut [T],
     epilogue: CpuEpilogue<T>,
 ) {
-    let a = ArrayView2::from_shape(a_shape, a).expect("graph validated the view");
-    let b = ArrayView2::from_shape(b_shape, b).expect("graph validated the view");
-    let a = if trans_a { a.t() } else { a };
-    let b = if trans_b { b.t() } else { b };
-    let (m, n) = (a.nrows(), b.ncols());
-    let mut cv = ArrayViewMut2::from_shape((m, n), c).expect("graph validated the view");
-    let beta = match epilogue {
-        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..) => T::one(),
-        _ => T::zero(),
+    let (m, k) = if trans_a { (a_shape.1, a_shape.0) } else { a_shape };
+    let n = if trans_b { b_shape.0 } else { b_shape.1 };
+    assert_eq!(a.len(), a_shape.0 * a_shape.1, "a matches its shape");
+    assert_eq!(b.len(), b_shape.0 * b_shape.1, "b matches its shape");
+    assert_eq!(c.len(), m * n, "c is M×N");
+    assert_eq!(if trans_b { b_shape.1 } else { b_shape.0 }, k, "inner sizes agree");
+    // Row-major strides (row, column) of op(a) and op(b): a transpose only swaps them.
+    let strides = |cols: usize, t: bool| if t { (1, cols as isize) } else { (cols as isize, 1) };
+    let (a_rs, a_cs) = strides(a_shape.1, trans_a);
+    let (b_rs, b_cs) = strides(b_shape.1, trans_b);
+    let accumulate = matches!(
+        epilogue,
+        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
+    );
+    // Threads pay off only on products big enough to split.
+    let parallelism = if m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
     };
-    general_mat_mul(T::one(), &a, &b, beta, &mut cv);
+    if m * n > 0 {
+        // SAFETY: the asserts above bound every index gemm forms from (m, n, k) and the
+        // strides by the slices' lengths; `c` does not alias `a` or `b` (distinct borrows).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                accumulate,
+                a.as_ptr(),
+                a_cs,
+                a_rs,
+                b.as_ptr(),
+                b_cs,
+                b_rs,
+                T::one(),
+                T::one(),
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
     match epilogue {
         CpuEpilogue::Store | CpuEpilogue::Accumulate => {}
         CpuEpilogue::BiasAct(bias, act) => {

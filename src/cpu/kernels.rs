@@ -3,6 +3,8 @@
 //! Where a formula has numerically different but equivalent forms, the one used here is the
 //! one the WGSL uses, so the two agree to rounding.
 
+use rayon::prelude::*;
+
 use crate::model::{Activation, Loss, spec::LEAKY_RELU_SLOPE};
 
 /// A float the reference executor can run in (f32 or f64: the GEMM supports those).
@@ -113,14 +115,28 @@ pub fn matmul<T: Real>(
     c: &mut [T],
     epilogue: CpuEpilogue<T>,
 ) {
-    let (m, k) = if trans_a { (a_shape.1, a_shape.0) } else { a_shape };
+    let (m, k) = if trans_a {
+        (a_shape.1, a_shape.0)
+    } else {
+        a_shape
+    };
     let n = if trans_b { b_shape.0 } else { b_shape.1 };
     assert_eq!(a.len(), a_shape.0 * a_shape.1, "a matches its shape");
     assert_eq!(b.len(), b_shape.0 * b_shape.1, "b matches its shape");
     assert_eq!(c.len(), m * n, "c is M×N");
-    assert_eq!(if trans_b { b_shape.1 } else { b_shape.0 }, k, "inner sizes agree");
+    assert_eq!(
+        if trans_b { b_shape.1 } else { b_shape.0 },
+        k,
+        "inner sizes agree"
+    );
     // Row-major strides (row, column) of op(a) and op(b): a transpose only swaps them.
-    let strides = |cols: usize, t: bool| if t { (1, cols as isize) } else { (cols as isize, 1) };
+    let strides = |cols: usize, t: bool| {
+        if t {
+            (1, cols as isize)
+        } else {
+            (cols as isize, 1)
+        }
+    };
     let (a_rs, a_cs) = strides(a_shape.1, trans_a);
     let (b_rs, b_cs) = strides(b_shape.1, trans_b);
     let accumulate = matches!(
@@ -163,16 +179,20 @@ pub fn matmul<T: Real>(
     match epilogue {
         CpuEpilogue::Store | CpuEpilogue::Accumulate => {}
         CpuEpilogue::BiasAct(bias, act) => {
-            for row in c.chunks_exact_mut(n) {
+            c.par_chunks_mut(n).for_each(|row| {
                 for (v, &bj) in row.iter_mut().zip(bias) {
                     *v = activate(act, *v + bj);
                 }
-            }
+            });
         }
         CpuEpilogue::ActGrad(y, act) | CpuEpilogue::AccumulateActGrad(y, act) => {
-            for (v, &yv) in c.iter_mut().zip(y) {
-                *v = *v * activation_grad_from_output(act, yv);
-            }
+            c.par_chunks_mut(n)
+                .zip(y.par_chunks(n))
+                .for_each(|(row, yrow)| {
+                    for (v, &yv) in row.iter_mut().zip(yrow) {
+                        *v = *v * activation_grad_from_output(act, yv);
+                    }
+                });
         }
     }
 }
@@ -206,10 +226,16 @@ pub fn column_sum<T: Real>(x: &[T], cols: usize, out: &mut [T], accumulate: bool
 /// Loss and dL/dz of one element from the logit `z` and the target `x`, before batch averaging.
 pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, T) {
     match (loss, output) {
-        // softplus(z) − x·z, written so exp never overflows.
+        // softplus(z) − x·z and σ(z) − x from one exp(−|z|), which never overflows.
         (Loss::Bce, _) => {
-            let l = z.max(T::zero()) - x * z + (T::one() + (-z.abs()).exp()).ln();
-            (l, sigmoid(z) - x)
+            let e = (-z.abs()).exp();
+            let l = z.max(T::zero()) - x * z + (T::one() + e).ln();
+            let s = if z >= T::zero() {
+                T::one() / (T::one() + e)
+            } else {
+                e / (T::one() + e)
+            };
+            (l, s - x)
         }
         (Loss::Mse, Activation::Sigmoid) => {
             let y = sigmoid(z);
@@ -237,21 +263,21 @@ pub fn reconstruction_loss<T: Real>(
     let rows = row_loss.len();
     let target_rows = target.len() / cols;
     let inv_batch = T::one() / T::of(rows as f64);
-    for r in 0..rows {
-        let span = r * cols..(r + 1) * cols;
-        let t = (r % target_rows) * cols;
-        let mut sum = T::zero();
-        for ((g, &z), &x) in grad[span.clone()]
-            .iter_mut()
-            .zip(&logits[span.clone()])
-            .zip(&target[t..t + cols])
-        {
-            let (l, d) = loss_element(loss, output, z, x);
-            sum = sum + l;
-            *g = d * inv_batch;
-        }
-        row_loss[r] = sum;
-    }
+    // Rows are independent: one task per row.
+    grad.par_chunks_mut(cols)
+        .zip(row_loss.par_iter_mut())
+        .enumerate()
+        .for_each(|(r, (grad_row, out))| {
+            let z_row = &logits[r * cols..(r + 1) * cols];
+            let t = (r % target_rows) * cols;
+            let mut sum = T::zero();
+            for ((g, &z), &x) in grad_row.iter_mut().zip(z_row).zip(&target[t..t + cols]) {
+                let (l, d) = loss_element(loss, output, z, x);
+                sum = sum + l;
+                *g = d * inv_batch;
+            }
+            *out = sum;
+        });
 }
 
 /// Hyperparameters of [`adam`] that do not change between steps.
@@ -285,19 +311,30 @@ pub fn adam<T: Real>(
         [h.beta1, h.beta2, h.eps, h.weight_decay, lr, bc1, bc2].map(|x| T::of(f64::from(x)));
     let sqrt_bc2 = bc2.sqrt();
     let step = lr / bc1;
-    for i in 0..params.len() {
-        let mut p = params[i];
-        let mut g = grads[i];
+    let update = |p: &mut T, g: T, m: &mut T, v: &mut T| {
+        let (mut pv, mut g) = (*p, g);
         if h.decoupled {
-            p = p * (T::one() - lr * wd);
+            pv = pv * (T::one() - lr * wd);
         } else {
-            g = g + wd * p;
+            g = g + wd * pv;
         }
-        m[i] = b1 * m[i] + (T::one() - b1) * g;
-        v[i] = b2 * v[i] + (T::one() - b2) * g * g;
-        let denom = v[i].sqrt() / sqrt_bc2 + eps;
-        params[i] = p - step * m[i] / denom;
-    }
+        *m = b1 * *m + (T::one() - b1) * g;
+        *v = b2 * *v + (T::one() - b2) * g * g;
+        let denom = v.sqrt() / sqrt_bc2 + eps;
+        *p = pv - step * *m / denom;
+    };
+    // Element-wise and independent: split the arena into chunks across threads.
+    const CHUNK: usize = 1 << 14;
+    params
+        .par_chunks_mut(CHUNK)
+        .zip(grads.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for i in 0..p.len() {
+                update(&mut p[i], g[i], &mut m[i], &mut v[i]);
+            }
+        });
 }
 
 /// One SGD step with momentum in PyTorch's formulation (`v = μv + g; p −= lr·v`).

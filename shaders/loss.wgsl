@@ -4,13 +4,15 @@
 //   LOSS 0, ACT 3 (MSE after a sigmoid):  y = σ(z), l = (y − x)²,  dl/dz = 2(y − x)·y(1 − y)
 //   LOSS 0, ACT 0 (MSE, identity output):            l = (z − x)², dl/dz = 2(z − x)
 // softplus is max(z, 0) + log(1 + exp(−|z|)), which never overflows (never log(sigmoid)).
-// Writes grad = dl/dz / batch and row_loss[row] = Σ_j l.
+// Logits row r is compared with target row r mod target_rows (a VAE decodes L samples of each
+// input: logits are [L·B, D], targets [B, D]).
+// Writes grad = dl/dz / rows and row_loss[row] = Σ_j l.
 // Bindings: 0 logits, 1 target (read), 2 grad, 3 row_loss (read_write), 4 Dims.
 // Dispatch: one 256-thread workgroup per row, rows folded into a 2-D grid.
 
 override LOSS: u32 = 0u;
 
-struct Dims { rows: u32, cols: u32, z_off: u32, x_off: u32, g_off: u32, l_off: u32, _p0: u32, _p1: u32 }
+struct Dims { rows: u32, cols: u32, z_off: u32, x_off: u32, g_off: u32, l_off: u32, target_rows: u32, _p0: u32 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> clean: array<f32>;
@@ -26,10 +28,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let row = wg.y * groups.x + wg.x;
     if (row >= d.rows) { return; }
     let inv_batch = 1.0 / f32(d.rows);
+    let t = row % d.target_rows;
     var s = 0.0;
     for (var j = li; j < d.cols; j += 256u) {
         let z = logits[d.z_off + row * d.cols + j];
-        let x = clean[d.x_off + row * d.cols + j];
+        let x = clean[d.x_off + t * d.cols + j];
         var l: f32;
         var g: f32;
         if (LOSS == 1u) {

@@ -4,6 +4,8 @@
 //   EPILOGUE 2: c = acc · act'(aux[row, col])           (backward through the previous layer's
 //                                                         activation, aux = its output)
 //   EPILOGUE 3: c = c + acc                              (accumulate: tied weights)
+//   EPILOGUE 4: c = (c + acc) · act'(aux[row, col])      (second product into one layer's
+//                                                         input gradient: VAE μ and log σ²)
 // op(A) = A or Aᵀ (TRANS_A), op(B) = B or Bᵀ (TRANS_B); the three dense-layer forms are
 // X·Wᵀ (forward), dZ·W (input gradient) and dZᵀ·X (weight gradient).
 //
@@ -56,6 +58,7 @@ fn finish(row: u32, col: u32, acc: f32) {
         case 1u: { c[o] = activate(acc + aux[d.aux_off + col]); }
         case 2u: { c[o] = acc * activation_grad_from_output(aux[d.aux_off + row * d.n + col]); }
         case 3u: { c[o] = c[o] + acc; }
+        case 4u: { c[o] = (c[o] + acc) * activation_grad_from_output(aux[d.aux_off + row * d.n + col]); }
         default: { c[o] = acc; }
     }
 }

@@ -1,5 +1,6 @@
-//! The GPU executor: allocates a graph's buffers once, builds one dispatch (pipeline + bind
-//! group) per op once, and replays the op list for any number of steps in one submission.
+//! The GPU executor: allocates a graph's buffers once, builds each op's dispatches (pipeline +
+//! bind group; most ops have one, a few need several in sequence) once, and replays the op list
+//! for any number of steps in one submission.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Constants, Kernel, Slot};
 use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use crate::model::Noise;
 
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
 const STEP_SLOT: u64 = 256;
@@ -24,7 +26,16 @@ struct Dispatch {
     uses_step: bool,
 }
 
-/// What one op binds, in its kernel's binding order.
+/// One dispatch of an op: the kernel, its specialization constants, what it binds (in the
+/// kernel's binding order) and the grid.
+struct Plan {
+    kernel: Kernel,
+    constants: Constants,
+    resources: Vec<Resource>,
+    groups: [u32; 3],
+}
+
+/// What one dispatch binds, in its kernel's binding order.
 enum Resource {
     Buffer(BufId),
     /// A storage slot the op does not use (e.g. the aux operand of a plain matmul).
@@ -40,6 +51,8 @@ pub struct GpuExecutor {
     buffers: Vec<wgpu::Buffer>,
     step_ring: wgpu::Buffer,
     dispatches: Vec<Dispatch>,
+    /// Op `i` records `dispatches[op_start[i]..op_start[i + 1]]`; `ops.len() + 1` entries.
+    op_start: Vec<usize>,
     staging: HashMap<BufId, wgpu::Buffer>,
 }
 
@@ -51,6 +64,36 @@ fn grid_1d(n: usize) -> [u32; 3] {
     } else {
         [65_535, groups.div_ceil(65_535), 1]
     }
+}
+
+/// One workgroup per row (or unit) for `n` rows, folded into y past 65,535 (see
+/// `workgroup_row` in shaders/workgroup.wgsl).
+fn grid_rows(n: usize) -> [u32; 3] {
+    let n = n.max(1) as u32;
+    if n <= 65_535 {
+        [n, 1, 1]
+    } else {
+        [65_535, n.div_ceil(65_535), 1]
+    }
+}
+
+/// A uniform of 32-bit words; floats go in by their bits.
+fn words(v: &[Word]) -> Vec<u8> {
+    let w: Vec<u32> = v
+        .iter()
+        .map(|x| match *x {
+            Word::U(u) => u as u32,
+            Word::F(f) => f.to_bits(),
+        })
+        .collect();
+    bytemuck::cast_slice(&w).to_vec()
+}
+
+/// One word of a uniform struct.
+#[derive(Clone, Copy)]
+enum Word {
+    U(usize),
+    F(f32),
 }
 
 fn u32s(v: &[usize]) -> Vec<u8> {
@@ -67,7 +110,7 @@ impl GpuExecutor {
     pub fn new(ctx: Arc<GpuContext>, graph: Graph) -> Result<Self> {
         graph.validate().map_err(Error::Gpu)?;
         let device = &ctx.device;
-        let max_binding = u64::from(ctx.limits.max_storage_buffer_binding_size);
+        let max_binding = ctx.limits.max_storage_buffer_binding_size;
         let mut buffers = Vec::with_capacity(graph.buffers.len());
         for desc in &graph.buffers {
             let bytes = (desc.len as u64 * 4).max(16);
@@ -105,10 +148,21 @@ impl GpuExecutor {
             buffers,
             step_ring,
             dispatches: Vec::new(),
+            op_start: vec![0],
             staging: HashMap::new(),
         };
-        let plans: Vec<_> = exec.graph.ops.iter().map(plan).collect();
-        for (kernel, constants, resources, groups) in plans {
+        let mut plans = Vec::new();
+        for op in &exec.graph.ops {
+            plans.extend(plan(op));
+            exec.op_start.push(plans.len());
+        }
+        for Plan {
+            kernel,
+            constants,
+            resources,
+            groups,
+        } in plans
+        {
             let pipeline = ctx.kernels.pipeline(device, kernel, &constants);
             let layout = ctx.kernels.bind_group_layout(device, kernel);
             let uniforms: Vec<Option<wgpu::Buffer>> = resources
@@ -217,9 +271,14 @@ impl GpuExecutor {
                 label: Some("steps"),
                 timestamp_writes: None,
             });
+            let dispatches = if ops.is_empty() {
+                &self.dispatches[..0]
+            } else {
+                &self.dispatches[self.op_start[ops.start]..self.op_start[ops.end]]
+            };
             for k in 0..steps.len() {
                 let offset = [(k as u64 * STEP_SLOT) as u32];
-                for d in &self.dispatches[ops.clone()] {
+                for d in dispatches {
                     pass.set_pipeline(&d.pipeline);
                     let offsets: &[u32] = if d.uses_step { &offset } else { &[] };
                     pass.set_bind_group(0, &d.bind_group, offsets);
@@ -309,11 +368,27 @@ impl GpuExecutor {
     }
 }
 
-/// The kernel, constants, bindings and grid of one op.
-fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
+/// One dispatch.
+fn one(
+    kernel: Kernel,
+    constants: Constants,
+    resources: Vec<Resource>,
+    groups: [u32; 3],
+) -> Vec<Plan> {
+    vec![Plan {
+        kernel,
+        constants,
+        resources,
+        groups,
+    }]
+}
+
+/// The dispatches of one op, in the order they run.
+fn plan(op: &Op) -> Vec<Plan> {
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
+    use Word::{F, U as N};
     match *op {
-        Op::Gather { data, order, out } => (
+        Op::Gather { data, order, out } => one(
             Kernel::Gather,
             vec![],
             vec![
@@ -340,7 +415,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
                 Epilogue::BiasAct { bias, act } => (1, act.code(), Some(bias)),
                 Epilogue::ActGrad { y, act } => (2, act.code(), Some(y)),
                 Epilogue::Accumulate => (3, 0, None),
-                Epilogue::AccumulateActGrad { .. } => panic!("no GPU kernel for {op:?} yet"),
+                Epilogue::AccumulateActGrad { y, act } => (4, act.code(), Some(y)),
             };
             let dims = u32s(&[
                 m,
@@ -356,7 +431,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
                 0,
                 0,
             ]);
-            (
+            one(
                 Kernel::Matmul,
                 vec![
                     ("TRANS_A", flag(trans_a)),
@@ -374,7 +449,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
                 [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
             )
         }
-        Op::Activation { x, y, act } => (
+        Op::Activation { x, y, act } => one(
             Kernel::ActivationForward,
             vec![("ACT", f64::from(act.code()))],
             vec![
@@ -385,7 +460,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             ],
             grid_1d(x.len()),
         ),
-        Op::ActivationGrad { dy, y, dx, act } => (
+        Op::ActivationGrad { dy, y, dx, act } => one(
             Kernel::ActivationBackward,
             vec![("ACT", f64::from(act.code()))],
             vec![
@@ -396,7 +471,18 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             ],
             grid_1d(dy.len()),
         ),
-        Op::ColumnSum { x, out, accumulate } => (
+        Op::AddInto { x, out } => one(
+            Kernel::AddInto,
+            vec![],
+            vec![
+                B(x.buf),
+                Unused,
+                B(out.buf),
+                U(u32s(&[out.len(), x.offset, 0, out.offset])),
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::ColumnSum { x, out, accumulate } => one(
             Kernel::ColumnSum,
             vec![("ACCUMULATE", flag(accumulate))],
             vec![
@@ -413,38 +499,316 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             row_loss,
             loss,
             output,
-        } => {
-            let rows = logits.rows;
-            let grid = if rows <= 65_535 {
-                [rows as u32, 1, 1]
-            } else {
-                [65_535, rows.div_ceil(65_535) as u32, 1]
+        } => one(
+            Kernel::ReconstructionLoss,
+            vec![
+                ("LOSS", f64::from(loss.code())),
+                ("ACT", f64::from(output.code())),
+            ],
+            vec![
+                B(logits.buf),
+                B(target.buf),
+                B(grad.buf),
+                B(row_loss.buf),
+                U(u32s(&[
+                    logits.rows,
+                    logits.cols,
+                    logits.offset,
+                    target.offset,
+                    grad.offset,
+                    row_loss.offset,
+                    target.rows,
+                    0,
+                ])),
+            ],
+            grid_rows(logits.rows),
+        ),
+        Op::Corrupt { x, out, noise } => {
+            let (code, param) = match noise {
+                Noise::Mask { nu } => (0, nu),
+                Noise::Gaussian { sigma } => (1, sigma),
+                Noise::SaltPepper { nu } => (2, nu),
             };
-            (
-                Kernel::ReconstructionLoss,
+            one(
+                Kernel::Corrupt,
+                vec![("NOISE", f64::from(code))],
                 vec![
-                    ("LOSS", f64::from(loss.code())),
-                    ("ACT", f64::from(output.code())),
+                    B(x.buf),
+                    B(out.buf),
+                    U(words(&[N(out.len()), N(x.offset), N(out.offset), F(param)])),
+                    Step,
                 ],
-                vec![
-                    B(logits.buf),
-                    B(target.buf),
-                    B(grad.buf),
-                    B(row_loss.buf),
-                    U(u32s(&[
-                        rows,
-                        logits.cols,
-                        logits.offset,
-                        target.offset,
-                        grad.offset,
-                        row_loss.offset,
-                        0,
-                        0,
-                    ])),
-                ],
-                grid,
+                grid_1d(out.len()),
             )
         }
+        Op::Directions { out, batch, exact } => one(
+            Kernel::Directions,
+            vec![("EXACT", flag(exact))],
+            vec![
+                B(out.buf),
+                U(u32s(&[out.len(), out.cols, batch, out.offset])),
+                Step,
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::TangentScale { r, y, act, out } => one(
+            Kernel::TangentScale,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(r.buf),
+                B(y.buf),
+                B(out.buf),
+                U(u32s(&[
+                    out.len(),
+                    y.len(),
+                    r.offset,
+                    y.offset,
+                    out.offset,
+                    0,
+                    0,
+                    0,
+                ])),
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::Curvature { qa, r, y, act, out } => one(
+            Kernel::Curvature,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(qa.buf),
+                B(r.buf),
+                B(y.buf),
+                B(out.buf),
+                U(u32s(&[
+                    out.len(),
+                    qa.len() / out.len().max(1),
+                    qa.offset,
+                    r.offset,
+                    y.offset,
+                    out.offset,
+                    0,
+                    0,
+                ])),
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::JacobianNorm {
+            r,
+            rows,
+            grad,
+            scale,
+        } => {
+            let batch = rows.len();
+            // As the CPU twin: (2 · scale) / B in f32.
+            let grad_scale = 2.0 * scale / batch as f32;
+            one(
+                Kernel::JacobianNorm,
+                vec![],
+                vec![
+                    B(r.buf),
+                    B(rows.buf),
+                    B(grad.buf),
+                    U(words(&[
+                        N(batch),
+                        N(r.cols),
+                        N(r.rows / batch.max(1)),
+                        N(r.offset),
+                        N(rows.offset),
+                        N(grad.offset),
+                        F(scale),
+                        F(grad_scale),
+                    ])),
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::ContractiveClosedForm {
+            h,
+            w,
+            rows,
+            dz,
+            dw,
+            scratch,
+            lambda,
+        } => {
+            let batch = rows.len();
+            // As the CPU twin: λ · (1 / B) · 2 in f32.
+            let grad_scale = lambda * (1.0 / batch as f32) * 2.0;
+            let dims = words(&[
+                N(batch),
+                N(w.rows),
+                N(w.cols),
+                N(h.offset),
+                N(w.offset),
+                N(rows.offset),
+                N(dz.offset),
+                N(dw.offset),
+                N(scratch.offset),
+                F(lambda),
+                F(grad_scale),
+                N(0),
+            ]);
+            let bind = |dims: Vec<u8>| {
+                vec![
+                    B(h.buf),
+                    B(w.buf),
+                    B(rows.buf),
+                    B(dz.buf),
+                    B(dw.buf),
+                    B(scratch.buf),
+                    U(dims),
+                ]
+            };
+            // Per-unit norms and Σ_b s², then per-example rows that read them.
+            let mut plans = one(
+                Kernel::ContractiveUnits,
+                vec![],
+                bind(dims.clone()),
+                grid_rows(w.rows),
+            );
+            plans.extend(one(
+                Kernel::ContractiveRows,
+                vec![],
+                bind(dims),
+                grid_rows(batch),
+            ));
+            plans
+        }
+        Op::SparseL1 {
+            h,
+            act,
+            rows,
+            dz,
+            lambda,
+        } => {
+            let batch = rows.len();
+            one(
+                Kernel::SparseL1,
+                vec![("ACT", f64::from(act.code()))],
+                vec![
+                    B(h.buf),
+                    B(rows.buf),
+                    B(dz.buf),
+                    U(words(&[
+                        N(batch),
+                        N(h.len() / batch.max(1)),
+                        N(h.offset),
+                        N(rows.offset),
+                        N(dz.offset),
+                        F(lambda),
+                        F(lambda / batch as f32),
+                        N(0),
+                    ])),
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::SparseKl {
+            h,
+            sums,
+            act,
+            terms,
+            dz,
+            lambda,
+            target,
+        } => one(
+            Kernel::SparseKl,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(h.buf),
+                B(sums.buf),
+                B(terms.buf),
+                B(dz.buf),
+                U(words(&[
+                    N(h.len()),
+                    N(terms.len()),
+                    N(h.offset),
+                    N(sums.offset),
+                    N(terms.offset),
+                    N(dz.offset),
+                    F(lambda),
+                    F(target),
+                    F(1.0 / (h.len() / terms.len().max(1)) as f32),
+                    N(0),
+                    N(0),
+                    N(0),
+                ])),
+            ],
+            grid_1d(h.len()),
+        ),
+        Op::Sample {
+            mu,
+            logvar,
+            eps,
+            z,
+            kl_rows,
+            beta,
+        } => {
+            let batch = kl_rows.len();
+            let units = mu.len() / batch.max(1);
+            one(
+                Kernel::Sample,
+                vec![],
+                vec![
+                    B(mu.buf),
+                    B(logvar.buf),
+                    B(eps.buf),
+                    B(z.buf),
+                    B(kl_rows.buf),
+                    U(words(&[
+                        N(batch),
+                        N(units),
+                        N(z.len() / mu.len().max(1)),
+                        N(mu.offset),
+                        N(logvar.offset),
+                        N(eps.offset),
+                        N(z.offset),
+                        N(kl_rows.offset),
+                        F(beta * -0.5),
+                        N(0),
+                        N(0),
+                        N(0),
+                    ])),
+                    Step,
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::SampleGrad {
+            dz,
+            eps,
+            mu,
+            logvar,
+            dmu,
+            dlogvar,
+            beta,
+        } => one(
+            Kernel::SampleGrad,
+            vec![],
+            vec![
+                B(dz.buf),
+                B(eps.buf),
+                B(mu.buf),
+                B(logvar.buf),
+                B(dmu.buf),
+                B(dlogvar.buf),
+                U(words(&[
+                    N(mu.len()),
+                    N(dz.len() / mu.len().max(1)),
+                    N(dz.offset),
+                    N(eps.offset),
+                    N(mu.offset),
+                    N(logvar.offset),
+                    N(dmu.offset),
+                    N(dlogvar.offset),
+                    F(beta / mu.rows as f32),
+                    N(0),
+                    N(0),
+                    N(0),
+                ])),
+            ],
+            grid_1d(mu.len()),
+        ),
         Op::Adam {
             params,
             grads,
@@ -455,7 +819,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             eps,
             weight_decay,
             decoupled,
-        } => (
+        } => one(
             Kernel::Adam,
             vec![("DECOUPLED", flag(decoupled))],
             vec![
@@ -474,7 +838,7 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             velocity,
             momentum,
             weight_decay,
-        } => (
+        } => one(
             Kernel::Sgd,
             vec![],
             vec![
@@ -487,7 +851,6 @@ fn plan(op: &Op) -> (Kernel, Constants, Vec<Resource>, [u32; 3]) {
             ],
             grid_1d(params.len()),
         ),
-        _ => panic!("no GPU kernel for {op:?} yet"),
     }
 }
 

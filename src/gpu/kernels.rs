@@ -23,6 +23,32 @@ pub enum Kernel {
     Sgd,
     /// `shaders/gather.wgsl`.
     Gather,
+    /// `shaders/elementwise.wgsl`, `add_into`.
+    AddInto,
+    /// `shaders/noise.wgsl`.
+    Corrupt,
+    /// `shaders/jacobian.wgsl`, `directions`.
+    Directions,
+    /// `shaders/jacobian.wgsl`, `tangent_scale`.
+    TangentScale,
+    /// `shaders/jacobian.wgsl`, `curvature`.
+    Curvature,
+    /// `shaders/jacobian.wgsl`, `jacobian_norm`.
+    JacobianNorm,
+    /// `shaders/jacobian.wgsl`, `contractive_units`: first dispatch of the closed-form
+    /// contractive penalty (per-unit norms, weight gradient).
+    ContractiveUnits,
+    /// `shaders/jacobian.wgsl`, `contractive_rows`: second dispatch (per-example penalty,
+    /// code gradient).
+    ContractiveRows,
+    /// `shaders/sparse.wgsl`, `sparse_l1`.
+    SparseL1,
+    /// `shaders/sparse.wgsl`, `sparse_kl`.
+    SparseKl,
+    /// `shaders/sampler.wgsl`, `sample`.
+    Sample,
+    /// `shaders/sampler.wgsl`, `sample_grad`.
+    SampleGrad,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -48,7 +74,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::Matmul,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
@@ -57,19 +83,53 @@ impl Kernel {
         Kernel::Adam,
         Kernel::Sgd,
         Kernel::Gather,
+        Kernel::AddInto,
+        Kernel::Corrupt,
+        Kernel::Directions,
+        Kernel::TangentScale,
+        Kernel::Curvature,
+        Kernel::JacobianNorm,
+        Kernel::ContractiveUnits,
+        Kernel::ContractiveRows,
+        Kernel::SparseL1,
+        Kernel::SparseKl,
+        Kernel::Sample,
+        Kernel::SampleGrad,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Matmul => wgsl!("activation.wgsl", "matmul.wgsl"),
-            Kernel::ActivationForward | Kernel::ActivationBackward => {
+            Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 wgsl!("step.wgsl", "activation.wgsl", "elementwise.wgsl")
             }
             Kernel::ColumnSum => wgsl!("reduce.wgsl"),
             Kernel::ReconstructionLoss => wgsl!("activation.wgsl", "loss.wgsl"),
             Kernel::Adam | Kernel::Sgd => wgsl!("step.wgsl", "optimizer.wgsl"),
             Kernel::Gather => wgsl!("step.wgsl", "gather.wgsl"),
+            Kernel::Corrupt => wgsl!("step.wgsl", "rng.wgsl", "noise.wgsl"),
+            Kernel::Directions
+            | Kernel::TangentScale
+            | Kernel::Curvature
+            | Kernel::JacobianNorm
+            | Kernel::ContractiveUnits
+            | Kernel::ContractiveRows => wgsl!(
+                "step.wgsl",
+                "rng.wgsl",
+                "workgroup.wgsl",
+                "activation.wgsl",
+                "jacobian.wgsl"
+            ),
+            Kernel::SparseL1 | Kernel::SparseKl => wgsl!(
+                "step.wgsl",
+                "workgroup.wgsl",
+                "activation.wgsl",
+                "sparse.wgsl"
+            ),
+            Kernel::Sample | Kernel::SampleGrad => {
+                wgsl!("step.wgsl", "rng.wgsl", "workgroup.wgsl", "sampler.wgsl")
+            }
         }
     }
 
@@ -80,7 +140,22 @@ impl Kernel {
             Kernel::ActivationBackward => "backward",
             Kernel::Adam => "adam",
             Kernel::Sgd => "sgd",
-            _ => "main",
+            Kernel::AddInto => "add_into",
+            Kernel::Directions => "directions",
+            Kernel::TangentScale => "tangent_scale",
+            Kernel::Curvature => "curvature",
+            Kernel::JacobianNorm => "jacobian_norm",
+            Kernel::ContractiveUnits => "contractive_units",
+            Kernel::ContractiveRows => "contractive_rows",
+            Kernel::SparseL1 => "sparse_l1",
+            Kernel::SparseKl => "sparse_kl",
+            Kernel::Sample => "sample",
+            Kernel::SampleGrad => "sample_grad",
+            Kernel::Matmul
+            | Kernel::ColumnSum
+            | Kernel::ReconstructionLoss
+            | Kernel::Gather
+            | Kernel::Corrupt => "main",
         }
     }
 
@@ -88,13 +163,25 @@ impl Kernel {
     pub fn slots(self) -> &'static [Slot] {
         match self {
             Kernel::Matmul => &[Read, Read, ReadWrite, Read, Uniform],
-            Kernel::ActivationForward | Kernel::ActivationBackward => {
+            Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 &[Read, Read, ReadWrite, Uniform]
             }
             Kernel::ColumnSum => &[Read, ReadWrite, Uniform],
             Kernel::ReconstructionLoss => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::Adam | Kernel::Sgd => &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::Gather => &[Read, Read, ReadWrite, Uniform, Step],
+            Kernel::Corrupt => &[Read, ReadWrite, Uniform, Step],
+            Kernel::Directions => &[ReadWrite, Uniform, Step],
+            Kernel::TangentScale => &[Read, Read, ReadWrite, Uniform],
+            Kernel::Curvature => &[Read, Read, Read, ReadWrite, Uniform],
+            Kernel::JacobianNorm => &[Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::ContractiveUnits | Kernel::ContractiveRows => &[
+                Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Uniform,
+            ],
+            Kernel::SparseL1 => &[Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::SparseKl => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
+            Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
         }
     }
 }
@@ -102,11 +189,15 @@ impl Kernel {
 /// Specialization constants (WGSL `override`s) of one pipeline, by name.
 pub type Constants = Vec<(&'static str, f64)>;
 
+/// A pipeline's identity: its kernel and its constants (values by their bits).
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
 #[derive(Default)]
 struct Compiled {
-    modules: HashMap<Kernel, wgpu::ShaderModule>,
+    /// Modules by source text: the entry points of one shader family share a module.
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
     layouts: HashMap<Kernel, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: HashMap<(Kernel, Vec<(&'static str, u64)>), Arc<wgpu::ComputePipeline>>,
+    pipelines: HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>,
 }
 
 /// Compiled modules, layouts and pipelines of one device; each is built the first time it is
@@ -175,7 +266,7 @@ impl KernelCache {
         kernel: Kernel,
         constants: &Constants,
     ) -> Arc<wgpu::ComputePipeline> {
-        let key = (
+        let key: PipelineKey = (
             kernel,
             constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
         );
@@ -183,15 +274,13 @@ impl KernelCache {
         if let Some(p) = c.pipelines.get(&key) {
             return p.clone();
         }
-        if !c.modules.contains_key(&kernel) {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let layout = Self::layouts(&mut c, device, kernel).1.clone();
+        let module = c.modules.entry(kernel.source()).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(kernel.entry()),
                 source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-            });
-            c.modules.insert(kernel, module);
-        }
-        let layout = Self::layouts(&mut c, device, kernel).1.clone();
-        let module = &c.modules[&kernel];
+            })
+        });
         let pipeline = Arc::new(
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry()),

@@ -217,3 +217,129 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit_on_cpu() {
     wrong.train_steps(10, false).expect("train");
     assert_ne!(wrong.parameters().expect("params"), want);
 }
+
+#[test]
+fn thirty_steps_of_every_variant_agree_between_gpu_and_cpu() {
+    use hourglass::model::{Noise, Variant};
+    let base = |encoder: &[usize], act: Activation, code: Activation| {
+        let mut s = ModelSpec::mirrored(encoder);
+        s.activation = act;
+        s.code_activation = code;
+        s
+    };
+    let mut cases = Vec::new();
+    for (name, variant, encoder, act, code) in [
+        (
+            "sparse L1",
+            Variant::Sparse {
+                lambda: 0.05,
+                target: None,
+            },
+            &[33, 9, 5][..],
+            Activation::Relu,
+            Activation::Relu,
+        ),
+        (
+            "sparse KL",
+            Variant::Sparse {
+                lambda: 0.3,
+                target: Some(0.1),
+            },
+            &[33, 9, 5],
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ),
+        (
+            "denoising mask",
+            Variant::Denoising {
+                noise: Noise::Mask { nu: 0.3 },
+            },
+            &[33, 9, 5],
+            Activation::Relu,
+            Activation::Identity,
+        ),
+        (
+            "denoising gaussian",
+            Variant::Denoising {
+                noise: Noise::Gaussian { sigma: 0.2 },
+            },
+            &[33, 7],
+            Activation::Relu,
+            Activation::Tanh,
+        ),
+        (
+            "denoising salt-pepper",
+            Variant::Denoising {
+                noise: Noise::SaltPepper { nu: 0.2 },
+            },
+            &[33, 7],
+            Activation::Relu,
+            Activation::Sigmoid,
+        ),
+        (
+            "contractive closed form",
+            Variant::Contractive {
+                lambda: 0.2,
+                projections: None,
+            },
+            &[33, 7],
+            Activation::Relu,
+            Activation::Sigmoid,
+        ),
+        (
+            "contractive exact deep",
+            Variant::Contractive {
+                lambda: 0.2,
+                projections: None,
+            },
+            &[33, 9, 5],
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ),
+        (
+            "contractive projections",
+            Variant::Contractive {
+                lambda: 0.2,
+                projections: Some(3),
+            },
+            &[33, 9, 5],
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ),
+        (
+            "vae",
+            Variant::Vae {
+                beta: 1.0,
+                samples: 2,
+            },
+            &[33, 9, 4],
+            Activation::Relu,
+            Activation::Identity,
+        ),
+        (
+            "vae without trunk",
+            Variant::Vae {
+                beta: 0.5,
+                samples: 1,
+            },
+            &[33, 4],
+            Activation::Relu,
+            Activation::Identity,
+        ),
+    ] {
+        let mut s = base(encoder, act, code);
+        s.variant = variant;
+        cases.push((name, s));
+    }
+    let mut tied = base(&[33, 9, 5], Activation::Tanh, Activation::Identity);
+    tied.tied = true;
+    cases.push(("tied", tied));
+    let config = TrainConfig {
+        seed: 2026,
+        ..TrainConfig::new(16, 3e-3)
+    };
+    for (name, spec) in cases {
+        eprint!("{name}: ");
+        agreement(&spec, &config, 30);
+    }
+}

@@ -170,9 +170,9 @@ pub enum Op {
         /// `[B, D]` clean inputs; logits row r is compared with target row `r % B` (a VAE
         /// decodes several samples of each input).
         target: Tensor,
-        /// `[B, D]` dL/dlogits.
+        /// `[R, D]` dL/dlogits.
         grad: Tensor,
-        /// `[1, B]` Σ over features of each row's loss.
+        /// `[1, R]` Σ over features of each row's loss.
         row_loss: Tensor,
         /// Loss function.
         loss: Loss,

@@ -201,6 +201,7 @@ pub fn evaluate(
             .into_iter()
             .map(|(n, s)| (n, s / data.rows as f64))
             .collect(),
+        skipped_steps: 0,
     })
 }
 

@@ -6,7 +6,7 @@ mod common;
 use common::{assert_close, gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::gpu::GpuExecutor;
-use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
 use hourglass::model::{Activation, Loss};
 
 const FORWARD_TOL: f64 = 1e-5;
@@ -259,54 +259,159 @@ fn reconstruction_losses_match_cpu() {
     }
 }
 
+/// Appends `GradNorm` over `grads` and returns the guard an optimizer reads.
+fn guarded(g: &mut Graph, grads: Tensor, max_norm: Option<f32>) -> Option<Guard> {
+    let max_norm = max_norm?;
+    let partials = g.matrix("partials", 1, grads.len().div_ceil(2048));
+    let norm_sq = g.matrix("norm_sq", 1, 1);
+    let health_buf = g.buffer("health", 2, DType::U32);
+    let health = Tensor {
+        buf: health_buf,
+        offset: 0,
+        rows: 1,
+        cols: 2,
+    };
+    g.push(Op::GradNorm {
+        grads,
+        partials,
+        norm_sq,
+        health,
+    });
+    Some(Guard { norm_sq, max_norm })
+}
+
 #[test]
 fn optimizers_match_cpu() {
     for len in [1, 7, 257, 66_000] {
-        for decoupled in [false, true] {
+        // No guard; a guard without clipping; clipping that binds (random grads have norms
+        // far above 0.5 at these sizes, except len 1).
+        for clip in [None, Some(0.0), Some(0.5)] {
+            for decoupled in [false, true] {
+                let mut g = Graph::default();
+                let params = g.matrix("params", 1, len);
+                let grads = g.matrix("grads", 1, len);
+                let m = g.matrix("m", 1, len);
+                let v = g.matrix("v", 1, len);
+                let guard = guarded(&mut g, grads, clip);
+                g.push(Op::Adam {
+                    params,
+                    grads,
+                    m,
+                    v,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.1,
+                    decoupled,
+                    guard,
+                });
+                let range = |d: &BufferDesc| {
+                    if d.name == "v" {
+                        (0.0, 1.0)
+                    } else {
+                        (-1.0, 1.0)
+                    }
+                };
+                compare(
+                    &format!("adam {len} decoupled={decoupled} clip={clip:?}"),
+                    g,
+                    range,
+                    &[],
+                    step(),
+                    GRAD_TOL,
+                );
+            }
             let mut g = Graph::default();
             let params = g.matrix("params", 1, len);
             let grads = g.matrix("grads", 1, len);
-            let m = g.matrix("m", 1, len);
-            let v = g.matrix("v", 1, len);
-            g.push(Op::Adam {
+            let velocity = g.matrix("velocity", 1, len);
+            let guard = guarded(&mut g, grads, clip);
+            g.push(Op::Sgd {
                 params,
                 grads,
-                m,
-                v,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.1,
-                decoupled,
+                velocity,
+                momentum: 0.9,
+                weight_decay: 0.01,
+                guard,
             });
-            let range = |d: &BufferDesc| {
-                if d.name == "v" {
-                    (0.0, 1.0)
-                } else {
-                    (-1.0, 1.0)
-                }
-            };
             compare(
-                &format!("adam {len} decoupled={decoupled}"),
+                &format!("sgd {len} clip={clip:?}"),
                 g,
-                range,
+                sym,
                 &[],
                 step(),
                 GRAD_TOL,
             );
         }
-        let mut g = Graph::default();
-        let params = g.matrix("params", 1, len);
-        let grads = g.matrix("grads", 1, len);
-        let velocity = g.matrix("velocity", 1, len);
-        g.push(Op::Sgd {
-            params,
-            grads,
-            velocity,
-            momentum: 0.9,
-            weight_decay: 0.01,
-        });
-        compare(&format!("sgd {len}"), g, sym, &[], step(), GRAD_TOL);
+    }
+}
+
+#[test]
+fn a_non_finite_gradient_skips_the_step_on_both_executors() {
+    let Some(ctx) = gpu() else { return };
+    let len = 5000;
+    let mut g = Graph::default();
+    let params = g.matrix("params", 1, len);
+    let grads = g.matrix("grads", 1, len);
+    let m = g.matrix("m", 1, len);
+    let v = g.matrix("v", 1, len);
+    let guard = guarded(&mut g, grads, Some(1.0));
+    g.push(Op::Adam {
+        params,
+        grads,
+        m,
+        v,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+        guard,
+    });
+    let health = g
+        .buffers
+        .iter()
+        .position(|b| b.name == "health")
+        .expect("health");
+    let p0 = random(len, -1.0, 1.0, 1);
+    for bad in [f32::NAN, f32::INFINITY] {
+        let mut gr = random(len, -1.0, 1.0, 2);
+        gr[4321] = bad;
+        let mut cpu = CpuExecutor::<f32>::new(g.clone());
+        let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("gpu");
+        for (id, data) in [(params.buf, &p0), (grads.buf, &gr)] {
+            cpu.write(id, data);
+            dev.write(id, data);
+        }
+        let s = step();
+        cpu.run(0..g.ops.len(), &[s]);
+        dev.run(0..g.ops.len(), &[s]).expect("run");
+        assert_eq!(cpu.read(params.buf), &p0[..], "CPU skipped the step");
+        assert_eq!(
+            dev.read_buffer(params.buf).expect("read"),
+            p0,
+            "GPU skipped the step"
+        );
+        let h = dev
+            .read(Tensor {
+                buf: health,
+                offset: 0,
+                rows: 1,
+                cols: 2,
+            })
+            .expect("health");
+        let h: Vec<u32> = h.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(h, vec![1, s.step], "GPU counted the bad step");
+        assert_eq!(
+            cpu.view_u32(Tensor {
+                buf: health,
+                offset: 0,
+                rows: 1,
+                cols: 2
+            }),
+            &[1, s.step],
+            "CPU counted the bad step"
+        );
     }
 }
 

@@ -343,3 +343,63 @@ fn thirty_steps_of_every_variant_agree_between_gpu_and_cpu() {
         agreement(&spec, &config, 30);
     }
 }
+
+#[test]
+fn a_nan_in_the_data_is_caught_and_never_reaches_the_parameters() {
+    use hourglass::train::NonFinitePolicy;
+    let spec = ModelSpec::mirrored(&[10, 4]);
+    let mut values = random(40 * 10, 0.0, 1.0, 6);
+    values[23 * 10 + 3] = f32::NAN; // row 23: in the third batch of 8, in file order
+    let data = Dataset::new(40, 10, values).expect("data");
+    for (device, name) in [(Some(Device::Cpu), "cpu"), (gpu().map(Device::Gpu), "gpu")] {
+        let Some(device) = device else { continue };
+        let config = TrainConfig {
+            shuffle: false,
+            ..TrainConfig::new(8, 1e-2)
+        };
+        let mut t = Trainer::new(&spec, &config, &data, &device, None).expect("trainer");
+        t.train_steps(2, false).expect("two clean steps");
+        let before = t.parameters().expect("params");
+        let err = t.train_steps(1, true).expect_err("step 3 has a NaN");
+        assert!(
+            matches!(err, hourglass::Error::NonFinite { step: 3, .. }),
+            "{name}: {err}"
+        );
+        assert_eq!(
+            t.parameters().expect("params"),
+            before,
+            "{name}: step 3 was skipped"
+        );
+
+        let config = TrainConfig {
+            on_nonfinite: NonFinitePolicy::SkipStep,
+            clip_grad_norm: Some(1.0),
+            ..config
+        };
+        let mut t = Trainer::new(&spec, &config, &data, &device, None).expect("trainer");
+        let report = t
+            .train_steps(10, true)
+            .expect("skips and goes on")
+            .expect("report");
+        assert_eq!(
+            report.skipped_steps, 2,
+            "{name}: epochs 1 and 2 each hit row 23 once"
+        );
+        let p = t.parameters().expect("params");
+        assert!(
+            p.arena.iter().all(|x| x.is_finite()),
+            "{name}: parameters stay finite"
+        );
+    }
+}
+
+#[test]
+fn clipped_training_agrees_between_gpu_and_cpu() {
+    let spec = ModelSpec::mirrored(&[33, 9, 5]);
+    let config = TrainConfig {
+        clip_grad_norm: Some(0.3),
+        seed: 8,
+        ..TrainConfig::new(16, 1e-2)
+    };
+    agreement(&spec, &config, 30);
+}

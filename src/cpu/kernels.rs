@@ -299,6 +299,7 @@ pub struct AdamHyper {
 #[allow(clippy::too_many_arguments)]
 pub fn adam<T: Real>(
     h: AdamHyper,
+    scale: T,
     lr: f32,
     bc1: f32,
     bc2: f32,
@@ -312,7 +313,7 @@ pub fn adam<T: Real>(
     let sqrt_bc2 = bc2.sqrt();
     let step = lr / bc1;
     let update = |p: &mut T, g: T, m: &mut T, v: &mut T| {
-        let (mut pv, mut g) = (*p, g);
+        let (mut pv, mut g) = (*p, g * scale);
         if h.decoupled {
             pv = pv * (T::one() - lr * wd);
         } else {
@@ -337,8 +338,33 @@ pub fn adam<T: Real>(
         });
 }
 
+/// Σ g² of each block of 2048 gradients into `partials`, and their total, as the GPU sums.
+pub fn grad_norm_sq<T: Real>(grads: &[T], partials: &mut [T]) -> T {
+    partials
+        .par_iter_mut()
+        .zip(grads.par_chunks(2048))
+        .for_each(|(p, c)| *p = c.iter().fold(T::zero(), |a, &g| a + g * g));
+    partials.iter().fold(T::zero(), |a, &p| a + p)
+}
+
+/// The factor an optimizer scales a step's gradient by, from its Σ g²: `None` when the sum is
+/// not finite (the step is skipped), else `min(1, max_norm / (‖g‖ + 1e-6))` when clipping
+/// (PyTorch's `clip_grad_norm_`), or 1.
+pub fn guard_scale<T: Real>(norm_sq: T, max_norm: f32) -> Option<T> {
+    if !norm_sq.is_finite() {
+        return None;
+    }
+    if max_norm > 0.0 {
+        let max = T::of(f64::from(max_norm));
+        Some((max / (norm_sq.sqrt() + T::of(1e-6))).min(T::one()))
+    } else {
+        Some(T::one())
+    }
+}
+
 /// One SGD step with momentum in PyTorch's formulation (`v = μv + g; p −= lr·v`).
 pub fn sgd<T: Real>(
+    scale: T,
     lr: f32,
     momentum: f32,
     weight_decay: f32,
@@ -348,7 +374,7 @@ pub fn sgd<T: Real>(
 ) {
     let [lr, mu, wd] = [lr, momentum, weight_decay].map(|x| T::of(f64::from(x)));
     for i in 0..params.len() {
-        let g = grads[i] + wd * params[i];
+        let g = scale * grads[i] + wd * params[i];
         velocity[i] = mu * velocity[i] + g;
         params[i] = params[i] - lr * velocity[i];
     }

@@ -5,7 +5,7 @@ pub mod regularizers;
 
 use std::ops::Range;
 
-use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
 use kernels::{AdamHyper, CpuEpilogue, Real};
 
 enum Storage<T> {
@@ -89,6 +89,19 @@ impl<T: Real> CpuExecutor<T> {
 
     fn put(&mut self, buf: BufId, v: Vec<T>) {
         self.bufs[buf] = Storage::Float(v);
+    }
+
+    /// The indices of a view.
+    pub fn view_u32(&self, t: Tensor) -> &[u32] {
+        self.indices(t)
+    }
+
+    /// The gradient scale of an optimizer step under `guard` (`None`: skip the step).
+    fn guard_scale(&self, guard: Option<Guard>) -> Option<T> {
+        match guard {
+            Some(g) => kernels::guard_scale(self.view(g.norm_sq)[0], g.max_norm),
+            None => Some(T::one()),
+        }
     }
 
     /// Runs `ops` once for each step in `steps`.
@@ -365,6 +378,28 @@ impl<T: Real> CpuExecutor<T> {
                 }
                 self.put(out.buf, o);
             }
+            Op::GradNorm {
+                grads,
+                partials,
+                norm_sq,
+                health,
+            } => {
+                let mut p = self.take(partials.buf);
+                let sum = kernels::grad_norm_sq(self.view(grads), &mut p[partials.offset..partials.end()]);
+                self.put(partials.buf, p);
+                let mut n = self.take(norm_sq.buf);
+                n[norm_sq.offset] = sum;
+                self.put(norm_sq.buf, n);
+                if !sum.is_finite() {
+                    if let Storage::Index(h) = &mut self.bufs[health.buf] {
+                        let at = health.offset;
+                        if h[at] == 0 {
+                            h[at + 1] = s.step;
+                        }
+                        h[at] += 1;
+                    }
+                }
+            }
             Op::Adam {
                 params,
                 grads,
@@ -375,7 +410,11 @@ impl<T: Real> CpuExecutor<T> {
                 eps,
                 weight_decay,
                 decoupled,
+                guard,
             } => {
+                let Some(scale) = self.guard_scale(guard) else {
+                    return;
+                };
                 let (mut p, mut mb, mut vb) =
                     (self.take(params.buf), self.take(m.buf), self.take(v.buf));
                 kernels::adam(
@@ -386,6 +425,7 @@ impl<T: Real> CpuExecutor<T> {
                         weight_decay,
                         decoupled,
                     },
+                    scale,
                     s.lr,
                     s.bias_correction1,
                     s.bias_correction2,
@@ -404,9 +444,14 @@ impl<T: Real> CpuExecutor<T> {
                 velocity,
                 momentum,
                 weight_decay,
+                guard,
             } => {
+                let Some(scale) = self.guard_scale(guard) else {
+                    return;
+                };
                 let (mut p, mut vel) = (self.take(params.buf), self.take(velocity.buf));
                 kernels::sgd(
+                    scale,
                     s.lr,
                     momentum,
                     weight_decay,

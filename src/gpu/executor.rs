@@ -11,7 +11,7 @@ use wgpu::util::DeviceExt;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Constants, Kernel, Slot};
-use crate::graph::{BufId, DType, Epilogue, Graph, Op, StepParams, Tensor};
+use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
 use crate::model::Noise;
 
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
@@ -136,12 +136,18 @@ impl GpuExecutor {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let unused = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
+        // Placeholders for storage slots an op leaves empty: one for read-only and one for
+        // read-write slots, since one buffer cannot be bound both ways in a dispatch.
+        let placeholder = |label| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let (unused_read, unused_write) =
+            (placeholder("unused (read)"), placeholder("unused (write)"));
         let mut exec = GpuExecutor {
             ctx: ctx.clone(),
             graph,
@@ -186,7 +192,10 @@ impl GpuExecutor {
                     binding: i as u32,
                     resource: match r {
                         Resource::Buffer(b) => exec.buffers[*b].as_entire_binding(),
-                        Resource::Unused => unused.as_entire_binding(),
+                        Resource::Unused => match kernel.slots()[i] {
+                            Slot::ReadWrite => unused_write.as_entire_binding(),
+                            _ => unused_read.as_entire_binding(),
+                        },
                         Resource::Uniform(_) => u
                             .as_ref()
                             .expect("a uniform resource has its buffer")
@@ -819,16 +828,25 @@ fn plan(op: &Op) -> Vec<Plan> {
             eps,
             weight_decay,
             decoupled,
+            guard,
         } => one(
             Kernel::Adam,
-            vec![("DECOUPLED", flag(decoupled))],
+            vec![
+                ("DECOUPLED", flag(decoupled)),
+                ("GUARD", flag(guard.is_some())),
+            ],
             vec![
                 B(params.buf),
                 B(grads.buf),
                 B(m.buf),
                 B(v.buf),
-                U(hyper(params.len(), [beta1, beta2, eps, weight_decay, 0.0])),
+                U(hyper(
+                    params.len(),
+                    [beta1, beta2, eps, weight_decay, 0.0],
+                    guard,
+                )),
                 Step,
+                guard.map_or(Unused, |g| B(g.norm_sq.buf)),
             ],
             grid_1d(params.len()),
         ),
@@ -838,26 +856,75 @@ fn plan(op: &Op) -> Vec<Plan> {
             velocity,
             momentum,
             weight_decay,
+            guard,
         } => one(
             Kernel::Sgd,
-            vec![],
+            vec![("GUARD", flag(guard.is_some()))],
             vec![
                 B(params.buf),
                 B(grads.buf),
                 B(velocity.buf),
                 Unused,
-                U(hyper(params.len(), [0.0, 0.0, 0.0, weight_decay, momentum])),
+                U(hyper(
+                    params.len(),
+                    [0.0, 0.0, 0.0, weight_decay, momentum],
+                    guard,
+                )),
                 Step,
+                guard.map_or(Unused, |g| B(g.norm_sq.buf)),
             ],
             grid_1d(params.len()),
         ),
+        Op::GradNorm {
+            grads,
+            partials,
+            norm_sq,
+            health,
+        } => {
+            let blocks = partials.len();
+            let dims = u32s(&[
+                grads.len(),
+                blocks,
+                grads.offset,
+                partials.offset,
+                norm_sq.offset,
+                health.offset,
+                0,
+                0,
+            ]);
+            let resources = || {
+                vec![
+                    B(grads.buf),
+                    B(partials.buf),
+                    B(norm_sq.buf),
+                    B(health.buf),
+                    U(dims.clone()),
+                    Step,
+                ]
+            };
+            vec![
+                Plan {
+                    kernel: Kernel::SumSquares,
+                    constants: vec![],
+                    resources: resources(),
+                    groups: grid_rows(blocks),
+                },
+                Plan {
+                    kernel: Kernel::SumSquaresFinal,
+                    constants: vec![],
+                    resources: resources(),
+                    groups: [1, 1, 1],
+                },
+            ]
+        }
     }
 }
 
 /// The optimizer's `Hyper` uniform: len, then β₁, β₂, ε, weight decay, momentum, padding.
-fn hyper(len: usize, f: [f32; 5]) -> Vec<u8> {
+fn hyper(len: usize, f: [f32; 5], guard: Option<Guard>) -> Vec<u8> {
     let mut words = vec![len as u32];
     words.extend(f.iter().map(|x| x.to_bits()));
-    words.extend([0, 0]);
+    words.push(guard.map_or(0.0f32, |g| g.max_norm).to_bits());
+    words.push(guard.map_or(0, |g| g.norm_sq.offset as u32));
     bytemuck::cast_slice(&words).to_vec()
 }

@@ -49,6 +49,10 @@ pub enum Kernel {
     Sample,
     /// `shaders/sampler.wgsl`, `sample_grad`.
     SampleGrad,
+    /// `shaders/norm.wgsl`, `sum_squares`: per-block Σ g².
+    SumSquares,
+    /// `shaders/norm.wgsl`, `sum_squares_final`: the total and the step's health.
+    SumSquaresFinal,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -74,7 +78,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Matmul,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
@@ -95,6 +99,8 @@ impl Kernel {
         Kernel::SparseKl,
         Kernel::Sample,
         Kernel::SampleGrad,
+        Kernel::SumSquares,
+        Kernel::SumSquaresFinal,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -130,6 +136,9 @@ impl Kernel {
             Kernel::Sample | Kernel::SampleGrad => {
                 wgsl!("step.wgsl", "rng.wgsl", "workgroup.wgsl", "sampler.wgsl")
             }
+            Kernel::SumSquares | Kernel::SumSquaresFinal => {
+                wgsl!("step.wgsl", "workgroup.wgsl", "norm.wgsl")
+            }
         }
     }
 
@@ -151,6 +160,8 @@ impl Kernel {
             Kernel::SparseKl => "sparse_kl",
             Kernel::Sample => "sample",
             Kernel::SampleGrad => "sample_grad",
+            Kernel::SumSquares => "sum_squares",
+            Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::Matmul
             | Kernel::ColumnSum
             | Kernel::ReconstructionLoss
@@ -168,7 +179,12 @@ impl Kernel {
             }
             Kernel::ColumnSum => &[Read, ReadWrite, Uniform],
             Kernel::ReconstructionLoss => &[Read, Read, ReadWrite, ReadWrite, Uniform],
-            Kernel::Adam | Kernel::Sgd => &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform, Step],
+            Kernel::Adam | Kernel::Sgd => {
+                &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform, Step, Read]
+            }
+            Kernel::SumSquares | Kernel::SumSquaresFinal => {
+                &[Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step]
+            }
             Kernel::Gather => &[Read, Read, ReadWrite, Uniform, Step],
             Kernel::Corrupt => &[Read, ReadWrite, Uniform, Step],
             Kernel::Directions => &[ReadWrite, Uniform, Step],

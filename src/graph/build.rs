@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::graph::{DType, Epilogue, Graph, Op, Tensor};
+use crate::graph::{DType, Epilogue, Graph, Guard, Op, Tensor};
 use crate::model::{Activation, LayerParams, ModelSpec, ParamLayout, ParamTensor, Role, Variant};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
@@ -45,6 +45,8 @@ pub struct TrainingGraph {
     pub code: Tensor,
     /// The loss, term by term; the first is the reconstruction.
     pub terms: Vec<LossTerm>,
+    /// `[1, 2]` u32: steps skipped for a non-finite gradient, and the first of them.
+    pub health: Tensor,
 }
 
 /// A view of one parameter tensor inside an arena buffer, as a matrix (`[1, n]` for biases).
@@ -331,6 +333,18 @@ pub fn build_training_graph(
     rows: usize,
     opt: &OptimizerConfig,
 ) -> TrainingGraph {
+    build_training_graph_clipped(spec, batch, rows, opt, None)
+}
+
+/// As [`build_training_graph`], rescaling each step's gradient to an L2 norm of at most
+/// `clip_grad_norm` when given.
+pub fn build_training_graph_clipped(
+    spec: &ModelSpec,
+    batch: usize,
+    rows: usize,
+    opt: &OptimizerConfig,
+    clip_grad_norm: Option<f32>,
+) -> TrainingGraph {
     let layout = ParamLayout::new(spec);
     let d = spec.input_dim();
     let mut g = Graph::default();
@@ -615,6 +629,27 @@ pub fn build_training_graph(
     }
 
     g.update_start = g.ops.len();
+    // Every step measures its gradient: a non-finite one is skipped (and counted), a large one
+    // is clipped when asked.
+    let norm_sq = g.matrix("grads.norm_sq", 1, 1);
+    let partials = g.matrix("grads.norm_partials", 1, layout.len.div_ceil(2048));
+    let health_buf = g.buffer("health", 2, DType::U32);
+    let health = Tensor {
+        buf: health_buf,
+        offset: 0,
+        rows: 1,
+        cols: 2,
+    };
+    g.push(Op::GradNorm {
+        grads,
+        partials,
+        norm_sq,
+        health,
+    });
+    let guard = Some(Guard {
+        norm_sq,
+        max_norm: clip_grad_norm.unwrap_or(0.0),
+    });
     let optimizer_state = match opt.kind {
         OptimizerKind::Adam | OptimizerKind::Adamw => {
             let m = g.matrix("adam.m", 1, layout.len);
@@ -629,6 +664,7 @@ pub fn build_training_graph(
                 eps: opt.eps,
                 weight_decay: opt.weight_decay,
                 decoupled: opt.kind == OptimizerKind::Adamw,
+                guard,
             });
             vec![m, v]
         }
@@ -640,6 +676,7 @@ pub fn build_training_graph(
                 velocity,
                 momentum: opt.momentum,
                 weight_decay: opt.weight_decay,
+                guard,
             });
             vec![velocity]
         }
@@ -658,6 +695,7 @@ pub fn build_training_graph(
         activations,
         code,
         terms,
+        health,
     }
 }
 

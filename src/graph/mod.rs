@@ -10,6 +10,7 @@ use crate::model::{Activation, Loss, Noise};
 
 pub use build::{
     InferenceGraph, LossTerm, TrainingGraph, build_inference_graph, build_training_graph,
+    build_training_graph_clipped,
 };
 
 /// Index of a buffer in [`Graph::buffers`].
@@ -349,6 +350,8 @@ pub enum Op {
         weight_decay: f32,
         /// Decoupled (AdamW) rather than L2 weight decay.
         decoupled: bool,
+        /// Skip steps whose gradient is not finite, and clip its norm.
+        guard: Option<Guard>,
     },
     /// SGD with momentum over a whole parameter arena.
     Sgd {
@@ -362,6 +365,21 @@ pub enum Op {
         momentum: f32,
         /// L2 weight decay.
         weight_decay: f32,
+        /// Skip steps whose gradient is not finite, and clip its norm.
+        guard: Option<Guard>,
+    },
+    /// Σ g² over a gradient arena into `norm_sq`, through per-workgroup `partials`. A step
+    /// whose sum is not finite is counted in `health` (u32: count, first such 1-based step);
+    /// the optimizer then skips it, so the parameters stay the last finite ones.
+    GradNorm {
+        /// The gradient arena.
+        grads: Tensor,
+        /// `[1, P]` partial sums, P = ⌈len / 2048⌉.
+        partials: Tensor,
+        /// `[1, 1]` the sum of squares.
+        norm_sq: Tensor,
+        /// `[1, 2]` u32: steps with a non-finite gradient so far, and the first of them.
+        health: Tensor,
     },
 }
 
@@ -376,6 +394,12 @@ impl Op {
             Op::ColumnSum { out, .. } => vec![*out],
             Op::ReconstructionLoss { grad, row_loss, .. } => vec![*grad, *row_loss],
             Op::Adam { params, m, v, .. } => vec![*params, *m, *v],
+            Op::GradNorm {
+                partials,
+                norm_sq,
+                health,
+                ..
+            } => vec![*partials, *norm_sq, *health],
             Op::Sgd {
                 params, velocity, ..
             } => vec![*params, *velocity],
@@ -420,7 +444,12 @@ impl Op {
             Op::ActivationGrad { dy, y, .. } => vec![*dy, *y],
             Op::ColumnSum { x, .. } => vec![*x],
             Op::ReconstructionLoss { logits, target, .. } => vec![*logits, *target],
-            Op::Adam { grads, .. } | Op::Sgd { grads, .. } => vec![*grads],
+            Op::Adam { grads, guard, .. } | Op::Sgd { grads, guard, .. } => {
+                let mut v = vec![*grads];
+                v.extend(guard.map(|g| g.norm_sq));
+                v
+            }
+            Op::GradNorm { grads, .. } => vec![*grads],
             Op::Corrupt { x, .. } => vec![*x],
             Op::Directions { .. } => vec![],
             Op::TangentScale { r, y, .. } => vec![*r, *y],
@@ -440,6 +469,15 @@ impl Op {
             Op::AddInto { x, .. } => vec![*x],
         }
     }
+}
+
+/// What the optimizer does with the step's gradient norm.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guard {
+    /// `[1, 1]` Σ g² of the step, written by [`Op::GradNorm`].
+    pub norm_sq: Tensor,
+    /// Rescale the gradient to at most this L2 norm (0: no clipping).
+    pub max_norm: f32,
 }
 
 /// The per-step values both executors read: which step, which rows, which learning rate.

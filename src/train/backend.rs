@@ -68,6 +68,15 @@ impl Backend {
         }
     }
 
+    /// Reads a view of an index buffer back.
+    pub fn read_u32(&mut self, t: Tensor) -> Result<Vec<u32>> {
+        match self {
+            Backend::Cpu(e) => Ok(e.view_u32(t).to_vec()),
+            // The read-back is raw bytes: reinterpret them.
+            Backend::Gpu(e) => Ok(e.read(t)?.iter().map(|x| x.to_bits()).collect()),
+        }
+    }
+
     /// Reads a view back.
     pub fn read(&mut self, t: Tensor) -> Result<Vec<f32>> {
         match self {

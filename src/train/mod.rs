@@ -13,7 +13,7 @@ pub use schedule::Schedule;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
-use crate::graph::{StepParams, TrainingGraph, build_training_graph};
+use crate::graph::{StepParams, TrainingGraph, build_training_graph_clipped};
 use crate::model::{ModelSpec, Parameters};
 use crate::optim::OptimizerConfig;
 use crate::rng::permutation;
@@ -35,6 +35,35 @@ pub struct TrainConfig {
     pub warmup: u64,
     /// Rescale each step's gradient so its global L2 norm is at most this.
     pub clip_grad_norm: Option<f32>,
+    /// What to do once a step's gradient was not finite (the step itself is always skipped
+    /// on the device, so the parameters stay the last finite ones).
+    pub on_nonfinite: NonFinitePolicy,
+}
+
+/// The response to steps whose gradient was NaN or infinite, seen at the next report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NonFinitePolicy {
+    /// Stop with [`Error::NonFinite`] naming the first bad step.
+    #[default]
+    Stop,
+    /// Carry on; the bad steps were skipped.
+    SkipStep,
+    /// Carry on at half the learning rate (halved again at each later report with new ones).
+    ReduceLr,
+}
+
+impl NonFinitePolicy {
+    /// Parses `stop`, `skip-step` or `reduce-lr`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "stop" => Ok(NonFinitePolicy::Stop),
+            "skip-step" | "skip_step" => Ok(NonFinitePolicy::SkipStep),
+            "reduce-lr" | "reduce_lr" => Ok(NonFinitePolicy::ReduceLr),
+            other => Err(Error::Config(format!(
+                "unknown --on-nonfinite '{other}' (expected stop, skip-step or reduce-lr)"
+            ))),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -48,15 +77,18 @@ impl TrainConfig {
             schedule: Schedule::Constant,
             warmup: 0,
             clip_grad_norm: None,
+            on_nonfinite: NonFinitePolicy::Stop,
         }
     }
 }
 
 /// The loss of one step, term by term.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LossReport {
     /// `(name, batch-mean value)` of every term, reconstruction first.
     pub terms: Vec<(&'static str, f64)>,
+    /// Steps of the run so far skipped for a non-finite gradient.
+    pub skipped_steps: u64,
 }
 
 impl LossReport {
@@ -108,6 +140,10 @@ pub struct Trainer {
     rows: usize,
     step: u64,
     order_epoch: Option<u64>,
+    /// Factor on the scheduled rate, halved by [`NonFinitePolicy::ReduceLr`].
+    lr_scale: f32,
+    /// Skipped steps already acted on.
+    skipped_seen: u64,
 }
 
 impl Trainer {
@@ -129,10 +165,12 @@ impl Trainer {
                 spec.input_dim()
             )));
         }
-        if config.clip_grad_norm.is_some() {
-            return Err(Error::Config(
-                "gradient clipping is not available yet in this build".into(),
-            ));
+        if let Some(c) = config.clip_grad_norm {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::Config(format!(
+                    "--clip-grad-norm must be positive, got {c}"
+                )));
+            }
         }
         if config.batch_size == 0 {
             return Err(Error::Config("the batch size must be at least 1".into()));
@@ -143,7 +181,13 @@ impl Trainer {
                 config.batch_size, data.rows
             )));
         }
-        let tg = build_training_graph(spec, config.batch_size, data.rows, &config.optimizer);
+        let tg = build_training_graph_clipped(
+            spec,
+            config.batch_size,
+            data.rows,
+            &config.optimizer,
+            config.clip_grad_norm,
+        );
         let params = match init {
             Some(p) => {
                 if p.layout != tg.layout {
@@ -166,6 +210,8 @@ impl Trainer {
             rows: data.rows,
             step: 0,
             order_epoch: None,
+            lr_scale: 1.0,
+            skipped_seen: 0,
         })
     }
 
@@ -196,10 +242,11 @@ impl Trainer {
         StepParams {
             step: t as u32,
             batch_start: (within as usize * self.config.batch_size) as u32,
-            lr: self
-                .config
-                .schedule
-                .lr_at(self.config.optimizer.lr, self.config.warmup, t),
+            lr: self.lr_scale
+                * self
+                    .config
+                    .schedule
+                    .lr_at(self.config.optimizer.lr, self.config.warmup, t),
             bias_correction1: bc1,
             bias_correction2: bc2,
             seed_lo: self.config.seed as u32,
@@ -243,6 +290,7 @@ impl Trainer {
                     self.backend
                         .run_and_read(ops.clone(), &steps, self.tg.terms[0].values)?;
                 self.step = chunk_end;
+                let skipped = self.check_health()?;
                 let mut terms = Vec::with_capacity(self.tg.terms.len());
                 for (k, term) in self.tg.terms.clone().iter().enumerate() {
                     let values = if k == 0 {
@@ -251,7 +299,7 @@ impl Trainer {
                         self.backend.read(term.values)?
                     };
                     let value = term.scale * values.iter().map(|&x| f64::from(x)).sum::<f64>();
-                    if !value.is_finite() {
+                    if !value.is_finite() && self.config.on_nonfinite == NonFinitePolicy::Stop {
                         return Err(Error::NonFinite {
                             what: format!("{} loss", term.name),
                             step: chunk_end,
@@ -259,7 +307,10 @@ impl Trainer {
                     }
                     terms.push((term.name, value));
                 }
-                loss = Some(LossReport { terms });
+                loss = Some(LossReport {
+                    terms,
+                    skipped_steps: skipped,
+                });
             } else {
                 self.backend.run(ops.clone(), &steps)?;
             }
@@ -268,11 +319,38 @@ impl Trainer {
         Ok(loss)
     }
 
+    /// Reads how many steps the device skipped for a non-finite gradient and applies the
+    /// policy to new ones; returns the total.
+    fn check_health(&mut self) -> Result<u64> {
+        let h = self.backend.read_u32(self.tg.health)?;
+        let (count, first) = (u64::from(h[0]), u64::from(h[1]));
+        if count > self.skipped_seen {
+            match self.config.on_nonfinite {
+                NonFinitePolicy::Stop => {
+                    return Err(Error::NonFinite {
+                        what: format!(
+                            "gradient ({count} step{} skipped, the parameters are those before \
+                             the first)",
+                            if count == 1 { "" } else { "s" }
+                        ),
+                        step: first,
+                    });
+                }
+                NonFinitePolicy::SkipStep => {}
+                NonFinitePolicy::ReduceLr => self.lr_scale *= 0.5,
+            }
+            self.skipped_seen = count;
+        }
+        Ok(count)
+    }
+
     /// The learning rate the next step will use.
     pub fn current_lr(&self) -> f32 {
-        self.config
-            .schedule
-            .lr_at(self.config.optimizer.lr, self.config.warmup, self.step + 1)
+        self.lr_scale
+            * self
+                .config
+                .schedule
+                .lr_at(self.config.optimizer.lr, self.config.warmup, self.step + 1)
     }
 
     /// The run's state, for [`Trainer::restore`] (a read-back on the GPU).

@@ -207,6 +207,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         schedule: Schedule::parse(&args.schedule, total)?,
         warmup: args.warmup,
         clip_grad_norm: None,
+        on_nonfinite: hourglass::train::NonFinitePolicy::Stop,
     };
     let (device, note) = Device::open(DeviceChoice::parse(&args.device)?)?;
     if let Some(note) = note {

@@ -325,6 +325,15 @@ impl GpuExecutor {
         self.map_staging(t)
     }
 
+    /// Waits until the device has finished all submitted work (for timing).
+    pub fn finish(&self) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
+        self.ctx.check()
+    }
+
     /// Reads a whole buffer back.
     pub fn read_buffer(&mut self, buf: BufId) -> Result<Vec<f32>> {
         let len = self.graph.buffers[buf].len;

@@ -163,6 +163,12 @@ impl GpuContext {
         }))
     }
 
+    /// GPU buffers alive on this device (all executors, staging and uniforms included), from
+    /// wgpu's internal counters: flat over a long run, or something leaks.
+    pub fn live_buffers(&self) -> isize {
+        self.device.get_internal_counters().hal.buffers.read()
+    }
+
     /// Returns (and clears) the first error the device reported since the last check.
     pub fn check(&self) -> Result<()> {
         let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());

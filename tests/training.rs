@@ -403,3 +403,52 @@ fn clipped_training_agrees_between_gpu_and_cpu() {
     };
     agreement(&spec, &config, 30);
 }
+
+#[test]
+fn two_trainings_in_one_process_do_not_interfere() {
+    let Some(ctx) = gpu() else { return };
+    let device = Device::Gpu(ctx);
+    let spec_a = ModelSpec::mirrored(&[20, 6]);
+    let mut spec_b = ModelSpec::mirrored(&[20, 9, 3]);
+    spec_b.variant = hourglass::model::Variant::Denoising {
+        noise: hourglass::model::Noise::Mask { nu: 0.2 },
+    };
+    let data_a = Dataset::new(64, 20, random(64 * 20, 0.0, 1.0, 30)).expect("data");
+    let data_b = Dataset::new(48, 20, random(48 * 20, 0.0, 1.0, 31)).expect("data");
+    let config = TrainConfig::new(16, 1e-2);
+    let solo = |spec: &ModelSpec, data: &Dataset| {
+        let mut t = Trainer::new(spec, &config, data, &device, None).expect("trainer");
+        t.train_steps(12, false).expect("train");
+        t.parameters().expect("params")
+    };
+    let (want_a, want_b) = (solo(&spec_a, &data_a), solo(&spec_b, &data_b));
+    // Interleaved on the same device, queue and kernel cache, and from two threads.
+    let mut a = Trainer::new(&spec_a, &config, &data_a, &device, None).expect("trainer");
+    let mut b = Trainer::new(&spec_b, &config, &data_b, &device, None).expect("trainer");
+    for _ in 0..4 {
+        a.train_steps(3, true).expect("a");
+        b.train_steps(3, false).expect("b");
+    }
+    assert_eq!(a.parameters().expect("a"), want_a);
+    assert_eq!(b.parameters().expect("b"), want_b);
+    let threads: Vec<_> = [
+        (spec_a.clone(), data_a.clone()),
+        (spec_b.clone(), data_b.clone()),
+    ]
+    .into_iter()
+    .map(|(spec, data)| {
+        let device = device.clone();
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let mut t = Trainer::new(&spec, &config, &data, &device, None).expect("trainer");
+            t.train_steps(12, true).expect("train");
+            t.parameters().expect("params")
+        })
+    })
+    .collect();
+    let got: Vec<_> = threads
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    assert_eq!(got, vec![want_a, want_b]);
+}

@@ -112,6 +112,9 @@ impl GpuExecutor {
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size;
         let mut buffers = Vec::with_capacity(graph.buffers.len());
+        // Allocation failures surface through an error scope rather than the uncaptured-error
+        // handler, so the message can say what was asked for.
+        let oom_scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         for desc in &graph.buffers {
             let bytes = (desc.len as u64 * 4).max(16);
             if bytes > max_binding || bytes > ctx.limits.max_buffer_size {
@@ -129,6 +132,24 @@ impl GpuExecutor {
                     | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             }));
+        }
+        if let Some(e) = pollster::block_on(oom_scope.pop()) {
+            let total: u64 = graph.buffers.iter().map(|b| b.len as u64 * 4).sum();
+            let largest = graph
+                .buffers
+                .iter()
+                .max_by_key(|b| b.len)
+                .map_or(String::new(), |b| {
+                    format!(", the largest '{}' {} bytes", b.name, b.len * 4)
+                });
+            return Err(Error::Gpu(format!(
+                "out of GPU memory: training needs {total} bytes in {} buffers{largest} on {} \
+                 (largest buffer allowed {} bytes); use a smaller --batch-size or model, or \
+                 --device cpu ({e})",
+                graph.buffers.len(),
+                ctx.adapter.name,
+                ctx.limits.max_buffer_size
+            )));
         }
         let step_ring = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("step ring"),

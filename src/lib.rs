@@ -17,6 +17,8 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod train;
+#[cfg(feature = "cli")]
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use model::{Activation, Loss, ModelSpec};

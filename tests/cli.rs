@@ -1,3 +1,4 @@
+#![cfg(feature = "cli")]
 //! The `hourglass` binary: what it writes and how it fails.
 
 mod common;

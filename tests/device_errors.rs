@@ -19,7 +19,10 @@ fn a_buffer_beyond_the_adapter_limit_is_a_clear_error() {
         act: Activation::Relu,
     });
     let err = GpuExecutor::new(ctx, g).err().expect("refused").to_string();
-    assert!(err.contains("activations") && err.contains("bytes"), "{err}");
+    assert!(
+        err.contains("activations") && err.contains("bytes"),
+        "{err}"
+    );
     assert!(err.contains("--device cpu"), "suggests a way out: {err}");
 }
 
@@ -42,11 +45,14 @@ fn a_lost_device_fails_the_next_step_with_an_error() {
         act: Activation::Sigmoid,
     });
     let mut exec = GpuExecutor::new(ctx.clone(), g).expect("executor");
-    exec.run(0..1, &[StepParams::default()]).expect("runs before");
+    exec.run(0..1, &[StepParams::default()])
+        .expect("runs before");
     ctx.device.destroy();
     let result = exec
         .run(0..1, &[StepParams::default()])
         .and_then(|_| exec.read(y).map(|_| ()));
-    let err = result.expect_err("a destroyed device cannot run").to_string();
+    let err = result
+        .expect_err("a destroyed device cannot run")
+        .to_string();
     assert!(err.starts_with("GPU error"), "{err}");
 }

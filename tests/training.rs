@@ -452,3 +452,27 @@ fn two_trainings_in_one_process_do_not_interfere() {
         .collect();
     assert_eq!(got, vec![want_a, want_b]);
 }
+
+#[test]
+fn a_streamed_data_set_trains_exactly_like_a_resident_one() {
+    let Some(ctx) = gpu() else { return };
+    let device = Device::Gpu(ctx);
+    let spec = ModelSpec::mirrored(&[24, 7]);
+    let data = Dataset::new(100, 24, random(100 * 24, 0.0, 1.0, 40)).expect("data");
+    let resident = TrainConfig {
+        seed: 9,
+        ..TrainConfig::new(8, 1e-2)
+    };
+    // Room for three batches: windows of three steps, twelve steps an epoch.
+    let streamed = TrainConfig {
+        max_resident_bytes: Some(3 * 8 * 24 * 4 + 100),
+        ..resident.clone()
+    };
+    let mut a = Trainer::new(&spec, &resident, &data, &device, None).expect("resident");
+    let mut b = Trainer::new(&spec, &streamed, &data, &device, None).expect("streamed");
+    assert!(!a.is_streaming() && b.is_streaming());
+    let la = a.train_steps(30, true).expect("a").expect("loss");
+    let lb = b.train_steps(30, true).expect("b").expect("loss");
+    assert_eq!(la, lb);
+    assert_eq!(a.parameters().expect("a"), b.parameters().expect("b"));
+}

@@ -385,7 +385,10 @@ impl<T: Real> CpuExecutor<T> {
                 health,
             } => {
                 let mut p = self.take(partials.buf);
-                let sum = kernels::grad_norm_sq(self.view(grads), &mut p[partials.offset..partials.end()]);
+                let sum = kernels::grad_norm_sq(
+                    self.view(grads),
+                    &mut p[partials.offset..partials.end()],
+                );
                 self.put(partials.buf, p);
                 let mut n = self.take(norm_sq.buf);
                 n[norm_sq.offset] = sum;

@@ -1,10 +1,14 @@
 //! Data sets: loading matrices from files, and the in-memory form training reads.
 
 pub mod csv;
+pub mod embedded;
+pub mod fashion;
 pub mod idx;
 pub mod npy;
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -57,5 +61,236 @@ pub fn load(path: &Path) -> Result<Dataset> {
             path,
             "unknown data format: expected .npy, .csv or an IDX file (…-ubyte, .idx, optionally .gz)",
         ))
+    }
+}
+
+/// How features are rescaled before training (`--normalize`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// The values as loaded.
+    #[default]
+    None,
+    /// Min-max per feature: the fitted data's minimum maps to 0 and its maximum to 1.
+    Unit,
+    /// Per feature: zero mean and unit (population) variance on the fitted data.
+    Standard,
+}
+
+impl Normalize {
+    /// Parses `none`, `unit` or `standard`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Normalize::None),
+            "unit" => Ok(Normalize::Unit),
+            "standard" => Ok(Normalize::Standard),
+            other => Err(Error::Config(format!(
+                "unknown normalization '{other}' (expected none, unit or standard)"
+            ))),
+        }
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalize::None => "none",
+            Normalize::Unit => "unit",
+            Normalize::Standard => "standard",
+        }
+    }
+}
+
+/// A per-feature affine map `x ↦ (x − shift) · scale`, fitted on one data set (the training
+/// split) by [`normalize`] and applied unchanged to others (validation, new data).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// What was fitted.
+    pub kind: Normalize,
+    /// Subtracted from each feature.
+    pub shift: Vec<f32>,
+    /// Then multiplied into each feature.
+    pub scale: Vec<f32>,
+}
+
+/// Fits `kind` to the columns of `data`, in f64. A constant column (max = min, or zero
+/// variance) keeps scale 1, so it maps to 0 instead of dividing by zero.
+pub fn normalize(kind: Normalize, data: &Dataset) -> Normalization {
+    let cols = data.cols;
+    let (mut shift, mut scale) = (vec![0.0f32; cols], vec![1.0f32; cols]);
+    let column = |j: usize| {
+        data.values
+            .iter()
+            .skip(j)
+            .step_by(cols.max(1))
+            .map(|&v| f64::from(v))
+    };
+    if data.rows > 0 {
+        for j in 0..cols {
+            let (offset, spread) = match kind {
+                Normalize::None => (0.0, 1.0),
+                Normalize::Unit => {
+                    let (lo, hi) = column(j)
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                    (lo, hi - lo)
+                }
+                Normalize::Standard => {
+                    let n = data.rows as f64;
+                    let mean = column(j).sum::<f64>() / n;
+                    let var = column(j).map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                    (mean, var.sqrt())
+                }
+            };
+            shift[j] = offset as f32;
+            if spread > 0.0 && spread.is_finite() {
+                scale[j] = (1.0 / spread) as f32;
+            }
+        }
+    }
+    Normalization { kind, shift, scale }
+}
+
+impl Normalization {
+    fn check(&self, data: &Dataset) -> Result<()> {
+        if data.cols != self.shift.len() || data.cols != self.scale.len() {
+            return Err(Error::Config(format!(
+                "the normalization was fitted on {} features but the data has {}",
+                self.shift.len(),
+                data.cols
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rescales `data` in place.
+    pub fn apply(&self, data: &mut Dataset) -> Result<()> {
+        self.check(data)?;
+        if self.kind != Normalize::None {
+            for row in data.values.chunks_exact_mut(data.cols) {
+                for ((v, s), k) in row.iter_mut().zip(&self.shift).zip(&self.scale) {
+                    *v = (*v - s) * k;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Normalization::apply`] in place (for reconstructions and samples).
+    pub fn invert(&self, data: &mut Dataset) -> Result<()> {
+        self.check(data)?;
+        if self.kind != Normalize::None {
+            for row in data.values.chunks_exact_mut(data.cols) {
+                for ((v, s), k) in row.iter_mut().zip(&self.shift).zip(&self.scale) {
+                    *v = *v / k + s;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three rows of four features: varied, constant, negative, and one with an outlier.
+    fn sample() -> Dataset {
+        Dataset::new(
+            3,
+            4,
+            vec![
+                0.0, 5.0, -3.0, 1.0, //
+                2.0, 5.0, -1.0, 1.0, //
+                4.0, 5.0, -2.0, 100.0,
+            ],
+        )
+        .unwrap()
+    }
+
+    fn column(d: &Dataset, j: usize) -> Vec<f32> {
+        (0..d.rows).map(|i| d.row(i)[j]).collect()
+    }
+
+    #[test]
+    fn unit_maps_each_feature_to_zero_one() {
+        let mut d = sample();
+        let n = normalize(Normalize::Unit, &d);
+        n.apply(&mut d).unwrap();
+        assert_eq!(column(&d, 0), [0.0, 0.5, 1.0]);
+        assert_eq!(
+            column(&d, 1),
+            [0.0, 0.0, 0.0],
+            "a constant feature maps to 0"
+        );
+        assert_eq!(column(&d, 2), [0.0, 1.0, 0.5]);
+        assert_eq!(column(&d, 3), [0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn standard_gives_zero_mean_unit_variance() {
+        let mut d = sample();
+        let n = normalize(Normalize::Standard, &d);
+        n.apply(&mut d).unwrap();
+        for j in [0, 2, 3] {
+            let c = column(&d, j);
+            let mean = c.iter().sum::<f32>() / 3.0;
+            let var = c.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 3.0;
+            assert!(mean.abs() < 1e-6, "feature {j}: mean {mean}");
+            assert!((var - 1.0).abs() < 1e-5, "feature {j}: variance {var}");
+        }
+        assert_eq!(column(&d, 1), [0.0, 0.0, 0.0]);
+        // The population σ of 0, 2, 4 is √(8/3).
+        assert!((n.scale[0] - 1.0 / (8.0f32 / 3.0).sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn statistics_come_from_the_fitted_set_only() {
+        let train = sample();
+        let n = normalize(Normalize::Unit, &train);
+        let mut val = Dataset::new(1, 4, vec![8.0, 5.0, 0.0, 1.0]).unwrap();
+        n.apply(&mut val).unwrap();
+        assert_eq!(
+            val.values,
+            [2.0, 0.0, 1.5, 0.0],
+            "outside [0, 1] when outside the fit"
+        );
+    }
+
+    #[test]
+    fn invert_undoes_apply() {
+        let original = sample();
+        for kind in [Normalize::None, Normalize::Unit, Normalize::Standard] {
+            let mut d = original.clone();
+            let n = normalize(kind, &d);
+            n.apply(&mut d).unwrap();
+            n.invert(&mut d).unwrap();
+            for (a, b) in d.values.iter().zip(&original.values) {
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{kind:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn none_is_the_identity_and_names_parse() {
+        let mut d = sample();
+        normalize(Normalize::None, &d).apply(&mut d).unwrap();
+        assert_eq!(d, sample());
+        for kind in [Normalize::None, Normalize::Unit, Normalize::Standard] {
+            assert_eq!(Normalize::parse(kind.name()).unwrap(), kind);
+        }
+        let e = Normalize::parse("zscore").unwrap_err().to_string();
+        assert!(e.contains("none, unit or standard"), "{e}");
+    }
+
+    #[test]
+    fn rejects_a_different_width() {
+        let n = normalize(Normalize::Unit, &sample());
+        let mut d = Dataset::new(1, 3, vec![0.0; 3]).unwrap();
+        let e = n.apply(&mut d).unwrap_err().to_string();
+        assert!(e.contains("fitted on 4 features but the data has 3"), "{e}");
     }
 }

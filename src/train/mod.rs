@@ -38,6 +38,10 @@ pub struct TrainConfig {
     /// What to do once a step's gradient was not finite (the step itself is always skipped
     /// on the device, so the parameters stay the last finite ones).
     pub on_nonfinite: NonFinitePolicy,
+    /// Keep the data set on the GPU when it takes at most this many bytes (default: as much as
+    /// the device's largest buffer); larger sets are streamed, a window of batches at a time,
+    /// with the same batches in the same order.
+    pub max_resident_bytes: Option<u64>,
 }
 
 /// The response to steps whose gradient was NaN or infinite, seen at the next report.
@@ -78,6 +82,7 @@ impl TrainConfig {
             warmup: 0,
             clip_grad_norm: None,
             on_nonfinite: NonFinitePolicy::Stop,
+            max_resident_bytes: None,
         }
     }
 }
@@ -144,6 +149,16 @@ pub struct Trainer {
     lr_scale: f32,
     /// Skipped steps already acted on.
     skipped_seen: u64,
+    /// Set when the data set does not stay on the device.
+    streaming: Option<Streaming>,
+}
+
+/// A data set too large to keep on the device: the host gathers each submission's batches
+/// into a window buffer of `window` batches, in the epoch's order.
+struct Streaming {
+    data: Dataset,
+    window: usize,
+    order: Vec<u32>,
 }
 
 impl Trainer {
@@ -181,10 +196,27 @@ impl Trainer {
                 config.batch_size, data.rows
             )));
         }
+        let batch_bytes = (config.batch_size * data.cols * 4) as u64;
+        let limit = match (config.max_resident_bytes, device) {
+            (Some(limit), Device::Gpu(_)) => limit,
+            (None, Device::Gpu(ctx)) => ctx
+                .limits
+                .max_buffer_size
+                .min(u64::from(ctx.limits.max_storage_buffer_binding_size)),
+            (_, Device::Cpu) => u64::MAX,
+        };
+        let streaming = (data.values.len() as u64 * 4 > limit).then(|| Streaming {
+            data: data.clone(),
+            window: ((limit / batch_bytes.max(1)) as usize).clamp(1, MAX_STEPS_PER_SUBMIT),
+            order: Vec::new(),
+        });
+        let resident_rows = streaming
+            .as_ref()
+            .map_or(data.rows, |s| s.window * config.batch_size);
         let tg = build_training_graph_clipped(
             spec,
             config.batch_size,
-            data.rows,
+            resident_rows,
             &config.optimizer,
             config.clip_grad_norm,
         );
@@ -200,7 +232,12 @@ impl Trainer {
             None => Parameters::init(spec, config.seed),
         };
         let mut backend = Backend::new(device, tg.graph.clone())?;
-        backend.write(tg.data.buf, &data.values);
+        if streaming.is_some() {
+            // The window is gathered in order on the host: the device reads it as it is.
+            backend.write_u32(tg.order.buf, &(0..resident_rows as u32).collect::<Vec<_>>());
+        } else {
+            backend.write(tg.data.buf, &data.values);
+        }
         backend.write(tg.params.buf, &params.arena);
         Ok(Trainer {
             spec: spec.clone(),
@@ -212,6 +249,7 @@ impl Trainer {
             order_epoch: None,
             lr_scale: 1.0,
             skipped_seen: 0,
+            streaming,
         })
     }
 
@@ -235,13 +273,13 @@ impl Trainer {
         &self.tg
     }
 
-    fn step_params(&self, step: u64) -> StepParams {
+    /// The values of 0-based `step`, whose batch starts at `batch_start` in the resident order.
+    fn step_params(&self, step: u64, batch_start: usize) -> StepParams {
         let t = step + 1;
         let (bc1, bc2) = self.config.optimizer.bias_corrections(t);
-        let within = step % self.steps_per_epoch();
         StepParams {
             step: t as u32,
-            batch_start: (within as usize * self.config.batch_size) as u32,
+            batch_start: batch_start as u32,
             lr: self.lr_scale
                 * self
                     .config
@@ -264,8 +302,31 @@ impl Trainer {
         } else {
             (0..self.rows as u32).collect()
         };
-        self.backend.write_u32(self.tg.order.buf, &order);
+        match &mut self.streaming {
+            Some(s) => s.order = order,
+            None => self.backend.write_u32(self.tg.order.buf, &order),
+        }
         self.order_epoch = Some(epoch);
+    }
+
+    /// Streaming only: uploads the batches of steps `from..to` (within one epoch) as the window.
+    fn load_window(&mut self, from: u64, to: u64) {
+        let spe = self.steps_per_epoch();
+        let batch = self.config.batch_size;
+        let Some(s) = &self.streaming else { return };
+        let cols = s.data.cols;
+        let first = (from % spe) as usize * batch;
+        let rows = (to - from) as usize * batch;
+        let mut window = Vec::with_capacity(rows * cols);
+        for &r in &s.order[first..first + rows] {
+            window.extend_from_slice(s.data.row(r as usize));
+        }
+        self.backend.write(self.tg.data.buf, &window);
+    }
+
+    /// True when the data set is streamed rather than kept on the device.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming.is_some()
     }
 
     /// Takes `n` optimizer steps. Steps go to the device in submissions of up to 64 that never
@@ -278,13 +339,25 @@ impl Trainer {
         let mut loss = None;
         while self.step < end {
             let epoch = self.step / spe;
+            let per_submit = self
+                .streaming
+                .as_ref()
+                .map_or(MAX_STEPS_PER_SUBMIT, |s| s.window);
             let chunk_end = end
                 .min((epoch + 1) * spe)
-                .min(self.step + MAX_STEPS_PER_SUBMIT as u64);
+                .min(self.step + per_submit as u64);
             self.load_order(epoch);
-            let steps: Vec<StepParams> = (self.step..chunk_end)
-                .map(|s| self.step_params(s))
-                .collect();
+            let batch = self.config.batch_size;
+            let steps: Vec<StepParams> = if self.streaming.is_some() {
+                self.load_window(self.step, chunk_end);
+                (self.step..chunk_end)
+                    .map(|s| self.step_params(s, (s - self.step) as usize * batch))
+                    .collect()
+            } else {
+                (self.step..chunk_end)
+                    .map(|s| self.step_params(s, (s % spe) as usize * batch))
+                    .collect()
+            };
             if report && chunk_end == end {
                 let first =
                     self.backend
@@ -347,10 +420,11 @@ impl Trainer {
     /// The learning rate the next step will use.
     pub fn current_lr(&self) -> f32 {
         self.lr_scale
-            * self
-                .config
-                .schedule
-                .lr_at(self.config.optimizer.lr, self.config.warmup, self.step + 1)
+            * self.config.schedule.lr_at(
+                self.config.optimizer.lr,
+                self.config.warmup,
+                self.step + 1,
+            )
     }
 
     /// The run's state, for [`Trainer::restore`] (a read-back on the GPU).

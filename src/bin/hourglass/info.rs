@@ -1,41 +1,86 @@
-//! `hourglass info`: what wgpu sees, and what `--device auto` would pick.
+//! `hourglass info`: what wgpu sees, each adapter's limits, and what `--device auto` picks.
 
-use hourglass::gpu::list_adapters;
+use hourglass::gpu::{GpuContext, list_adapters};
+
+const MIB: u64 = 1 << 20;
 
 pub fn run() -> hourglass::Result<()> {
+    println!(
+        "hourglass {} (features: cli); wgpu backends compiled in: {:?}",
+        env!("CARGO_PKG_VERSION"),
+        wgpu::Instance::enabled_backend_features()
+    );
+    println!("CPU: the reference executor, always available (--device cpu)");
     let adapters = list_adapters();
     if adapters.is_empty() {
-        println!("no GPU adapters found (Vulkan, Metal, DX12); training runs on the CPU");
+        println!(
+            "GPU: no adapters found (Vulkan, Metal, DX12). Install a driver, or Mesa's software \
+             Vulkan (apt-get install mesa-vulkan-drivers)"
+        );
     }
+    // `auto` takes the first hardware adapter; software ones (lavapipe) only with --device gpu.
     let auto = adapters
         .iter()
         .find(|a| a.device_type != "Cpu" && a.device_type != "Other")
         .map(|a| a.index);
     for a in &adapters {
+        let mark = if auto == Some(a.index) {
+            "  <- --device auto"
+        } else if a.index == 0 {
+            "  <- --device gpu"
+        } else {
+            ""
+        };
+        println!("[{}] {}{mark}", a.index, a.name);
         println!(
-            "[{}] {}{}\n    backend {}, type {}, driver {}\n    features: {}\n    max buffer {} MiB, max storage binding {} MiB",
-            a.index,
-            a.name,
-            if auto == Some(a.index) {
-                "  (auto picks this one)"
-            } else {
-                ""
-            },
+            "    backend {}, type {}, driver {}",
             a.backend,
             a.device_type,
-            if a.driver.is_empty() { "?" } else { &a.driver },
+            if a.driver.is_empty() { "?" } else { &a.driver }
+        );
+        println!(
+            "    features: {}",
             if a.features.is_empty() {
                 "none of note".to_string()
             } else {
                 a.features.join(", ")
-            },
-            a.max_buffer >> 20,
-            a.max_storage_binding >> 20,
+            }
         );
+        // The limits the device is created with (all the adapter offers).
+        match GpuContext::new(Some(a.index)) {
+            Ok(ctx) => {
+                let l = &ctx.limits;
+                println!(
+                    "    buffers: max {} MiB, storage binding {} MiB, uniform binding {} KiB, \
+                     {} storage buffers per stage, {} bind groups",
+                    l.max_buffer_size / MIB,
+                    l.max_storage_buffer_binding_size / MIB,
+                    l.max_uniform_buffer_binding_size >> 10,
+                    l.max_storage_buffers_per_shader_stage,
+                    l.max_bind_groups
+                );
+                println!(
+                    "    compute: workgroup ≤ {}×{}×{} and {} invocations, {} KiB shared, \
+                     {} workgroups per dimension",
+                    l.max_compute_workgroup_size_x,
+                    l.max_compute_workgroup_size_y,
+                    l.max_compute_workgroup_size_z,
+                    l.max_compute_invocations_per_workgroup,
+                    l.max_compute_workgroup_storage_size >> 10,
+                    l.max_compute_workgroups_per_dimension
+                );
+            }
+            Err(e) => println!("    cannot open a device: {e}"),
+        }
     }
     if auto.is_none() {
         println!(
-            "--device auto trains on the CPU (no hardware adapter); --device gpu uses adapter [0]"
+            "--device auto trains on the CPU (no hardware adapter){}",
+            if adapters.is_empty() {
+                ""
+            } else {
+                "; --device gpu uses adapter [0]"
+            }
         );
     }
     Ok(())

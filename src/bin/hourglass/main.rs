@@ -1,36 +1,108 @@
 //! The `hourglass` command line: a thin shell over the library.
 
+mod bench;
+mod config;
+mod encode;
+mod eval;
+mod fit;
 mod info;
+mod metrics;
+mod progress;
+mod sample;
+mod source;
+mod tensors;
 mod train;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Train autoencoders on any GPU (wgpu: Vulkan, Metal, DX12) or on the CPU.
 #[derive(Parser)]
 #[command(name = "hourglass", version, about, long_about = None)]
 struct Cli {
+    /// Print nothing but errors (and the results a command was asked for, such as eval's).
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train an autoencoder and write DIR/model.safetensors.
-    #[command(
-        allow_negative_numbers = true,
-        after_help = "Example:\n  hourglass train --data x.npy --encoder 784,256,32 --epochs 5 --out run1"
-    )]
+    /// Train an autoencoder; writes model, best model, metrics, config and pictures to --out.
+    #[command(allow_negative_numbers = true, after_help = train::EXAMPLES)]
     Train(Box<train::TrainArgs>),
+    /// The loss of a trained model on data: reconstruction and every regularizer term.
+    #[command(after_help = eval::EXAMPLES)]
+    Eval(eval::EvalArgs),
+    /// Write the code of each row (μ for a VAE) as a .npy matrix.
+    #[command(after_help = encode::ENCODE_EXAMPLES)]
+    Encode(encode::EncodeArgs),
+    /// Write each row's reconstruction as .npy, and a PNG grid for image data.
+    #[command(after_help = encode::RECONSTRUCT_EXAMPLES)]
+    Reconstruct(encode::ReconstructArgs),
+    /// Decode codes drawn from a VAE's prior N(0, I), or walk between the codes of two inputs.
+    #[command(after_help = sample::EXAMPLES)]
+    Sample(sample::SampleArgs),
+    /// Train the benchmark workloads on synthetic data and report samples/s, TFLOP/s, memory
+    /// and start-up time, GPU and CPU side by side.
+    #[command(after_help = bench::EXAMPLES)]
+    Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees, with backend, type, features and limits.
+    #[command(after_help = "Example:\n  hourglass info")]
     Info,
 }
 
+/// Where a command's messages go: notes on stderr and progress on stdout, both silenced by
+/// `--quiet`; results and errors always get through.
+#[derive(Clone, Copy, Debug)]
+pub struct Ui {
+    /// `--quiet` was given.
+    pub quiet: bool,
+}
+
+impl Ui {
+    /// A progress or summary line on stdout.
+    pub fn say(&self, line: &str) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+
+    /// A remark on stderr (`note: ...`).
+    pub fn note(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("note: {line}");
+        }
+    }
+
+    /// The bundled data's licence line, once per process.
+    pub fn bundled_notice(&self) {
+        static SHOWN: AtomicBool = AtomicBool::new(false);
+        if !SHOWN.swap(true, Ordering::Relaxed) {
+            self.note(hourglass::data::embedded::LICENSE_NOTICE);
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let ui = Ui { quiet: cli.quiet };
     let result = match cli.command {
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => {
+            let sub = matches
+                .subcommand_matches("train")
+                .expect("clap matched the train subcommand");
+            train::run(*args, sub, ui)
+        }
+        Command::Eval(args) => eval::run(args, ui),
+        Command::Encode(args) => encode::run_encode(args, ui),
+        Command::Reconstruct(args) => encode::run_reconstruct(args, ui),
+        Command::Sample(args) => sample::run(args, ui),
+        Command::Bench(args) => bench::run_bench(args, ui),
         Command::Info => info::run(),
     };
     match result {

@@ -1,111 +1,240 @@
-//! `hourglass train`.
+//! `hourglass train`: flags (or a config file, or a run to resume) resolved into a model spec,
+//! a training configuration and data; then [`crate::fit`] trains and writes the run's folder.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
-use clap::Args;
+use clap::{ArgMatches, Args};
 use hourglass::data::{self, Dataset};
 use hourglass::io::checkpoint;
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
-use hourglass::train::{Device, DeviceChoice, Schedule, TrainConfig, Trainer};
+use hourglass::rng::{Sequence, Stream};
+use hourglass::train::{NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
 use hourglass::{Error, Result};
+use serde::{Deserialize, Serialize};
 
-#[derive(Args)]
+use crate::source::{self, DataArgs, DeviceArg, Source};
+use crate::{Ui, config, fit};
+
+/// Epochs of a run that names neither --steps nor --epochs.
+const DEFAULT_EPOCHS: u64 = 5;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  hourglass train                         # 5 epochs on the bundled Fashion-MNIST test set
+  hourglass train --dataset fashion-mnist --variant denoising --noise mask:0.3 --epochs 20 --out dae
+  hourglass train --dataset fashion-mnist --variant vae --encoder 784,512,16 --epochs 30 --out vae
+  hourglass train --data x.npy --val-split 0.1 --normalize standard --loss mse \\
+      --output-activation identity --early-stop 5 --epochs 100 --out run1
+  hourglass train --config run1/config.toml --seed 1 --out run2   # run1 again, another seed
+  hourglass train --resume run1 --epochs 200                        # continue run1 to 200 epochs
+
+Every flag can also be set in a TOML file given with --config (`batch-size = 128`,
+`encoder = [784, 256, 32]`); flags on the command line win. A run writes to --out:
+model.safetensors, best.safetensors, train_state.safetensors, metrics.jsonl, config.toml,
+loss.png and reconstructions.png (.npy when the rows are not square images).";
+
+/// The flags of `hourglass train`; also the keys of its config files.
+#[derive(Args, Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct TrainArgs {
-    /// Training data: a float32 .npy matrix [N, D] (also .csv, IDX).
-    #[arg(long)]
-    data: PathBuf,
-    /// Encoder layer sizes, input first, code last.
-    #[arg(long, value_delimiter = ',', default_values_t = Vec::<usize>::new())]
-    encoder: Vec<usize>,
-    /// Decoder layer sizes, code first, output last (default: the encoder mirrored).
-    #[arg(long, value_delimiter = ',')]
-    decoder: Option<Vec<usize>>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub data: DataArgs,
+    /// Validation data file (same formats as --data).
+    #[arg(
+        help_heading = "Data",
+        long,
+        value_name = "PATH",
+        conflicts_with = "val_split"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val: Option<String>,
+    /// Hold out this fraction of the training rows (drawn by --seed) for validation.
+    #[arg(help_heading = "Data", long, value_name = "F")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_split: Option<f64>,
+    /// Encoder layer sizes, input first, code last [default: INPUT,256,32].
+    #[arg(
+        help_heading = "Model",
+        long,
+        value_delimiter = ',',
+        value_name = "SIZES"
+    )]
+    #[serde(default)]
+    pub encoder: Vec<usize>,
+    /// Decoder layer sizes, code first, output last [default: the encoder mirrored].
+    #[arg(
+        help_heading = "Model",
+        long,
+        value_delimiter = ',',
+        value_name = "SIZES"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<Vec<usize>>,
     /// Hidden-layer activation: relu, leaky_relu, sigmoid, tanh, identity.
-    #[arg(long, default_value = "relu")]
-    activation: String,
+    #[arg(help_heading = "Model", long, default_value = "relu")]
+    pub activation: String,
     /// Activation of the code layer: identity, relu, sigmoid, tanh.
-    #[arg(long, default_value = "identity")]
-    code_activation: String,
+    #[arg(help_heading = "Model", long, default_value = "identity")]
+    pub code_activation: String,
     /// Output activation: sigmoid or identity.
-    #[arg(long, default_value = "sigmoid")]
-    output_activation: String,
+    #[arg(help_heading = "Model", long, default_value = "sigmoid")]
+    pub output_activation: String,
     /// Reconstruction loss: mse or bce (cross-entropy from logits; needs a sigmoid output).
-    #[arg(long, default_value = "bce")]
-    loss: String,
+    #[arg(help_heading = "Model", long, default_value = "bce")]
+    pub loss: String,
     /// Tie the decoder's weights to the encoder's transposes (needs a mirrored decoder).
-    #[arg(long)]
-    tied: bool,
+    #[arg(help_heading = "Model", long)]
+    pub tied: bool,
     /// Regularized variant: plain, sparse, denoising, contractive or vae.
-    #[arg(long, default_value = "plain")]
-    variant: String,
+    #[arg(help_heading = "Model", long, default_value = "plain")]
+    pub variant: String,
     /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code.
-    #[arg(long, default_value_t = 1e-3)]
-    sparsity: f32,
+    #[arg(help_heading = "Model", long, default_value_t = 1e-3)]
+    pub sparsity: f32,
     /// Sparse: target mean activation ρ of sigmoid code units (KL sparsity).
-    #[arg(long)]
-    sparsity_target: Option<f32>,
+    #[arg(help_heading = "Model", long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparsity_target: Option<f32>,
     /// Denoising: mask:ν (zero a proportion ν), gaussian:σ or saltpepper:ν.
-    #[arg(long, default_value = "mask:0.25")]
-    noise: String,
+    #[arg(help_heading = "Model", long, default_value = "mask:0.25")]
+    pub noise: String,
     /// Contractive: weight λ of ‖∂h/∂x‖²_F.
-    #[arg(long, default_value_t = 0.1)]
-    contractive: f32,
+    #[arg(help_heading = "Model", long, default_value_t = 0.1)]
+    pub contractive: f32,
     /// Contractive: estimate the penalty with K random projections instead of exactly.
-    #[arg(long)]
-    jacobian_projections: Option<u32>,
+    #[arg(help_heading = "Model", long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jacobian_projections: Option<u32>,
     /// VAE: weight β of the KL term.
-    #[arg(long, default_value_t = 1.0)]
-    beta: f32,
+    #[arg(help_heading = "Model", long, default_value_t = 1.0)]
+    pub beta: f32,
     /// VAE: samples of z per input.
-    #[arg(long, default_value_t = 1)]
-    vae_samples: u32,
+    #[arg(help_heading = "Model", long, default_value_t = 1)]
+    pub vae_samples: u32,
     /// Optimizer: adam, adamw or sgd.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
+    #[arg(help_heading = "Training", long, default_value = "adam")]
+    pub optimizer: String,
     /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
+    #[arg(help_heading = "Training", long, default_value_t = 1e-3)]
+    pub lr: f32,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
+    #[arg(help_heading = "Training", long, default_value_t = 0.9)]
+    pub momentum: f32,
     /// Weight decay (L2 for adam and sgd, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
+    #[arg(help_heading = "Training", long, default_value_t = 0.0)]
+    pub weight_decay: f32,
     /// Learning-rate schedule: constant, step (halve every third of the run) or cosine (to zero).
-    #[arg(long, default_value = "constant")]
-    schedule: String,
+    #[arg(help_heading = "Training", long, default_value = "constant")]
+    pub schedule: String,
     /// Steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 0)]
-    warmup: u64,
+    #[arg(help_heading = "Training", long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Rescale each step's gradient to a global L2 norm of at most F.
+    #[arg(help_heading = "Training", long, value_name = "F")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_grad_norm: Option<f32>,
     /// Examples per step.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Optimizer steps to take (instead of --epochs).
-    #[arg(long, conflicts_with = "epochs")]
-    steps: Option<u64>,
-    /// Passes over the data.
-    #[arg(long)]
-    epochs: Option<u64>,
+    #[arg(help_heading = "Training", long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// After a step with a NaN or infinite gradient (which is always skipped): stop, skip-step
+    /// (carry on) or reduce-lr (carry on at half the learning rate).
+    #[arg(
+        help_heading = "Training",
+        long,
+        default_value = "stop",
+        value_name = "POLICY"
+    )]
+    pub on_nonfinite: String,
+    /// Optimizer steps in the whole run (instead of --epochs).
+    #[arg(help_heading = "Training", long, conflicts_with = "epochs")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Passes over the training data in the whole run [default: 5].
+    #[arg(help_heading = "Training", long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Stop after this many epochs without a better validation loss (training loss when there
+    /// is no validation data).
+    #[arg(help_heading = "Training", long, value_name = "PATIENCE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<u64>,
+    /// Every N steps, write model.safetensors and the resumable train_state.safetensors.
+    #[arg(help_heading = "Run", long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<u64>,
     /// Visit the examples in file order instead of a fresh shuffle each epoch.
-    #[arg(long)]
-    no_shuffle: bool,
-    /// Seed of initialisation, shuffling and noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// auto (a hardware GPU if present, else CPU), gpu or cpu.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[arg(help_heading = "Training", long)]
+    pub no_shuffle: bool,
+    /// Seed of initialisation, shuffling, noise and the validation split.
+    #[arg(help_heading = "Training", long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub device: DeviceArg,
+    /// Read settings from this TOML file (keys as the long flags); flags given here win.
+    #[arg(
+        help_heading = "Run",
+        long,
+        value_name = "FILE.toml",
+        conflicts_with = "resume"
+    )]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Continue the run in DIR where it stopped (its config.toml and train_state.safetensors);
+    /// --epochs and --steps then count the whole run.
+    #[arg(help_heading = "Run", long, value_name = "DIR")]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
     /// Start from this checkpoint's weights (its model spec is used).
-    #[arg(long)]
-    init: Option<PathBuf>,
+    #[arg(help_heading = "Model", long, value_name = "CKPT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Output directory.
-    #[arg(long, default_value = "hourglass-run")]
-    out: PathBuf,
-    /// Print the loss every N steps (default: about 20 lines per run).
-    #[arg(long)]
-    log_every: Option<u64>,
+    #[arg(
+        help_heading = "Run",
+        long,
+        default_value = "hourglass-run",
+        conflicts_with = "resume"
+    )]
+    pub out: PathBuf,
+    /// Read the loss every N steps, and print it then when stdout is not a terminal
+    /// [default: about 16 reads per epoch].
+    #[arg(help_heading = "Run", long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_every: Option<u64>,
+}
+
+/// The config-file keys of `train`: its long flags but --config and --resume.
+fn keys() -> Vec<String> {
+    let command = <TrainArgs as Args>::augment_args(clap::Command::new("train"));
+    config::keys_of(&command, &["config", "resume"])
+}
+
+/// The flags merged with --config or with the resumed run's config.toml.
+fn resolve_args(cli: TrainArgs, matches: &ArgMatches) -> Result<TrainArgs> {
+    let (path, resume) = match (&cli.config, &cli.resume) {
+        (Some(path), _) => (path.clone(), false),
+        (None, Some(dir)) => {
+            let path = dir.join("config.toml");
+            if !path.is_file() {
+                return Err(Error::bad_file(
+                    dir,
+                    "not a run folder to resume: it has no config.toml",
+                ));
+            }
+            (path, true)
+        }
+        (None, None) => return Ok(cli),
+    };
+    let mut merged = config::merge(&cli, matches, config::read(&path)?, &keys(), &path)?;
+    merged.config = cli.config.clone();
+    merged.resume = cli.resume.clone();
+    if resume {
+        merged.out = cli.resume.clone().expect("resuming");
+    }
+    Ok(merged)
 }
 
 fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
@@ -181,71 +310,306 @@ fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
-    let data = data::load(&args.data)?;
-    if data.rows == 0 {
-        return Err(Error::bad_file(&args.data, "the data set has no rows"));
+/// The flag spelling of an activation (`leaky_relu`).
+fn activation_name(a: Activation) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Writes `spec` back into the model flags, so that the resolved configuration rebuilds it
+/// exactly (also when it came from --init or a resumed state).
+fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
+    args.encoder = spec.encoder.clone();
+    args.decoder = Some(spec.decoder.clone());
+    args.activation = activation_name(spec.activation);
+    args.code_activation = activation_name(spec.code_activation);
+    args.output_activation = activation_name(spec.output_activation);
+    args.loss = match spec.loss {
+        Loss::Mse => "mse",
+        Loss::Bce => "bce",
     }
-    let (spec, init) = match &args.init {
-        Some(path) => {
-            let (spec, params) = checkpoint::load(path)?;
-            (spec, Some(params))
+    .into();
+    args.tied = spec.tied;
+    args.variant = match spec.variant {
+        Variant::Plain => "plain",
+        Variant::Sparse { lambda, target } => {
+            (args.sparsity, args.sparsity_target) = (lambda, target);
+            "sparse"
         }
-        None => (spec_from_flags(&args, &data)?, None),
+        Variant::Denoising { noise } => {
+            args.noise = match noise {
+                Noise::Mask { nu } => format!("mask:{nu}"),
+                Noise::Gaussian { sigma } => format!("gaussian:{sigma}"),
+                Noise::SaltPepper { nu } => format!("saltpepper:{nu}"),
+            };
+            "denoising"
+        }
+        Variant::Contractive {
+            lambda,
+            projections,
+        } => {
+            (args.contractive, args.jacobian_projections) = (lambda, projections);
+            "contractive"
+        }
+        Variant::Vae { beta, samples } => {
+            (args.beta, args.vae_samples) = (beta, samples);
+            "vae"
+        }
+    }
+    .into();
+}
+
+/// Splits `fraction` of the rows off for validation, chosen by `seed` (stream `Split`); both
+/// parts keep file order.
+fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(Error::Config(format!(
+            "--val-split must be between 0 and 1, got {fraction}"
+        )));
+    }
+    let rows = data.rows;
+    let n_val = ((rows as f64 * fraction).round() as usize).max(1);
+    if n_val >= rows {
+        return Err(Error::Config(format!(
+            "--val-split {fraction} leaves no training rows out of {rows}"
+        )));
+    }
+    // A partial Fisher–Yates shuffle picks the validation rows.
+    let mut rng = Sequence::new(seed, Stream::Split, 0);
+    let mut index: Vec<usize> = (0..rows).collect();
+    for i in 0..n_val {
+        let j = i + rng.below((rows - i) as u32) as usize;
+        index.swap(i, j);
+    }
+    let mut is_val = vec![false; rows];
+    for &i in &index[..n_val] {
+        is_val[i] = true;
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (i, &v) in is_val.iter().enumerate() {
+        if v { &mut val } else { &mut train }.extend_from_slice(data.row(i));
+    }
+    Ok((
+        Dataset::new(rows - n_val, data.cols, train)?,
+        Dataset::new(n_val, data.cols, val)?,
+    ))
+}
+
+/// The text of `config.toml`: the resolved flags, without --out.
+fn config_text(args: &TrainArgs) -> Result<String> {
+    let mut table = config::to_table(args)?;
+    table.remove("out");
+    Ok(format!(
+        "# The resolved configuration of this `hourglass train` run. Run it again with\n\
+         # `hourglass train --config config.toml --out NEW_DIR`; continue it with\n\
+         # `hourglass train --resume DIR [--epochs N]`.\n{table}"
+    ))
+}
+
+pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
+    let args = resolve_args(cli, matches)?;
+    let resuming = args.resume.is_some();
+
+    // Data: the training set, validation data, and the normalization fitted on the former.
+    let source = args.data.source()?;
+    let (mut train, own_val) = source.load_train(ui)?;
+    let mut val = match (&args.val, args.val_split) {
+        (Some(path), _) => Some(source::load_file(path)?),
+        (None, Some(fraction)) => {
+            let (t, v) = split_off(train, fraction, args.seed)?;
+            train = t;
+            Some(v)
+        }
+        (None, None) => own_val,
     };
-    let spe = (data.rows / args.batch_size.max(1)) as u64;
+    if let Some(v) = &val
+        && v.cols != train.cols
+    {
+        return Err(Error::Config(format!(
+            "the validation data has {} features but the training data has {}",
+            v.cols, train.cols
+        )));
+    }
+    let normalization = data::normalize(args.data.normalize_kind()?, &train);
+    normalization.apply(&mut train)?;
+    if let Some(v) = &mut val {
+        normalization.apply(v)?;
+    }
+
+    // The model: from a resumed state, an initial checkpoint or the flags.
+    let (spec, init, state): (ModelSpec, _, Option<TrainState>) = if resuming {
+        let path = args.out.join("train_state.safetensors");
+        let (spec, state, _) = checkpoint::load_state(&path)?;
+        (spec, None, Some(state))
+    } else if let Some(path) = &args.init {
+        let (spec, params) = checkpoint::load(path)?;
+        (spec, Some(params), None)
+    } else {
+        (spec_from_flags(&args, &train)?, None, None)
+    };
+
+    let per_epoch = (train.rows / args.batch_size.max(1)).max(1) as u64;
     let total = match (args.steps, args.epochs) {
         (Some(s), _) => s,
-        (None, Some(e)) => e * spe,
-        (None, None) => 5 * spe,
+        (None, e) => e
+            .unwrap_or(DEFAULT_EPOCHS)
+            .checked_mul(per_epoch)
+            .ok_or_else(|| Error::Config("--epochs is too large".into()))?,
     };
-    let config = TrainConfig {
+    if args.checkpoint_every == Some(0) || args.early_stop == Some(0) || args.log_every == Some(0) {
+        return Err(Error::Config(
+            "--checkpoint-every, --early-stop and --log-every must be at least 1".into(),
+        ));
+    }
+    if let Some(c) = args.clip_grad_norm
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Err(Error::Config(format!(
+            "--clip-grad-norm must be positive, got {c}"
+        )));
+    }
+    let train_config = TrainConfig {
         batch_size: args.batch_size,
         optimizer: optimizer(&args)?,
         seed: args.seed,
         shuffle: !args.no_shuffle,
         schedule: Schedule::parse(&args.schedule, total)?,
         warmup: args.warmup,
-        clip_grad_norm: None,
-        on_nonfinite: hourglass::train::NonFinitePolicy::Stop,
+        clip_grad_norm: args.clip_grad_norm,
+        on_nonfinite: NonFinitePolicy::parse(&args.on_nonfinite)?,
+        max_resident_bytes: None,
     };
-    let (device, note) = Device::open(DeviceChoice::parse(&args.device)?)?;
-    if let Some(note) = note {
-        eprintln!("note: {note}");
+    let device = args.device.open(ui)?;
+    let mut trainer = Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?;
+    if let Some(state) = &state {
+        trainer.restore(state)?;
+        if state.step > total {
+            return Err(Error::Config(format!(
+                "the run in {} has taken {} steps, more than the {total} asked for",
+                args.out.display(),
+                state.step
+            )));
+        }
     }
-    let started = Instant::now();
-    let mut trainer = Trainer::new(&spec, &config, &data, &device, init.as_ref())?;
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    let ckpt = args.out.join("model.safetensors");
-    println!(
-        "training {:?} → {:?} on {} rows × {} features, {} on {}",
-        spec.encoder,
-        spec.decoder,
-        data.rows,
-        data.cols,
-        format!("{total} steps of {}", config.batch_size),
-        device.describe()
-    );
-    let log_every = args.log_every.unwrap_or((total / 20).max(1)).max(1);
-    let mut last = Instant::now();
-    while trainer.step() < total {
-        let n = log_every.min(total - trainer.step());
-        let loss = trainer
-            .train_steps(n, true)?
-            .expect("a reported chunk returns its loss");
-        let rate = (n as usize * config.batch_size) as f64 / last.elapsed().as_secs_f64();
-        last = Instant::now();
-        println!(
-            "step {:>7}/{total}  epoch {:>4}  loss {loss}  {rate:>10.0} samples/s",
-            trainer.step(),
-            trainer.step().div_ceil(spe.max(1)),
+
+    // The resolved configuration, enough to run it again.
+    let mut resolved = args.clone();
+    match &source {
+        Source::Bundled => {
+            resolved.data.dataset = Some("bundled".into());
+        }
+        Source::Named { name, dir } => {
+            resolved.data.dataset = Some(name.clone());
+            resolved.data.data_dir = Some(config::absolute(dir));
+        }
+        Source::File(file) => {
+            resolved.data.data = Some(config::absolute(file.as_ref()).display().to_string());
+        }
+    }
+    resolved.data.normalize = Some(normalization.kind.name().into());
+    resolved.val = args
+        .val
+        .as_ref()
+        .map(|v| config::absolute(v.as_ref()).display().to_string());
+    resolved.init = args.init.as_deref().map(config::absolute);
+    if resolved.steps.is_none() && resolved.epochs.is_none() {
+        resolved.epochs = Some(DEFAULT_EPOCHS);
+    }
+    flags_from_spec(&mut resolved, &spec);
+    let config_toml = config_text(&resolved)?;
+
+    fit::fit(fit::Run {
+        args: &args,
+        spec: &spec,
+        config: &train_config,
+        config_toml: &config_toml,
+        source: &source,
+        train: &train,
+        val: val.as_ref(),
+        normalization: &normalization,
+        device: &device,
+        trainer: &mut trainer,
+        total,
+        resuming,
+        ui,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_split_is_seeded_and_disjoint() {
+        let rows = 50;
+        let data = Dataset::new(rows, 1, (0..rows).map(|i| i as f32).collect()).unwrap();
+        let (t, v) = split_off(data.clone(), 0.2, 7).unwrap();
+        assert_eq!((t.rows, v.rows), (40, 10));
+        let mut all: Vec<f32> = t.values.iter().chain(&v.values).copied().collect();
+        all.sort_by(f32::total_cmp);
+        assert_eq!(all, data.values, "every row lands in exactly one part");
+        assert!(v.values.windows(2).all(|w| w[0] < w[1]), "file order kept");
+        assert_eq!(
+            split_off(data.clone(), 0.2, 7).unwrap().1,
+            v,
+            "same seed, same split"
         );
+        assert_ne!(split_off(data.clone(), 0.2, 8).unwrap().1, v);
+        assert!(split_off(data.clone(), 1.0, 0).is_err());
+        assert!(split_off(data, 0.999, 0).is_err());
     }
-    checkpoint::save(&ckpt, &spec, &trainer.parameters()?)?;
-    println!(
-        "wrote {} after {total} steps in {:.1} s",
-        ckpt.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+
+    #[test]
+    fn every_spec_survives_the_flags() {
+        let data = Dataset::new(1, 6, vec![0.0; 6]).unwrap();
+        let matches = clap::Command::new("t").no_binary_name(true);
+        let parse = |argv: &[&str]| {
+            let m = TrainArgs::augment_args(matches.clone()).get_matches_from(argv);
+            <TrainArgs as clap::FromArgMatches>::from_arg_matches(&m).unwrap()
+        };
+        for argv in [
+            &[
+                "--encoder",
+                "6,4,2",
+                "--decoder",
+                "2,3,6",
+                "--activation",
+                "leaky_relu",
+            ][..],
+            &["--variant", "denoising", "--noise", "gaussian:0.3"],
+            &[
+                "--variant",
+                "sparse",
+                "--sparsity-target",
+                "0.05",
+                "--code-activation",
+                "sigmoid",
+            ],
+            &[
+                "--variant",
+                "contractive",
+                "--jacobian-projections",
+                "3",
+                "--tied",
+            ],
+            &[
+                "--variant",
+                "vae",
+                "--beta",
+                "0.5",
+                "--vae-samples",
+                "2",
+                "--loss",
+                "mse",
+            ],
+        ] {
+            let args = parse(argv);
+            let spec = spec_from_flags(&args, &data).unwrap();
+            let mut round = parse(&[]);
+            flags_from_spec(&mut round, &spec);
+            assert_eq!(spec_from_flags(&round, &data).unwrap(), spec, "{argv:?}");
+        }
+    }
 }

@@ -1,0 +1,133 @@
+//! `--config FILE.toml` and the `config.toml` a run writes: the keys are the flags of the
+//! command without their dashes (`batch-size = 128`), the values are TOML (`encoder =
+//! [784, 256, 32]`, `no-shuffle = true`). Flags given on the command line win over the file,
+//! and the file wins over the flags' defaults; clap's `ArgMatches::value_source` tells which
+//! flags were given. Relative paths in a file are relative to the file's folder.
+
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use hourglass::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Keys whose values are paths.
+const PATH_KEYS: [&str; 5] = ["data", "val", "data-dir", "init", "out"];
+
+/// Groups of keys that name the same thing in different ways: a flag given on the command line
+/// drops every key of its group from the file.
+const ALTERNATIVES: [[&str; 2]; 3] = [
+    ["steps", "epochs"],
+    ["data", "dataset"],
+    ["val", "val-split"],
+];
+
+/// Reads a TOML file as a table.
+pub fn read(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.parse::<toml::Table>()
+        .map_err(|e| Error::bad_file(path, format!("not a valid TOML config: {e}")))
+}
+
+/// `value` as a TOML table, for merging and writing. Floats that are f32 values are written
+/// in their shortest form (`lr = 0.001`, not `0.0010000000474974513`), which reads back as the
+/// same f32.
+pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
+    let mut table = toml::Table::try_from(value)
+        .map_err(|e| Error::Config(format!("cannot express the configuration in TOML: {e}")))?;
+    for (_, v) in table.iter_mut() {
+        if let toml::Value::Float(x) = v
+            && f64::from(*x as f32) == *x
+            && let Ok(short) = (*x as f32).to_string().parse::<f64>()
+        {
+            *x = short;
+        }
+    }
+    Ok(table)
+}
+
+/// The configuration of `given` (what clap parsed, defaults included) with the values of
+/// `file` for every flag not given on the command line. `keys` lists the keys a file may set
+/// (the flags' long names); `path` names the file in errors and anchors its relative paths.
+pub fn merge<T: Serialize + DeserializeOwned>(
+    given: &T,
+    matches: &ArgMatches,
+    mut file: toml::Table,
+    keys: &[String],
+    path: &Path,
+) -> Result<T> {
+    let bad = |reason: String| Error::bad_file(path, reason);
+    let on_command_line =
+        |key: &str| matches.value_source(&key.replace('-', "_")) == Some(ValueSource::CommandLine);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut table = to_table(given)?;
+    for group in ALTERNATIVES {
+        if group.iter().all(|k| file.contains_key(*k)) {
+            return Err(bad(format!(
+                "sets both {} and {}; keep one",
+                group[0], group[1]
+            )));
+        }
+        if group.iter().any(|k| on_command_line(k)) {
+            // The command line chose for the group: the file's choice goes.
+            for k in group {
+                file.remove(k);
+            }
+        } else if group.iter().any(|k| file.contains_key(*k)) {
+            // The file chose: the command line's defaults for the group go.
+            for k in group {
+                table.remove(k);
+            }
+        }
+    }
+    if on_command_line("data") {
+        // A data file on the command line replaces the file's named data set and its folder.
+        file.remove("data-dir");
+    }
+    for (key, mut value) in file {
+        if !keys.contains(&key) {
+            return Err(bad(format!(
+                "unknown key '{key}' (the keys are the long flags: {})",
+                keys.join(", ")
+            )));
+        }
+        if on_command_line(&key) {
+            continue;
+        }
+        if PATH_KEYS.contains(&key.as_str())
+            && let toml::Value::String(s) = &value
+        {
+            value = toml::Value::String(anchor(base, s));
+        }
+        table.insert(key, value);
+    }
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(e.to_string().trim().replace('\n', " ")))
+}
+
+/// `path` resolved against `base` unless absolute.
+fn anchor(base: &Path, path: &str) -> String {
+    if Path::new(path).is_absolute() {
+        path.to_string()
+    } else {
+        base.join(path).to_string_lossy().into_owned()
+    }
+}
+
+/// `path` made absolute against the current directory (without touching the file system
+/// beyond reading the current directory).
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The `--` long names of the arguments of a clap command, as config keys.
+pub fn keys_of(command: &clap::Command, except: &[&str]) -> Vec<String> {
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !except.contains(l))
+        .map(str::to_string)
+        .collect()
+}

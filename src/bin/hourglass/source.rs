@@ -1,0 +1,236 @@
+//! The flags every command shares: where the data comes from (`--data`, `--dataset`,
+//! `--data-dir`, `--normalize`) and where the work runs (`--device`).
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use hourglass::data::fashion::{self, Split};
+use hourglass::data::{self, Dataset, Normalization, Normalize, embedded};
+use hourglass::train::{Device, DeviceChoice};
+use hourglass::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::Ui;
+use crate::tensors;
+
+/// Where `--dataset mnist` looks by default.
+const MNIST_DIR: &str = "/usr/share/datasets/mnist";
+
+/// The file beside a run's checkpoints that holds the training normalization.
+pub const NORMALIZATION_FILE: &str = "normalization.json";
+
+/// Data flags, shared by every command that reads data.
+#[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DataArgs {
+    /// Data file: .npy (f32, f64, u8, ints), .csv, IDX (…-ubyte, .idx; optionally .gz) or
+    /// FILE.safetensors[:TENSOR]. One row per example; u8 images scale to [0, 1].
+    /// Default: the bundled Fashion-MNIST test set.
+    #[arg(
+        help_heading = "Data",
+        long,
+        value_name = "PATH",
+        conflicts_with = "dataset"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// A named data set: fashion-mnist (the full 60,000/10,000 split from --data-dir), mnist
+    /// (same format) or bundled (the Fashion-MNIST test set compiled in). Training uses the
+    /// train split and validates on the test split; other commands read the test split.
+    #[arg(help_heading = "Data", long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    /// Folder of the IDX files of --dataset [default: /usr/share/datasets/fashion-mnist].
+    #[arg(help_heading = "Data", long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Per-feature scaling: none, unit (min-max to [0, 1]) or standard (zero mean, unit
+    /// variance), fitted on the training split [default: none; other commands: the run's
+    /// normalization.json beside the model, if any].
+    #[arg(help_heading = "Data", long, value_name = "none|unit|standard")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<String>,
+}
+
+/// `--device`, shared by every command that computes.
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceArg {
+    /// auto (a hardware GPU if present, else the CPU), gpu (any adapter, software ones such as
+    /// lavapipe included) or cpu.
+    #[arg(long, default_value = "auto", value_name = "auto|gpu|cpu")]
+    pub device: String,
+}
+
+impl DeviceArg {
+    /// Opens the device, telling the user when `auto` fell back or chose the CPU.
+    pub fn open(&self, ui: Ui) -> Result<Device> {
+        let (device, note) = Device::open(DeviceChoice::parse(&self.device)?)?;
+        if let Some(note) = note {
+            ui.note(&note);
+        }
+        Ok(device)
+    }
+}
+
+/// A resolved data source.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// The Fashion-MNIST test set compiled into the library.
+    Bundled,
+    /// Fashion-MNIST or MNIST IDX files in a folder.
+    Named {
+        /// `fashion-mnist` or `mnist`.
+        name: String,
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A data file (`x.safetensors:name` included).
+    File(String),
+}
+
+impl DataArgs {
+    /// Which source the flags name (the bundled set when none).
+    pub fn source(&self) -> Result<Source> {
+        let no_dir = |what: &str| {
+            Error::Config(format!(
+                "--data-dir only applies to --dataset fashion-mnist or mnist, not {what}"
+            ))
+        };
+        match (&self.data, self.dataset.as_deref()) {
+            (Some(_), Some(_)) => Err(Error::Config(
+                "--data and --dataset name two data sources; give one".into(),
+            )),
+            (Some(_), None) if self.data_dir.is_some() => Err(no_dir("--data")),
+            (Some(file), None) => Ok(Source::File(file.clone())),
+            (None, None | Some("bundled")) if self.data_dir.is_some() => {
+                Err(no_dir("the bundled set"))
+            }
+            (None, None | Some("bundled")) => Ok(Source::Bundled),
+            (None, Some(name @ ("fashion-mnist" | "mnist"))) => {
+                let default = if name == "mnist" {
+                    MNIST_DIR
+                } else {
+                    fashion::DEFAULT_DIR
+                };
+                Ok(Source::Named {
+                    name: name.to_string(),
+                    dir: self
+                        .data_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(default)),
+                })
+            }
+            (None, Some(other)) => Err(Error::Config(format!(
+                "unknown data set '{other}' (expected fashion-mnist, mnist or bundled)"
+            ))),
+        }
+    }
+
+    /// The `--normalize` choice, `none` when not given.
+    pub fn normalize_kind(&self) -> Result<Normalize> {
+        self.normalize
+            .as_deref()
+            .map_or(Ok(Normalize::None), Normalize::parse)
+    }
+}
+
+impl Source {
+    /// How messages name the source.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Bundled => "the bundled Fashion-MNIST test set".into(),
+            Source::Named { name, dir } => format!("{name} in {}", dir.display()),
+            Source::File(file) => file.clone(),
+        }
+    }
+
+    /// Training data, and validation data when the source has a test split of its own.
+    pub fn load_train(&self, ui: Ui) -> Result<(Dataset, Option<Dataset>)> {
+        match self {
+            Source::Bundled => {
+                ui.bundled_notice();
+                Ok((embedded::fashion_mnist_test()?, None))
+            }
+            Source::Named { dir, .. } => Ok((
+                fashion::load_images(dir, Split::Train)?,
+                Some(fashion::load_images(dir, Split::Test)?),
+            )),
+            Source::File(file) => Ok((load_file(file)?, None)),
+        }
+    }
+
+    /// The data of a command that reads one set: a file, the bundled set, or the test split of
+    /// a named set.
+    pub fn load_one(&self, ui: Ui) -> Result<Dataset> {
+        match self {
+            Source::Bundled => {
+                ui.bundled_notice();
+                embedded::fashion_mnist_test()
+            }
+            Source::Named { dir, .. } => fashion::load_images(dir, Split::Test),
+            Source::File(file) => load_file(file),
+        }
+    }
+}
+
+/// Reads a data file by its name: `FILE.safetensors[:TENSOR]`, else whatever
+/// [`hourglass::data::load`] reads. An empty data set is an error.
+pub fn load_file(source: &str) -> Result<Dataset> {
+    let data = match tensors::split_source(source) {
+        Some((path, name)) => tensors::read_tensor(Path::new(path), name)?,
+        None => data::load(Path::new(source))?,
+    };
+    if data.rows == 0 {
+        return Err(Error::bad_file(source, "the data set has no rows"));
+    }
+    Ok(data)
+}
+
+/// Writes the fitted normalization beside a run's checkpoints (or removes a stale one when
+/// the run does not normalize), so that later commands apply the same statistics.
+pub fn save_normalization(dir: &Path, n: &Normalization) -> Result<()> {
+    let path = dir.join(NORMALIZATION_FILE);
+    if n.kind == Normalize::None {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&path, e)),
+            _ => Ok(()),
+        };
+    }
+    let json = serde_json::to_string(n).expect("a normalization always serializes");
+    hourglass::io::write_atomic(&path, json.as_bytes())
+}
+
+/// The normalization a command applies to data for the model at `model`: fitted on `data`
+/// when `--normalize` is given, else the training run's `normalization.json` beside the model
+/// when there is one, else none.
+pub fn inference_normalization(
+    args: &DataArgs,
+    model: &Path,
+    data: Option<&Dataset>,
+    ui: Ui,
+) -> Result<Option<Normalization>> {
+    if let Some(kind) = &args.normalize {
+        let kind = Normalize::parse(kind)?;
+        let data = data.ok_or_else(|| {
+            Error::Config("--normalize needs data to fit; it is read from the run instead".into())
+        })?;
+        return Ok(Some(data::normalize(kind, data)));
+    }
+    let path = model
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(NORMALIZATION_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let n: Normalization = serde_json::from_str(&text)
+        .map_err(|e| Error::bad_file(&path, format!("not a normalization file: {e}")))?;
+    ui.note(&format!(
+        "applying the training run's {} normalization from {}",
+        n.kind.name(),
+        path.display()
+    ));
+    Ok(Some(n))
+}

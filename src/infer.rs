@@ -260,3 +260,50 @@ pub fn jacobian_norms(
     }
     Ok(norms)
 }
+
+/// The exact encoder Jacobian ∂h/∂x (`c × D`, row-major) at every row of `data`. Not for VAEs.
+pub fn jacobians(
+    spec: &ModelSpec,
+    params: &Parameters,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    spec.validate()?;
+    if matches!(spec.variant, Variant::Vae { .. }) || spec.encoder_layers() == 0 {
+        return Err(Error::Config(
+            "Jacobians are defined here for autoencoders with an encoder, not VAEs".into(),
+        ));
+    }
+    if data.cols != spec.input_dim() {
+        return Err(Error::Config(format!(
+            "the data has {} columns but the model's input size is {}",
+            data.cols,
+            spec.input_dim()
+        )));
+    }
+    let (c, d) = (spec.code_dim(), spec.input_dim());
+    // c·B rows of D: keep a batch's Jacobians within ~64 MiB.
+    let batch = (16 << 20) / (c * d).max(1);
+    let batch = batch.clamp(1, CHUNK).min(data.rows.max(1));
+    let jg = crate::graph::build_jacobian_graph(spec, batch);
+    let mut backend = Backend::new(device, jg.graph.clone())?;
+    backend.write(jg.params.buf, &params.arena);
+    let mut out = Vec::with_capacity(data.rows);
+    for start in (0..data.rows).step_by(batch) {
+        let rows = batch.min(data.rows - start);
+        let mut chunk = data.values[start * d..(start + rows) * d].to_vec();
+        chunk.resize(batch * d, 0.0);
+        backend.write(jg.input.buf, &chunk);
+        let j =
+            backend.run_and_read(0..jg.graph.ops.len(), &[StepParams::default()], jg.jacobian)?;
+        for b in 0..rows {
+            let mut m = Vec::with_capacity(c * d);
+            for k in 0..c {
+                let row = k * batch + b;
+                m.extend_from_slice(&j[row * d..(row + 1) * d]);
+            }
+            out.push(m);
+        }
+    }
+    Ok(out)
+}

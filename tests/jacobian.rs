@@ -146,3 +146,32 @@ fn projection_estimate_is_unbiased() {
         }
     }
 }
+
+#[test]
+fn jacobian_matrices_match_the_penalty_and_a_linear_encoder_s_weight() {
+    use hourglass::data::Dataset;
+    use hourglass::infer::jacobians;
+    use hourglass::model::Parameters;
+    use hourglass::train::Device;
+    // Deep tanh encoder: Σ of squares of each Jacobian equals the exact penalty row.
+    let deep = spec(&[7, 6, 3], Activation::Tanh, Activation::Sigmoid, None);
+    let p: Vec<f32> = params(&deep).iter().map(|&x| x as f32).collect();
+    let layout = hourglass::model::ParamLayout::new(&deep);
+    let x: Vec<f32> = data(&deep).iter().map(|&x| x as f32).collect();
+    let ds = Dataset::new(BATCH, 7, x).expect("data");
+    let params = Parameters { layout, arena: p };
+    let js = jacobians(&deep, &params, &ds, &Device::Cpu).expect("jacobians");
+    let rows = penalty_rows(&deep, 1);
+    for (j, r) in js.iter().zip(&rows) {
+        let ss: f64 = j.iter().map(|&v| f64::from(v).powi(2)).sum();
+        assert!((ss - r).abs() < 1e-5 * r.max(1.0), "{ss} vs {r}");
+    }
+    // Linear encoder: the Jacobian is the weight matrix at every input.
+    let mut linear = ModelSpec::mirrored(&[7, 3]);
+    linear.code_activation = Activation::Identity;
+    let lp = Parameters::init(&linear, 4);
+    let w = lp.get("encoder.0.weight").expect("weight").to_vec();
+    for j in jacobians(&linear, &lp, &ds, &Device::Cpu).expect("jacobians") {
+        assert_eq!(j, w);
+    }
+}

@@ -244,31 +244,8 @@ fn contractive_general(
     projections: Option<u32>,
 ) -> (Vec<Tensor>, Tensor) {
     let batch = x.rows;
-    let code = enc.last().expect("an encoder has layers").layer.outputs;
-    let k = projections.map_or(code, |p| p as usize);
-    let kb = k * batch;
-    let u = g.matrix("jacobian.directions", kb, code);
-    g.push(Op::Directions {
-        out: u,
-        batch,
-        exact: projections.is_none(),
-    });
-    // Pull back: r_L = u, ra_l = r_l ⊙ act'(h_l), r_{l-1} = ra_l · W_l.
-    let n = enc.len();
-    let mut r = vec![u; n + 1];
-    let mut ra = vec![u; n + 1];
-    for l in (1..=n).rev() {
-        let layer = enc[l - 1];
-        ra[l] = g.matrix(format!("jacobian.ra{l}"), kb, layer.layer.outputs);
-        g.push(Op::TangentScale {
-            r: r[l],
-            y: h[l - 1],
-            act: layer.layer.activation,
-            out: ra[l],
-        });
-        r[l - 1] = g.matrix(format!("jacobian.r{}", l - 1), kb, layer.layer.inputs);
-        input_grad(g, params, layer, ra[l], r[l - 1], Epilogue::Store);
-    }
+    let (r, ra) = pull_back(g, params, enc, h, batch, projections);
+    let (n, kb) = (enc.len(), r[0].rows);
     let rows = g.matrix("contractive.rows", 1, batch);
     let mut q = g.matrix("jacobian.q0", kb, x.cols);
     let scale = match projections {
@@ -324,6 +301,81 @@ fn contractive_general(
         }
     }
     (extras, rows)
+}
+
+/// Directions u (`[K·B, c]`, row k·B + b; the code-space basis when `projections` is `None`)
+/// pulled back through the encoder: `r[l]` is uᵀ ∂h/∂(layer l's output), `r[0]` is uᵀJ at the
+/// input, and `ra[l] = r[l] ⊙ act'(h_l)`. Returns (r, ra), indexed by layer, 0 = input.
+fn pull_back(
+    g: &mut Graph,
+    params: Tensor,
+    enc: &[&LayerParams],
+    h: &[Tensor],
+    batch: usize,
+    projections: Option<u32>,
+) -> (Vec<Tensor>, Vec<Tensor>) {
+    let code = enc.last().expect("an encoder has layers").layer.outputs;
+    let kb = projections.map_or(code, |p| p as usize) * batch;
+    let u = g.matrix("jacobian.directions", kb, code);
+    g.push(Op::Directions {
+        out: u,
+        batch,
+        exact: projections.is_none(),
+    });
+    // r_L = u, ra_l = r_l ⊙ act'(h_l), r_{l-1} = ra_l · W_l.
+    let n = enc.len();
+    let mut r = vec![u; n + 1];
+    let mut ra = vec![u; n + 1];
+    for l in (1..=n).rev() {
+        let layer = enc[l - 1];
+        ra[l] = g.matrix(format!("jacobian.ra{l}"), kb, layer.layer.outputs);
+        g.push(Op::TangentScale {
+            r: r[l],
+            y: h[l - 1],
+            act: layer.layer.activation,
+            out: ra[l],
+        });
+        r[l - 1] = g.matrix(format!("jacobian.r{}", l - 1), kb, layer.layer.inputs);
+        input_grad(g, params, layer, ra[l], r[l - 1], Epilogue::Store);
+    }
+    (r, ra)
+}
+
+/// The encoder's Jacobians ∂h/∂x at a batch of inputs.
+#[derive(Clone, Debug)]
+pub struct JacobianGraph {
+    /// The ops and buffers.
+    pub graph: Graph,
+    /// Where each parameter sits in the arena.
+    pub layout: ParamLayout,
+    /// Parameter arena.
+    pub params: Tensor,
+    /// `[B, D]` inputs, written by the caller.
+    pub input: Tensor,
+    /// `[c·B, D]`: row `k·B + b` is row k of example b's Jacobian (∂h_k/∂x).
+    pub jacobian: Tensor,
+}
+
+/// A graph computing the exact encoder Jacobian of every example of a batch (not for VAEs).
+pub fn build_jacobian_graph(spec: &ModelSpec, batch: usize) -> JacobianGraph {
+    let layout = ParamLayout::new(spec);
+    let mut g = Graph::default();
+    let params = g.matrix("params", 1, layout.len);
+    let input = g.matrix("input", batch, spec.input_dim());
+    let enc = layers_with(&layout, Role::Encoder);
+    let act = enc
+        .last()
+        .map_or(Activation::Identity, |l| l.layer.activation);
+    let h = chain(&mut g, params, &enc, input, act);
+    let (r, _) = pull_back(&mut g, params, &enc, &h, batch, None);
+    g.update_start = g.ops.len();
+    JacobianGraph {
+        jacobian: r[0],
+        graph: g,
+        layout,
+        params,
+        input,
+    }
 }
 
 /// The training step of `spec` at batch size `batch` over a resident set of `rows` rows.

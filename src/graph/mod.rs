@@ -9,8 +9,8 @@ use bytemuck::{Pod, Zeroable};
 use crate::model::{Activation, Loss, Noise};
 
 pub use build::{
-    InferenceGraph, LossTerm, TrainingGraph, build_inference_graph, build_training_graph,
-    build_training_graph_clipped,
+    InferenceGraph, JacobianGraph, LossTerm, TrainingGraph, build_inference_graph,
+    build_jacobian_graph, build_training_graph, build_training_graph_clipped,
 };
 
 /// Index of a buffer in [`Graph::buffers`].

@@ -3,6 +3,7 @@
 //! the resumable state and the pictures.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hourglass::data::npy::write_npy;
@@ -101,8 +102,30 @@ fn remove_stale(path: &Path) -> Result<()> {
     }
 }
 
+/// Set by SIGINT/SIGTERM; the loop saves at the next step boundary and stops.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// True when the last [`fit`] stopped for a signal (the process then exits 130).
+pub fn was_interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Routes Ctrl-C and SIGTERM to [`INTERRUPTED`]; a second signal while saving exits at once
+/// (the checkpoint files are written atomically, so that loses nothing already saved).
+fn catch_interrupts(ui: Ui) {
+    let installed = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    if let Err(e) = installed {
+        ui.note(&format!("Ctrl-C will not save a checkpoint: {e}"));
+    }
+}
+
 pub fn fit(mut run: Run) -> Result<()> {
     let ui = run.ui;
+    catch_interrupts(ui);
     let out = run.args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let model_path = out.join("model.safetensors");
@@ -188,6 +211,17 @@ pub fn fit(mut run: Run) -> Result<()> {
             let rate = (read_steps as usize * batch) as f64 / read_time.as_secs_f64().max(1e-9);
             progress.read(end, total, epoch, epochs, &loss, mean.total(), rate);
             (read_time, read_steps) = (Duration::ZERO, 0);
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            progress.finish();
+            checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
+            save_state(&mut run, &state_path)?;
+            eprintln!(
+                "interrupted at step {end}: saved model.safetensors and train_state.safetensors; \
+                 continue with: hourglass train --resume {}",
+                out.display()
+            );
+            return Ok(());
         }
         if run
             .args

@@ -106,6 +106,7 @@ fn main() -> ExitCode {
         Command::Info => info::run(),
     };
     match result {
+        Ok(()) if fit::was_interrupted() => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

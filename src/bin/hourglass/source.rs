@@ -1,6 +1,7 @@
 //! The flags every command shares: where the data comes from (`--data`, `--dataset`,
 //! `--data-dir`, `--normalize`) and where the work runs (`--device`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -50,7 +51,14 @@ pub struct DataArgs {
     #[arg(help_heading = "Data", long, value_name = "none|unit|standard")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub normalize: Option<String>,
+    /// Drop rows holding NaN or ±Inf (with a warning) instead of refusing the file.
+    #[arg(help_heading = "Data", long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub allow_nonfinite: bool,
 }
+
+/// Set from `--allow-nonfinite` when a command resolves its data source; read by [`load_file`].
+static ALLOW_NONFINITE: AtomicBool = AtomicBool::new(false);
 
 /// `--device`, shared by every command that computes.
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +99,7 @@ pub enum Source {
 impl DataArgs {
     /// Which source the flags name (the bundled set when none).
     pub fn source(&self) -> Result<Source> {
+        ALLOW_NONFINITE.store(self.allow_nonfinite, Ordering::Relaxed);
         let no_dir = |what: &str| {
             Error::Config(format!(
                 "--data-dir only applies to --dataset fashion-mnist or mnist, not {what}"
@@ -183,7 +192,37 @@ pub fn load_file(source: &str) -> Result<Dataset> {
     if data.rows == 0 {
         return Err(Error::bad_file(source, "the data set has no rows"));
     }
-    Ok(data)
+    let bad: Vec<usize> = (0..data.rows)
+        .filter(|&r| data.row(r).iter().any(|v| !v.is_finite()))
+        .collect();
+    let Some(&first) = bad.first() else {
+        return Ok(data);
+    };
+    if !ALLOW_NONFINITE.load(Ordering::Relaxed) {
+        return Err(Error::bad_file(
+            source,
+            format!(
+                "{} of {} rows hold NaN or infinite values (the first is row {first}); fix the \
+                 data or pass --allow-nonfinite to drop those rows",
+                bad.len(),
+                data.rows
+            ),
+        ));
+    }
+    eprintln!(
+        "warning: {source}: dropping {} of {} rows that hold NaN or infinite values (the first is row {first})",
+        bad.len(),
+        data.rows
+    );
+    let keep: Vec<f32> = (0..data.rows)
+        .filter(|r| bad.binary_search(r).is_err())
+        .flat_map(|r| data.row(r).to_vec())
+        .collect();
+    let rows = data.rows - bad.len();
+    if rows == 0 {
+        return Err(Error::bad_file(source, "every row holds NaN or infinite values"));
+    }
+    Dataset::new(rows, data.cols, keep)
 }
 
 /// Writes the fitted normalization beside a run's checkpoints (or removes a stale one when

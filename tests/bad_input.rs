@@ -339,3 +339,42 @@ fn lying_checkpoints(spec: &ModelSpec) -> Vec<(&'static str, Vec<u8>, &'static s
         ),
     ]
 }
+
+#[test]
+fn allow_nonfinite_drops_the_bad_rows_with_a_warning() {
+    let dir = scratch().join("allow");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let csv = dir.join("x.csv");
+    let mut text = String::from("a,b,c\n");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "{},{},0.5\n",
+            i as f32 / 20.0,
+            if i == 7 { "inf" } else { "0.25" }
+        ));
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_hourglass"))
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--encoder",
+            "3,2",
+            "--batch-size",
+            "4",
+            "--steps",
+            "3",
+        ])
+        .arg("--data")
+        .arg(&csv)
+        .arg("--allow-nonfinite")
+        .arg("--out")
+        .arg(dir.join("run"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("dropping 1 of 20 rows"), "{err}");
+}

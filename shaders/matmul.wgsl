@@ -1,4 +1,4 @@
-// Tiled matmul with a fused epilogue: C[M,N] = op(A)[M,K] · op(B)[K,N], then per element
+// Tiled matmul (64×64 tiles) with a fused epilogue: C[M,N] = op(A)[M,K] · op(B)[K,N], then per element
 //   EPILOGUE 0: c = acc
 //   EPILOGUE 1: c = act(acc + aux[col])                 (dense layer forward, aux = bias)
 //   EPILOGUE 2: c = acc · act'(aux[row, col])           (backward through the previous layer's
@@ -14,22 +14,7 @@
 // block of C held in four vec4 registers (not an indexed array: see ../shared/gpu/README.md).
 // Tiles: 64×16 of op(A) and 16×64 of op(B) per k-step, staged in workgroup memory.
 
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override EPILOGUE: u32 = 0u;
-
-struct Dims {
-    m: u32, n: u32, k: u32,
-    a_off: u32, b_off: u32, c_off: u32, aux_off: u32,
-    lda: u32, ldb: u32,
-    _p0: u32, _p1: u32, _p2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<storage, read> aux: array<f32>;
-@group(0) @binding(4) var<uniform> d: Dims;
+// Prepended: matmul_common.wgsl.
 
 const BM: u32 = 64u;
 const BN: u32 = 64u;
@@ -38,37 +23,6 @@ const BK: u32 = 16u;
 // [BK][BM/4] and [BK][BN/4]: one vec4 holds four consecutive rows (A) or columns (B).
 var<workgroup> tile_a: array<vec4<f32>, 256>;
 var<workgroup> tile_b: array<vec4<f32>, 256>;
-
-fn load_a(m: u32, k: u32) -> f32 {
-    if (m >= d.m || k >= d.k) { return 0.0; }
-    if (TRANS_A) { return a[d.a_off + k * d.lda + m]; }
-    return a[d.a_off + m * d.lda + k];
-}
-
-fn load_b(k: u32, n: u32) -> f32 {
-    if (k >= d.k || n >= d.n) { return 0.0; }
-    if (TRANS_B) { return b[d.b_off + n * d.ldb + k]; }
-    return b[d.b_off + k * d.ldb + n];
-}
-
-fn finish(row: u32, col: u32, acc: f32) {
-    if (row >= d.m || col >= d.n) { return; }
-    let o = d.c_off + row * d.n + col;
-    switch EPILOGUE {
-        case 1u: { c[o] = activate(acc + aux[d.aux_off + col]); }
-        case 2u: { c[o] = acc * activation_grad_from_output(aux[d.aux_off + row * d.n + col]); }
-        case 3u: { c[o] = c[o] + acc; }
-        case 4u: { c[o] = (c[o] + acc) * activation_grad_from_output(aux[d.aux_off + row * d.n + col]); }
-        default: { c[o] = acc; }
-    }
-}
-
-fn finish_row(row: u32, col: u32, acc: vec4<f32>) {
-    finish(row, col, acc.x);
-    finish(row, col + 1u, acc.y);
-    finish(row, col + 2u, acc.z);
-    finish(row, col + 3u, acc.w);
-}
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>,

@@ -134,6 +134,26 @@ fn matmul_three_layer_forms_match_cpu() {
 }
 
 #[test]
+fn large_tile_matmul_matches_cpu() {
+    // At least 256 output tiles of 128×128 select shaders/matmul_large.wgsl; a short K keeps
+    // this cheap on a software device. Sizes just past multiples of 128 test the edges.
+    for (ta, tb) in [(false, true), (false, false), (true, false)] {
+        let g = matmul_graph((2049, 2050, 7), ta, tb, |g| Epilogue::BiasAct {
+            bias: g.matrix("bias", 1, 2050),
+            act: Activation::Tanh,
+        });
+        compare(
+            &format!("large matmul ta={ta} tb={tb}"),
+            g,
+            sym,
+            &[],
+            step(),
+            FORWARD_TOL,
+        );
+    }
+}
+
+#[test]
 fn matmul_epilogues_match_cpu_for_every_activation() {
     let mut worst = 0.0f64;
     for shape in [(7, 33, 257), (33, 1, 7), (1, 257, 33)] {

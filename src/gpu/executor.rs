@@ -77,6 +77,25 @@ fn grid_rows(n: usize) -> [u32; 3] {
     }
 }
 
+/// The output tile of a product's kernel: 128×128 when there are enough such tiles to fill a
+/// large GPU (at least 256, e.g. large_ae's layers), else 64×64, whose more numerous
+/// workgroups keep small products (mnist_ae at batch 256) spread over the device.
+/// `HOURGLASS_MATMUL_TILE=64|128` forces one, for tests and measurements.
+fn matmul_tile(m: usize, n: usize) -> usize {
+    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let forced = *FORCED.get_or_init(|| {
+        std::env::var("HOURGLASS_MATMUL_TILE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|t| *t == 64 || *t == 128)
+    });
+    forced.unwrap_or(if m.div_ceil(128) * n.div_ceil(128) >= 256 {
+        128
+    } else {
+        64
+    })
+}
+
 /// A uniform of 32-bit words; floats go in by their bits.
 fn words(v: &[Word]) -> Vec<u8> {
     let w: Vec<u32> = v
@@ -470,8 +489,13 @@ fn plan(op: &Op) -> Vec<Plan> {
                 0,
                 0,
             ]);
+            let tile = matmul_tile(m, n);
             one(
-                Kernel::Matmul,
+                if tile == 128 {
+                    Kernel::MatmulLarge
+                } else {
+                    Kernel::Matmul
+                },
                 vec![
                     ("TRANS_A", flag(trans_a)),
                     ("TRANS_B", flag(trans_b)),
@@ -485,7 +509,7 @@ fn plan(op: &Op) -> Vec<Plan> {
                     aux.map_or(Unused, |t| B(t.buf)),
                     U(dims),
                 ],
-                [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+                [n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1],
             )
         }
         Op::Activation { x, y, act } => one(

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 /// One compute entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `shaders/matmul.wgsl`.
+    /// `shaders/matmul.wgsl`: 64×64 tiles.
     Matmul,
+    /// `shaders/matmul_large.wgsl`: 128×128 tiles, for products at least 128 on both sides.
+    MatmulLarge,
     /// `shaders/elementwise.wgsl`, `forward`.
     ActivationForward,
     /// `shaders/elementwise.wgsl`, `backward`.
@@ -78,8 +80,9 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 23] = [
         Kernel::Matmul,
+        Kernel::MatmulLarge,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
         Kernel::ColumnSum,
@@ -106,7 +109,10 @@ impl Kernel {
     /// The WGSL module, with the shared preludes it needs prepended.
     pub fn source(self) -> &'static str {
         match self {
-            Kernel::Matmul => wgsl!("activation.wgsl", "matmul.wgsl"),
+            Kernel::Matmul => wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul.wgsl"),
+            Kernel::MatmulLarge => {
+                wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_large.wgsl")
+            }
             Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 wgsl!("step.wgsl", "activation.wgsl", "elementwise.wgsl")
             }
@@ -163,6 +169,7 @@ impl Kernel {
             Kernel::SumSquares => "sum_squares",
             Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::Matmul
+            | Kernel::MatmulLarge
             | Kernel::ColumnSum
             | Kernel::ReconstructionLoss
             | Kernel::Gather
@@ -173,7 +180,7 @@ impl Kernel {
     /// The bindings of group 0, in order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Kernel::Matmul => &[Read, Read, ReadWrite, Read, Uniform],
+            Kernel::Matmul | Kernel::MatmulLarge => &[Read, Read, ReadWrite, Read, Uniform],
             Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 &[Read, Read, ReadWrite, Uniform]
             }

@@ -28,7 +28,7 @@ pub fn run(device: &Device, steps: u64) -> hourglass::Result<(f64, f64)> {
         seed: 5,
         ..TrainConfig::new(100, 1e-3)
     };
-    let mut masked_loss = |spec: &ModelSpec| -> hourglass::Result<f64> {
+    let masked_loss = |spec: &ModelSpec| -> hourglass::Result<f64> {
         let mut trainer = Trainer::new(spec, &config, &train, device, None)?;
         trainer.train_steps(steps, false)?;
         // Scored with the denoising spec: masked inputs, clean targets.

@@ -36,19 +36,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
     var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < d.k; k0 += BK) {
-        // 1024 elements per tile, four per thread; consecutive threads walk the operand's
-        // contiguous dimension so global loads coalesce.
-        for (var i = 0u; i < 4u; i++) {
-            let e = li + i * 256u;
-            var am: u32;
-            var ak: u32;
-            if (TRANS_A) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }
-            tile_a[ak * 16u + am / 4u][am % 4u] = load_a(row0 + am, k0 + ak);
-            var bn: u32;
-            var bk: u32;
-            if (TRANS_B) { bk = e % BK; bn = e / BK; } else { bn = e % BN; bk = e / BN; }
-            tile_b[bk * 16u + bn / 4u][bn % 4u] = load_b(k0 + bk, col0 + bn);
-        }
+        stage_tiles(li, row0, col0, k0);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             let av = tile_a[kk * 16u + lid.y];

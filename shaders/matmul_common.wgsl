@@ -50,3 +50,21 @@ fn finish_row(row: u32, col: u32, acc: vec4<f32>) {
     finish(row, col + 3u, acc.w);
 }
 
+// Stages the k-step at k0 of op(A) (rows row0..row0+BM) and op(B) (columns col0..col0+BN) into
+// tile_a and tile_b, which the kernel file declares with BM, BN and BK (BM·BK = BN·BK = 1024:
+// four elements per thread of 256). Consecutive threads walk each operand's contiguous
+// dimension so global loads coalesce; a vec4 of a tile holds four consecutive rows (A) or
+// columns (B).
+fn stage_tiles(li: u32, row0: u32, col0: u32, k0: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let e = li + i * 256u;
+        var am: u32;
+        var ak: u32;
+        if (TRANS_A) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }
+        tile_a[ak * (BM / 4u) + am / 4u][am % 4u] = load_a(row0 + am, k0 + ak);
+        var bn: u32;
+        var bk: u32;
+        if (TRANS_B) { bk = e % BK; bn = e / BK; } else { bn = e % BN; bk = e / BN; }
+        tile_b[bk * (BN / 4u) + bn / 4u][bn % 4u] = load_b(k0 + bk, col0 + bn);
+    }
+}

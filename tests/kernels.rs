@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random};
+use common::{gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::gpu::GpuExecutor;
 use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
@@ -12,8 +12,8 @@ use hourglass::model::{Activation, Loss};
 const FORWARD_TOL: f64 = 1e-5;
 const GRAD_TOL: f64 = 1e-4;
 
-/// Fills every float buffer with seeded values in the range `range(buffer)` gives, runs the
-/// graph once on both executors and compares every float buffer. Returns the worst error.
+/// Every op of `graph` on both executors, every float buffer compared (see
+/// [`common::compare_executors`]).
 fn compare(
     what: &str,
     graph: Graph,
@@ -22,38 +22,8 @@ fn compare(
     step: StepParams,
     tol: f64,
 ) -> f64 {
-    let Some(ctx) = gpu() else { return 0.0 };
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
-    let mut gpu = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
-    for (id, desc) in graph.buffers.iter().enumerate() {
-        if desc.dtype == DType::F32 {
-            let (lo, hi) = range(desc);
-            let v = random(desc.len, lo, hi, 1000 + id as u64);
-            cpu.write(id, &v);
-            gpu.write(id, &v);
-        }
-    }
-    for (id, v) in indices {
-        cpu.write_u32(*id, v);
-        gpu.write_u32(*id, v);
-    }
     let ops = 0..graph.ops.len();
-    cpu.run(ops.clone(), &[step]);
-    gpu.run(ops, &[step]).expect("GPU run");
-    let mut worst = 0.0f64;
-    for (id, desc) in graph.buffers.iter().enumerate() {
-        if desc.dtype == DType::F32 {
-            let got = gpu.read_buffer(id).expect("read back");
-            let e = assert_close(
-                &format!("{what}: buffer '{}'", desc.name),
-                &got,
-                cpu.read(id),
-                tol,
-            );
-            worst = worst.max(e);
-        }
-    }
-    worst
+    common::compare_executors(what, graph, ops, range, indices, step, |_| tol)
 }
 
 fn step() -> StepParams {

@@ -7,9 +7,6 @@
 
 mod common;
 
-use common::{assert_close, gpu, random};
-use hourglass::cpu::CpuExecutor;
-use hourglass::gpu::GpuExecutor;
 use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Op, StepParams, Tensor};
 use hourglass::model::{Activation, Loss, Noise};
 
@@ -30,9 +27,7 @@ fn view(g: &mut Graph, name: &str, rows: usize, cols: usize) -> Tensor {
     }
 }
 
-/// Fills every float buffer with seeded values in the range `range(buffer)` gives, runs the
-/// graph's ops `ops` once on both executors and compares every float buffer with the tolerance
-/// `tol(buffer name)`. Returns the worst error relative to each buffer's scale.
+/// `ops` of `graph` on both executors, every float buffer compared with `tol(name)`.
 fn compare_ops(
     what: &str,
     graph: Graph,
@@ -41,33 +36,7 @@ fn compare_ops(
     step: StepParams,
     tol: impl Fn(&str) -> f64,
 ) -> f64 {
-    let Some(ctx) = gpu() else { return 0.0 };
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
-    let mut gpu = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
-    for (id, desc) in graph.buffers.iter().enumerate() {
-        if desc.dtype == DType::F32 {
-            let (lo, hi) = range(desc);
-            let v = random(desc.len, lo, hi, 1000 + id as u64);
-            cpu.write(id, &v);
-            gpu.write(id, &v);
-        }
-    }
-    cpu.run(ops.clone(), &[step]);
-    gpu.run(ops, &[step]).expect("GPU run");
-    let mut worst = 0.0f64;
-    for (id, desc) in graph.buffers.iter().enumerate() {
-        if desc.dtype == DType::F32 {
-            let got = gpu.read_buffer(id).expect("read back");
-            let e = assert_close(
-                &format!("{what}: buffer '{}'", desc.name),
-                &got,
-                cpu.read(id),
-                tol(&desc.name),
-            );
-            worst = worst.max(e);
-        }
-    }
-    worst
+    common::compare_executors(what, graph, ops, range, &[], step, tol)
 }
 
 /// [`compare_ops`] over every op of the graph.

@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use hourglass::gpu::GpuContext;
+use hourglass::cpu::CpuExecutor;
+use hourglass::gpu::{GpuContext, GpuExecutor};
+use hourglass::graph::{BufferDesc, DType, Graph, StepParams};
 use hourglass::rng::{Sequence, Stream};
 
 /// The GPU every test in this binary shares. Fails the test when no adapter exists: in CI
@@ -152,4 +154,49 @@ pub fn largest_principal_angle(u: &[Vec<f64>], v: &[Vec<f64>]) -> f64 {
     let (eig, _) = symmetric_eigen(&mtm, k);
     let smallest_cos = eig.last().copied().unwrap_or(1.0).max(0.0).sqrt().min(1.0);
     smallest_cos.acos()
+}
+
+/// Fills every float buffer of `graph` with seeded values in the range `range(buffer)` gives,
+/// writes the given index buffers, runs `ops` once on the CPU reference and on the GPU, and
+/// compares every float buffer with the tolerance `tol(buffer name)`. Returns the worst error.
+pub fn compare_executors(
+    what: &str,
+    graph: Graph,
+    ops: std::ops::Range<usize>,
+    range: impl Fn(&BufferDesc) -> (f32, f32),
+    indices: &[(usize, Vec<u32>)],
+    step: StepParams,
+    tol: impl Fn(&str) -> f64,
+) -> f64 {
+    let Some(ctx) = gpu() else { return 0.0 };
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut dev = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
+    for (id, desc) in graph.buffers.iter().enumerate() {
+        if desc.dtype == DType::F32 {
+            let (lo, hi) = range(desc);
+            let v = random(desc.len, lo, hi, 1000 + id as u64);
+            cpu.write(id, &v);
+            dev.write(id, &v);
+        }
+    }
+    for (id, v) in indices {
+        cpu.write_u32(*id, v);
+        dev.write_u32(*id, v);
+    }
+    cpu.run(ops.clone(), &[step]);
+    dev.run(ops, &[step]).expect("GPU run");
+    let mut worst = 0.0f64;
+    for (id, desc) in graph.buffers.iter().enumerate() {
+        if desc.dtype == DType::F32 {
+            let got = dev.read_buffer(id).expect("read back");
+            let e = assert_close(
+                &format!("{what}: buffer '{}'", desc.name),
+                &got,
+                cpu.read(id),
+                tol(&desc.name),
+            );
+            worst = worst.max(e);
+        }
+    }
+    worst
 }

@@ -1,11 +1,15 @@
 //! Using a trained model: encode, decode, reconstruct and evaluate data sets, in fixed-size
-//! chunks through forward-only graphs built once per model.
+//! chunks through forward-only graphs built once per model. On a GPU, codes can also stay on
+//! the device ([`Autoencoder::encode_to_device`]) for an application that owns it.
 
 use std::path::Path;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::graph::{InferenceGraph, StepParams, build_inference_graph, build_training_graph};
+use crate::gpu::{BufferCopy, DeviceMatrix};
+use crate::graph::{
+    InferenceGraph, StepParams, Tensor, build_inference_graph, build_training_graph,
+};
 use crate::io::checkpoint;
 use crate::model::{ModelSpec, Parameters, Variant};
 use crate::optim::OptimizerConfig;
@@ -14,12 +18,48 @@ use crate::train::{Backend, Device, LossReport};
 /// Rows per forward pass.
 const CHUNK: usize = 256;
 
+/// Where the rows of an on-device encode come from.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Host(&'a Dataset),
+    Device(&'a DeviceMatrix),
+}
+
 struct Loaded {
     graph: InferenceGraph,
     backend: Backend,
 }
 
 /// A model on a device, ready to encode, decode and reconstruct.
+///
+/// Get one from a [`Trainer`](crate::train::Trainer) with
+/// [`Trainer::autoencoder`](crate::train::Trainer::autoencoder), from a checkpoint with
+/// [`Autoencoder::load`], or from a spec and parameters with [`Autoencoder::new`]. Rows go
+/// through the model 256 at a time on the device it was given; the forward graphs are built on
+/// first use and kept.
+///
+/// # Example
+///
+/// ```
+/// use hourglass::{Autoencoder, Dataset, Device, ModelSpec, Parameters};
+///
+/// let spec = ModelSpec::builder().encoder([6, 3, 2]).build()?;
+/// let params = Parameters::init(&spec, 7); // untrained, for the sake of the example
+/// let mut model = Autoencoder::new(spec, params, Device::Cpu)?;
+///
+/// let data = Dataset::new(4, 6, vec![0.5; 24])?;
+/// let codes = model.encode(&data)?; // 4 × 2
+/// let again = model.decode(&codes)?; // 4 × 6, the same as model.reconstruct(&data)
+/// assert_eq!((codes.rows, codes.cols), (4, 2));
+/// assert_eq!(again, model.reconstruct(&data)?);
+///
+/// let path = std::env::temp_dir().join("hourglass-doc-autoencoder.safetensors");
+/// model.save(&path)?;
+/// let loaded = Autoencoder::load(&path, Device::Cpu)?;
+/// assert_eq!(loaded.parameters(), model.parameters());
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), hourglass::Error>(())
+/// ```
 pub struct Autoencoder {
     spec: ModelSpec,
     params: Parameters,
@@ -46,10 +86,22 @@ impl Autoencoder {
         })
     }
 
-    /// Loads a checkpoint written by `hourglass train` (or [`checkpoint::save`]).
-    pub fn load(path: &Path, device: Device) -> Result<Self> {
-        let (spec, params) = checkpoint::load(path)?;
+    /// Loads a checkpoint written by [`Autoencoder::save`], `hourglass train` or
+    /// [`checkpoint::save`], for use on `device`.
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let (spec, params) = checkpoint::load(path.as_ref())?;
         Self::new(spec, params, device)
+    }
+
+    /// Writes the model as a checkpoint (safetensors with PyTorch names and the spec as JSON
+    /// metadata; see [`checkpoint`]), atomically: a crash leaves the old file or the new one.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::save(path.as_ref(), &self.spec, &self.params)
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The model's spec.
@@ -126,6 +178,129 @@ impl Autoencoder {
     pub fn decode(&mut self, codes: &Dataset) -> Result<Dataset> {
         let c = self.spec.code_dim();
         self.run(codes, true, c, |g| g.output)
+    }
+
+    /// The codes of `data`'s rows (μ for a VAE), left on the GPU in a new buffer instead of read
+    /// back: what an application that owns the device (see
+    /// [`GpuContext::from_wgpu`](crate::gpu::GpuContext::from_wgpu)) draws or computes with
+    /// next. The result is `data.rows × code_dim` f32, row-major, at byte offset 0 (see
+    /// [`DeviceMatrix`]), equal bit for bit to what [`Autoencoder::encode`] returns.
+    ///
+    /// The work is submitted on the context's queue and not waited for: the application's
+    /// later submissions on that queue see the codes. Needs a [`Device::Gpu`].
+    pub fn encode_to_device(&mut self, data: &Dataset) -> Result<DeviceMatrix> {
+        self.encode_rows_on_device(Rows::Host(data))
+    }
+
+    /// As [`Autoencoder::encode_to_device`], with the rows already on the GPU: `input` is
+    /// `rows × input_dim` f32 in a buffer of the same device with `COPY_SRC` usage. Its rows
+    /// are copied into the model's input on the device, 256 at a time; nothing passes through
+    /// host memory.
+    pub fn encode_on_device(&mut self, input: &DeviceMatrix) -> Result<DeviceMatrix> {
+        self.encode_rows_on_device(Rows::Device(input))
+    }
+
+    fn encode_rows_on_device(&mut self, rows: Rows<'_>) -> Result<DeviceMatrix> {
+        let Device::Gpu(ctx) = &self.device else {
+            return Err(Error::Config(
+                "encoding into a GPU buffer needs a GPU device, not Device::Cpu".into(),
+            ));
+        };
+        let ctx = ctx.clone();
+        let (d, c) = (self.spec.input_dim(), self.spec.code_dim());
+        let (n, cols) = match rows {
+            Rows::Host(data) => (data.rows, data.cols),
+            Rows::Device(m) => (m.rows, m.cols),
+        };
+        if cols != d {
+            return Err(Error::Config(format!(
+                "the data has {cols} columns but the model expects {d}"
+            )));
+        }
+        if let Rows::Device(m) = rows {
+            if !m.buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+                return Err(Error::Config(
+                    "the input buffer needs COPY_SRC usage for Hourglass to copy its rows".into(),
+                ));
+            }
+            if m.offset % 4 != 0 || m.offset + m.byte_len() > m.buffer.size() {
+                return Err(Error::Config(format!(
+                    "a {}×{} matrix at byte offset {} does not fit the input buffer of {} bytes \
+                     (the offset must be a multiple of 4)",
+                    m.rows,
+                    m.cols,
+                    m.offset,
+                    m.buffer.size()
+                )));
+            }
+        }
+        let bytes = (n * c * 4) as u64;
+        if bytes > ctx.limits.max_buffer_size {
+            return Err(Error::Gpu(format!(
+                "the codes of {n} rows need {bytes} bytes but the device allows buffers of at \
+                 most {} bytes; encode fewer rows at a time",
+                ctx.limits.max_buffer_size
+            )));
+        }
+        let capture = ctx.capture();
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("hourglass codes"),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::VERTEX,
+            mapped_at_creation: false,
+        });
+        capture.finish()?;
+        let loaded = self.loaded(false)?;
+        let (input, code) = (loaded.graph.input, loaded.graph.code);
+        let ops = 0..loaded.graph.graph.ops.len();
+        let Backend::Gpu(exec) = &mut loaded.backend else {
+            unreachable!("a GPU device loads GPU executors");
+        };
+        for start in (0..n).step_by(CHUNK) {
+            let rows_now = CHUNK.min(n - start);
+            let copy_in = match rows {
+                Rows::Host(data) => {
+                    // The graph has a fixed batch: pad the last chunk with zeros.
+                    let mut chunk = data.values[start * d..(start + rows_now) * d].to_vec();
+                    chunk.resize(CHUNK * d, 0.0);
+                    exec.write(input.buf, &chunk);
+                    None
+                }
+                // Rows past the last of a short chunk keep the previous chunk's values: rows
+                // do not mix in a forward pass, and their codes are not copied out.
+                Rows::Device(m) => Some(BufferCopy {
+                    buffer: &m.buffer,
+                    offset: m.offset + (start * d * 4) as u64,
+                    tensor: Tensor {
+                        rows: rows_now,
+                        ..input
+                    },
+                }),
+            };
+            let copy_out = BufferCopy {
+                buffer: &buffer,
+                offset: (start * c * 4) as u64,
+                tensor: Tensor {
+                    rows: rows_now,
+                    ..code
+                },
+            };
+            exec.run_with_copies(
+                copy_in,
+                ops.clone(),
+                &[StepParams::default()],
+                Some(copy_out),
+            )?;
+        }
+        Ok(DeviceMatrix {
+            buffer,
+            offset: 0,
+            rows: n,
+            cols: c,
+        })
     }
 
     /// Every loss term of the model's own training objective on `data`, averaged over its rows

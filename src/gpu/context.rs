@@ -9,7 +9,8 @@ use crate::gpu::kernels::KernelCache;
 /// What `info` prints about one adapter.
 #[derive(Clone, Debug)]
 pub struct AdapterSummary {
-    /// Position in enumeration order (what `--adapter` takes).
+    /// Position in enumeration order (what `--adapter` takes); 0 for a device handed over with
+    /// [`GpuContext::from_wgpu`].
     pub index: usize,
     /// Driver-reported name.
     pub name: String,
@@ -52,19 +53,21 @@ fn adapters() -> Vec<wgpu::Adapter> {
     list
 }
 
+/// Optional features relevant to Hourglass, with the names `info` prints.
+const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
+    (wgpu::Features::SHADER_F16, "shader-f16"),
+    (wgpu::Features::SUBGROUP, "subgroup"),
+    (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+    (
+        wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+        "cooperative-matrix",
+    ),
+    (wgpu::Features::PIPELINE_CACHE, "pipeline-cache"),
+];
+
 fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
     let info = a.get_info();
     let f = a.features();
-    let named = [
-        (wgpu::Features::SHADER_F16, "shader-f16"),
-        (wgpu::Features::SUBGROUP, "subgroup"),
-        (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
-        (
-            wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
-            "cooperative-matrix",
-        ),
-        (wgpu::Features::PIPELINE_CACHE, "pipeline-cache"),
-    ];
     let limits = a.limits();
     AdapterSummary {
         index,
@@ -74,12 +77,12 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
         driver: format!("{} {}", info.driver, info.driver_info)
             .trim()
             .to_string(),
-        features: named
+        features: NAMED_FEATURES
             .iter()
             .filter(|(flag, _)| f.contains(*flag))
             .map(|(_, n)| *n)
             .collect(),
-        max_storage_binding: u64::from(limits.max_storage_buffer_binding_size),
+        max_storage_binding: limits.max_storage_buffer_binding_size,
         max_buffer: limits.max_buffer_size,
     }
 }
@@ -95,6 +98,32 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
 
 /// A device and queue on one adapter, with its kernel cache. Shared by every executor that runs
 /// on it (`Arc`), so pipelines are compiled once per process.
+///
+/// Two ways to get one:
+///
+/// - [`GpuContext::new`] opens an adapter and creates a device of its own, with the adapter's
+///   full limits.
+/// - [`GpuContext::from_wgpu`] takes a `wgpu::Device` and `wgpu::Queue` an application already
+///   owns, so Hourglass trains and encodes on the same device the application renders or
+///   computes with, and results such as codes can stay there
+///   ([`Autoencoder::encode_to_device`](crate::infer::Autoencoder::encode_to_device)).
+///
+/// # Device errors
+///
+/// wgpu reports most errors asynchronously, to the device's uncaptured-error handler (whose
+/// default panics) or to error scopes. Hourglass turns every error raised by its own calls into
+/// an [`Error::Gpu`] returned by the call that raised it (or, for a buffer write, by the next
+/// call on that context):
+///
+/// - On a device it created ([`GpuContext::new`]), it installs an uncaptured-error handler and a
+///   device-lost callback that record the first error.
+/// - On an application's device ([`GpuContext::from_wgpu`]), it installs **nothing**: the
+///   application's uncaptured-error handler and device-lost callback stay as they were. Each of
+///   Hourglass's calls on the device instead runs inside error scopes (validation, out of
+///   memory, internal) pushed and popped on the calling thread, so its errors come back to
+///   Hourglass and never reach the application's handler, and the application's own errors
+///   never reach Hourglass. wgpu reports a lost device only to the device-lost callback, which
+///   is the application's: Hourglass notices the loss at its next read-back, which fails.
 pub struct GpuContext {
     /// The adapter's description.
     pub adapter: AdapterSummary,
@@ -105,7 +134,46 @@ pub struct GpuContext {
     /// The limits the device was created with.
     pub limits: wgpu::Limits,
     pub(crate) kernels: KernelCache,
+    /// The first error not yet returned to a caller.
     fault: Arc<Mutex<Option<String>>>,
+    /// True when the application owns the device: errors are caught with error scopes.
+    external: bool,
+}
+
+/// The error scopes around one of Hourglass's calls on an application's device (none on a
+/// device of its own); see [`GpuContext::capture`].
+pub(crate) struct Capture<'a> {
+    ctx: &'a GpuContext,
+    scopes: Vec<wgpu::ErrorScopeGuard>,
+}
+
+impl Drop for Capture<'_> {
+    /// Scopes must be popped in reverse order (a `Vec` would drop them in order).
+    fn drop(&mut self) {
+        while let Some(scope) = self.scopes.pop() {
+            drop(scope);
+        }
+    }
+}
+
+impl Capture<'_> {
+    /// Pops the scopes and records their first error in the context, without returning it
+    /// (for calls that cannot fail, such as buffer writes: the next check reports it).
+    pub(crate) fn record(mut self) {
+        while let Some(scope) = self.scopes.pop() {
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                self.ctx.record_fault(e.to_string());
+            }
+        }
+    }
+
+    /// Pops the scopes, then returns (and clears) the first error the device reported since
+    /// the last check.
+    pub(crate) fn finish(self) -> Result<()> {
+        let ctx = self.ctx;
+        self.record();
+        ctx.check()
+    }
 }
 
 impl GpuContext {
@@ -160,13 +228,141 @@ impl GpuContext {
             limits,
             kernels: KernelCache::default(),
             fault,
+            external: false,
         }))
     }
 
+    /// Wraps a device and queue the application created, so Hourglass runs on them instead of
+    /// opening a device of its own. `device` and `queue` are handles (wgpu clones share the
+    /// device): pass clones and keep using the originals.
+    ///
+    /// The adapter's description comes from [`wgpu::Device::adapter_info`], the limits from
+    /// [`wgpu::Device::limits`] (the limits the device was created with, which are all that
+    /// Hourglass may use). Nothing is installed on the device: see [Device
+    /// errors](GpuContext#device-errors) for how errors are caught without touching the
+    /// application's uncaptured-error handler or device-lost callback.
+    ///
+    /// # Requirements
+    ///
+    /// No optional feature is needed. The device's limits must be at least
+    /// [`GpuContext::minimum_limits`] (`wgpu::Limits::default()` is more than enough; an error
+    /// names every limit that falls short). Two limits bound sizes rather than being
+    /// requirements: `max_storage_buffer_binding_size` and `max_buffer_size` cap the largest
+    /// buffer a model needs (the data set kept on the device, the parameter arena, a batch of
+    /// activations). A data set larger than them is streamed a window of batches at a time; a
+    /// model or batch larger than them is refused with an error that names the buffer. Request
+    /// the adapter's own limits (`adapter.limits()`, as [`GpuContext::new`] does) to train large
+    /// models.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hourglass::gpu::GpuContext;
+    /// use hourglass::train::Device;
+    ///
+    /// // The application's own device, created however it likes.
+    /// let instance = wgpu::Instance::default();
+    /// let adapter = pollster::block_on(
+    ///     instance.request_adapter(&wgpu::RequestAdapterOptions::default()),
+    /// )?;
+    /// let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    ///     required_limits: wgpu::Limits::default(),
+    ///     ..Default::default()
+    /// }))?;
+    ///
+    /// let gpu = Device::Gpu(GpuContext::from_wgpu(device.clone(), queue.clone())?);
+    /// // `gpu` now trains and encodes on the application's device (see `Trainer::new`).
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Result<Arc<Self>> {
+        let info = device.adapter_info();
+        let limits = device.limits();
+        let short = limits_short_of(&limits, &Self::minimum_limits());
+        if !short.is_empty() {
+            return Err(Error::Config(format!(
+                "the device on {} was created with limits too low for Hourglass: {}; create it \
+                 with at least GpuContext::minimum_limits() (wgpu::Limits::default() will do)",
+                info.name,
+                short.join(", ")
+            )));
+        }
+        let features = device.features();
+        let summary = AdapterSummary {
+            index: 0,
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            features: NAMED_FEATURES
+                .iter()
+                .filter(|(flag, _)| features.contains(*flag))
+                .map(|(_, n)| *n)
+                .collect(),
+            max_storage_binding: limits.max_storage_buffer_binding_size,
+            max_buffer: limits.max_buffer_size,
+        };
+        Ok(Arc::new(GpuContext {
+            adapter: summary,
+            device,
+            queue,
+            limits,
+            kernels: KernelCache::default(),
+            fault: Arc::new(Mutex::new(None)),
+            external: true,
+        }))
+    }
+
+    /// The least a device must allow for Hourglass's kernels (see [`GpuContext::from_wgpu`]):
+    /// wgpu's `downlevel_defaults` with six storage buffers per shader stage. The kernels bind
+    /// up to six storage buffers, two uniform buffers (one at a dynamic offset, 256-byte
+    /// aligned) in one bind group, and run workgroups of up to 256 invocations (16 × 16 for the
+    /// products) with up to 8 KiB of workgroup memory, on grids of up to 65,535 workgroups per
+    /// dimension.
+    pub fn minimum_limits() -> wgpu::Limits {
+        wgpu::Limits {
+            max_storage_buffers_per_shader_stage: 6,
+            ..wgpu::Limits::downlevel_defaults()
+        }
+    }
+
+    /// True when the device was handed over with [`GpuContext::from_wgpu`].
+    pub fn is_external(&self) -> bool {
+        self.external
+    }
+
     /// GPU buffers alive on this device (all executors, staging and uniforms included), from
-    /// wgpu's internal counters: flat over a long run, or something leaks.
+    /// wgpu's internal counters: flat over a long run, or something leaks. On an application's
+    /// device the count includes the application's buffers.
     pub fn live_buffers(&self) -> isize {
         self.device.get_internal_counters().hal.buffers.read()
+    }
+
+    /// Starts catching the errors of one of Hourglass's calls: on an application's device,
+    /// pushes error scopes on this thread; on Hourglass's own device the handler already
+    /// catches them. End with [`Capture::finish`] or [`Capture::record`] on the same thread.
+    pub(crate) fn capture(&self) -> Capture<'_> {
+        let scopes = if self.external {
+            [
+                wgpu::ErrorFilter::Validation,
+                wgpu::ErrorFilter::OutOfMemory,
+                wgpu::ErrorFilter::Internal,
+            ]
+            .into_iter()
+            .map(|f| self.device.push_error_scope(f))
+            .collect()
+        } else {
+            Vec::new()
+        };
+        Capture { ctx: self, scopes }
+    }
+
+    fn record_fault(&self, msg: String) {
+        let mut slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(msg);
     }
 
     /// Returns (and clears) the first error the device reported since the last check.
@@ -176,5 +372,114 @@ impl GpuContext {
             Some(msg) => Err(Error::Gpu(msg)),
             None => Ok(()),
         }
+    }
+}
+
+/// Every limit of `have` that falls short of `need`, as `name (device L, needs N)`, among the
+/// limits Hourglass's kernels depend on (buffer sizes are checked per buffer instead).
+fn limits_short_of(have: &wgpu::Limits, need: &wgpu::Limits) -> Vec<String> {
+    let mut short = Vec::new();
+    let mut at_least = |name: &str, have: u64, need: u64| {
+        if have < need {
+            short.push(format!("{name} is {have}, needs {need}"));
+        }
+    };
+    at_least(
+        "max_bind_groups",
+        have.max_bind_groups.into(),
+        need.max_bind_groups.into(),
+    );
+    at_least(
+        "max_bindings_per_bind_group",
+        have.max_bindings_per_bind_group.into(),
+        need.max_bindings_per_bind_group.into(),
+    );
+    at_least(
+        "max_storage_buffers_per_shader_stage",
+        have.max_storage_buffers_per_shader_stage.into(),
+        need.max_storage_buffers_per_shader_stage.into(),
+    );
+    at_least(
+        "max_uniform_buffers_per_shader_stage",
+        have.max_uniform_buffers_per_shader_stage.into(),
+        need.max_uniform_buffers_per_shader_stage.into(),
+    );
+    at_least(
+        "max_dynamic_uniform_buffers_per_pipeline_layout",
+        have.max_dynamic_uniform_buffers_per_pipeline_layout.into(),
+        need.max_dynamic_uniform_buffers_per_pipeline_layout.into(),
+    );
+    at_least(
+        "max_uniform_buffer_binding_size",
+        have.max_uniform_buffer_binding_size,
+        need.max_uniform_buffer_binding_size,
+    );
+    at_least(
+        "max_compute_workgroup_storage_size",
+        have.max_compute_workgroup_storage_size.into(),
+        need.max_compute_workgroup_storage_size.into(),
+    );
+    at_least(
+        "max_compute_invocations_per_workgroup",
+        have.max_compute_invocations_per_workgroup.into(),
+        need.max_compute_invocations_per_workgroup.into(),
+    );
+    at_least(
+        "max_compute_workgroup_size_x",
+        have.max_compute_workgroup_size_x.into(),
+        need.max_compute_workgroup_size_x.into(),
+    );
+    at_least(
+        "max_compute_workgroup_size_y",
+        have.max_compute_workgroup_size_y.into(),
+        need.max_compute_workgroup_size_y.into(),
+    );
+    at_least(
+        "max_compute_workgroups_per_dimension",
+        have.max_compute_workgroups_per_dimension.into(),
+        need.max_compute_workgroups_per_dimension.into(),
+    );
+    // An alignment: smaller is better.
+    if have.min_uniform_buffer_offset_alignment > need.min_uniform_buffer_offset_alignment {
+        short.push(format!(
+            "min_uniform_buffer_offset_alignment is {}, needs at most {}",
+            have.min_uniform_buffer_offset_alignment, need.min_uniform_buffer_offset_alignment
+        ));
+    }
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_minimum_limits_fit_the_kernels() {
+        let need = GpuContext::minimum_limits();
+        // Every kernel's storage bindings, and the defaults most applications request.
+        let most = crate::gpu::Kernel::ALL
+            .iter()
+            .map(|k| {
+                k.slots()
+                    .iter()
+                    .filter(|s| {
+                        matches!(
+                            s,
+                            crate::gpu::kernels::Slot::Read | crate::gpu::kernels::Slot::ReadWrite
+                        )
+                    })
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        assert_eq!(need.max_storage_buffers_per_shader_stage as usize, most);
+        assert!(limits_short_of(&wgpu::Limits::default(), &need).is_empty());
+        let short = limits_short_of(&wgpu::Limits::downlevel_webgl2_defaults(), &need);
+        assert!(
+            short
+                .iter()
+                .any(|s| s.starts_with("max_storage_buffers_per_shader_stage")),
+            "{short:?}"
+        );
     }
 }

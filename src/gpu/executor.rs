@@ -44,6 +44,18 @@ enum Resource {
     Step,
 }
 
+/// A copy between an application's buffer and a view of an executor's buffers
+/// ([`GpuExecutor::run_with_copies`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BufferCopy<'a> {
+    /// The application's buffer (`COPY_SRC` to copy from it, `COPY_DST` to copy into it).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset in `buffer`, a multiple of 4.
+    pub offset: u64,
+    /// The executor's view: `tensor.len()` floats are copied.
+    pub tensor: Tensor,
+}
+
 /// Runs a [`Graph`] on one GPU.
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
@@ -128,6 +140,7 @@ impl GpuExecutor {
     /// Allocates `graph`'s buffers on `ctx`'s device and compiles its dispatches.
     pub fn new(ctx: Arc<GpuContext>, graph: Graph) -> Result<Self> {
         graph.validate().map_err(Error::Gpu)?;
+        let capture = ctx.capture();
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size;
         let mut buffers = Vec::with_capacity(graph.buffers.len());
@@ -261,7 +274,7 @@ impl GpuExecutor {
                 uses_step: kernel.slots().contains(&Slot::Step),
             });
         }
-        ctx.check()?;
+        capture.finish()?;
         Ok(exec)
     }
 
@@ -275,30 +288,81 @@ impl GpuExecutor {
         &self.buffers[buf]
     }
 
-    /// Overwrites the start of a buffer with floats.
+    /// Overwrites the start of a buffer with floats. An error (reported by the device later)
+    /// is returned by the next call that runs or reads.
     pub fn write(&self, buf: BufId, data: &[f32]) {
         debug_assert_eq!(self.graph.buffers[buf].dtype, DType::F32);
+        let capture = self.ctx.capture();
         self.ctx
             .queue
             .write_buffer(&self.buffers[buf], 0, bytemuck::cast_slice(data));
+        capture.record();
     }
 
-    /// Overwrites the start of a buffer with indices.
+    /// Overwrites the start of a buffer with indices (errors as for [`GpuExecutor::write`]).
     pub fn write_u32(&self, buf: BufId, data: &[u32]) {
         debug_assert_eq!(self.graph.buffers[buf].dtype, DType::U32);
+        let capture = self.ctx.capture();
         self.ctx
             .queue
             .write_buffer(&self.buffers[buf], 0, bytemuck::cast_slice(data));
+        capture.record();
     }
 
     /// Records `ops` once per step into one compute pass and submits it. Nothing is read back.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
-        let encoder = self.record(ops, steps);
+        let capture = self.ctx.capture();
+        let encoder = self.record(ops, steps, None);
         self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.check()
+        capture.finish()
     }
 
-    fn record(&self, ops: Range<usize>, steps: &[StepParams]) -> wgpu::CommandEncoder {
+    /// Runs `ops` for `steps` in one submission, framed by buffer copies recorded into the same
+    /// command buffer: `copy_in` (application buffer → one of this graph's views) before the
+    /// first step, `copy_out` (a view → application buffer) after the last. Nothing is read
+    /// back and nothing waits: later work on the queue sees the results. Byte offsets must be
+    /// multiples of 4.
+    pub fn run_with_copies(
+        &mut self,
+        copy_in: Option<BufferCopy<'_>>,
+        ops: Range<usize>,
+        steps: &[StepParams],
+        copy_out: Option<BufferCopy<'_>>,
+    ) -> Result<()> {
+        for c in copy_in.iter().chain(&copy_out) {
+            let bytes = c.tensor.len() as u64 * 4;
+            if c.offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 || c.offset + bytes > c.buffer.size() {
+                return Err(Error::Config(format!(
+                    "a copy of {bytes} bytes at byte offset {} does not fit a buffer of {} bytes \
+                     (offsets must be multiples of 4)",
+                    c.offset,
+                    c.buffer.size()
+                )));
+            }
+        }
+        let capture = self.ctx.capture();
+        let mut encoder = self.record(ops, steps, copy_in.as_ref());
+        if let Some(c) = copy_out {
+            encoder.copy_buffer_to_buffer(
+                &self.buffers[c.tensor.buf],
+                c.tensor.offset as u64 * 4,
+                c.buffer,
+                c.offset,
+                c.tensor.len() as u64 * 4,
+            );
+        }
+        self.ctx.queue.submit([encoder.finish()]);
+        capture.finish()
+    }
+
+    /// Writes the step ring and records `ops` for each of `steps` into a new encoder, after
+    /// `copy_in` when given.
+    fn record(
+        &self,
+        ops: Range<usize>,
+        steps: &[StepParams],
+        copy_in: Option<&BufferCopy<'_>>,
+    ) -> wgpu::CommandEncoder {
         assert!(
             steps.len() <= MAX_STEPS_PER_SUBMIT,
             "at most {MAX_STEPS_PER_SUBMIT} steps per submission"
@@ -315,6 +379,15 @@ impl GpuExecutor {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("steps"),
             });
+        if let Some(c) = copy_in {
+            encoder.copy_buffer_to_buffer(
+                c.buffer,
+                c.offset,
+                &self.buffers[c.tensor.buf],
+                c.tensor.offset as u64 * 4,
+                c.tensor.len() as u64 * 4,
+            );
+        }
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("steps"),
@@ -345,15 +418,19 @@ impl GpuExecutor {
         steps: &[StepParams],
         read: Tensor,
     ) -> Result<Vec<f32>> {
-        let mut encoder = self.record(ops, steps);
+        let ctx = self.ctx.clone();
+        let capture = ctx.capture();
+        let mut encoder = self.record(ops, steps, None);
         self.copy_to_staging(&mut encoder, read.buf);
         self.ctx.queue.submit([encoder.finish()]);
-        self.ctx.check()?;
+        capture.finish()?;
         self.map_staging(read)
     }
 
     /// Reads a view back to the host (waits for all submitted work).
     pub fn read(&mut self, t: Tensor) -> Result<Vec<f32>> {
+        let ctx = self.ctx.clone();
+        let capture = ctx.capture();
         let mut encoder = self
             .ctx
             .device
@@ -362,16 +439,18 @@ impl GpuExecutor {
             });
         self.copy_to_staging(&mut encoder, t.buf);
         self.ctx.queue.submit([encoder.finish()]);
+        capture.finish()?;
         self.map_staging(t)
     }
 
     /// Waits until the device has finished all submitted work (for timing).
     pub fn finish(&self) -> Result<()> {
+        let capture = self.ctx.capture();
         self.ctx
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        self.ctx.check()
+        capture.finish()
     }
 
     /// Reads a whole buffer back.
@@ -400,6 +479,14 @@ impl GpuExecutor {
     }
 
     fn map_staging(&self, t: Tensor) -> Result<Vec<f32>> {
+        let capture = self.ctx.capture();
+        let out = self.map_staging_inner(t);
+        // The device's error, when there is one, says more than the failed mapping.
+        capture.finish()?;
+        out
+    }
+
+    fn map_staging_inner(&self, t: Tensor) -> Result<Vec<f32>> {
         let staging = &self.staging[&t.buf];
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -1,9 +1,15 @@
 //! The GPU executor and what it stands on: the wgpu context and the WGSL kernel cache.
+//!
+//! Most programs only open a [`GpuContext`] (or hand Hourglass their own wgpu device with
+//! [`GpuContext::from_wgpu`]) and pass it to [`Device::Gpu`](crate::train::Device::Gpu); the
+//! executor and kernels are the machinery underneath.
 
 pub mod context;
 pub mod executor;
 pub mod kernels;
+pub mod matrix;
 
 pub use context::{AdapterSummary, GpuContext, list_adapters};
-pub use executor::GpuExecutor;
+pub use executor::{BufferCopy, GpuExecutor};
 pub use kernels::Kernel;
+pub use matrix::DeviceMatrix;

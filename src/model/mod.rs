@@ -1,7 +1,9 @@
 //! What a model is: its specification and the layout of its parameters.
 
+pub mod builder;
 pub mod params;
 pub mod spec;
 
+pub use builder::SpecBuilder;
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
 pub use spec::{Activation, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};

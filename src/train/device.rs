@@ -31,7 +31,20 @@ impl DeviceChoice {
     }
 }
 
-/// An opened device.
+/// Where graphs run: the CPU reference executor, or a GPU context (shared: cloning a
+/// `Device::Gpu` shares its device, queue and compiled pipelines).
+///
+/// ```
+/// use hourglass::{Device, DeviceChoice};
+///
+/// // A hardware GPU if there is one, else the CPU (with a note saying so).
+/// let (device, note) = Device::open(DeviceChoice::Auto)?;
+/// if let Some(note) = note {
+///     eprintln!("note: {note}");
+/// }
+/// println!("training on {}", device.describe());
+/// # Ok::<(), hourglass::Error>(())
+/// ```
 #[derive(Clone)]
 pub enum Device {
     /// The CPU reference executor.

@@ -1,19 +1,23 @@
 //! Training: a [`Trainer`] owns a model's training graph on a device and advances it step by
 //! step; batches, learning rate and random streams are pure functions of the step number, so a
-//! run can be split, resumed or repeated and gives the same result.
+//! run can be split, resumed or repeated and gives the same result. [`Trainer::fit`] runs whole
+//! epochs with a callback (metrics, validation, [`EarlyStop`]); [`Device`] says where it runs.
 
 mod backend;
 mod device;
+mod fit;
 mod schedule;
 
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
+pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
 pub use schedule::Schedule;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
 use crate::graph::{StepParams, TrainingGraph, build_training_graph_clipped};
+use crate::infer::Autoencoder;
 use crate::model::{ModelSpec, Parameters};
 use crate::optim::OptimizerConfig;
 use crate::rng::permutation;
@@ -137,9 +141,38 @@ pub struct TrainState {
 }
 
 /// A model being trained on one device.
+///
+/// [`Trainer::new`] builds the model's training graph on the device and uploads the data once;
+/// [`Trainer::fit`] then runs whole epochs with a callback, or [`Trainer::train_steps`] takes
+/// steps in loops of your own. The result is read with [`Trainer::parameters`] or
+/// [`Trainer::autoencoder`], and [`Trainer::state`] / [`Trainer::restore`] resume a run.
+///
+/// # Example
+///
+/// ```
+/// use hourglass::{Dataset, Device, ModelSpec, TrainConfig, Trainer};
+///
+/// let data = Dataset::new(40, 5, (0..200).map(|i| (i % 5) as f32 / 5.0).collect())?;
+/// let spec = ModelSpec::builder().encoder([5, 2]).build()?;
+/// let config = TrainConfig { seed: 42, ..TrainConfig::new(10, 1e-2) };
+/// let mut trainer = Trainer::new(&spec, &config, &data, &Device::Cpu, None)?;
+/// assert_eq!(trainer.steps_per_epoch(), 4);
+///
+/// // 10 steps, reading the loss of the last one.
+/// let loss = trainer.train_steps(10, true)?.expect("asked for a report");
+/// println!("step {}: loss {loss}", trainer.step());
+///
+/// // The same seed gives the same run, in one go or in pieces.
+/// let mut again = Trainer::new(&spec, &config, &data, &Device::Cpu, None)?;
+/// again.train_steps(3, false)?;
+/// again.train_steps(7, false)?;
+/// assert_eq!(again.parameters()?, trainer.parameters()?);
+/// # Ok::<(), hourglass::Error>(())
+/// ```
 pub struct Trainer {
     spec: ModelSpec,
     config: TrainConfig,
+    device: Device,
     tg: TrainingGraph,
     backend: Backend,
     rows: usize,
@@ -180,12 +213,12 @@ impl Trainer {
                 spec.input_dim()
             )));
         }
-        if let Some(c) = config.clip_grad_norm {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::Config(format!(
-                    "--clip-grad-norm must be positive, got {c}"
-                )));
-            }
+        if let Some(c) = config.clip_grad_norm
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::Config(format!(
+                "--clip-grad-norm must be positive, got {c}"
+            )));
         }
         if config.batch_size == 0 {
             return Err(Error::Config("the batch size must be at least 1".into()));
@@ -202,7 +235,7 @@ impl Trainer {
             (None, Device::Gpu(ctx)) => ctx
                 .limits
                 .max_buffer_size
-                .min(u64::from(ctx.limits.max_storage_buffer_binding_size)),
+                .min(ctx.limits.max_storage_buffer_binding_size),
             (_, Device::Cpu) => u64::MAX,
         };
         let streaming = (data.values.len() as u64 * 4 > limit).then(|| Streaming {
@@ -242,6 +275,7 @@ impl Trainer {
         Ok(Trainer {
             spec: spec.clone(),
             config: config.clone(),
+            device: device.clone(),
             tg,
             backend,
             rows: data.rows,
@@ -256,6 +290,22 @@ impl Trainer {
     /// The model being trained.
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// The training configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The device it trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The model as trained so far, ready to encode, decode and save, on the trainer's device
+    /// (a read-back of the parameters on the GPU).
+    pub fn autoencoder(&mut self) -> Result<Autoencoder> {
+        Autoencoder::new(self.spec.clone(), self.parameters()?, self.device.clone())
     }
 
     /// Optimizer steps taken so far.

@@ -1,8 +1,8 @@
 //! The flags every command shares: where the data comes from (`--data`, `--dataset`,
 //! `--data-dir`, `--normalize`) and where the work runs (`--device`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use hourglass::data::fashion::{self, Split};
@@ -220,7 +220,10 @@ pub fn load_file(source: &str) -> Result<Dataset> {
         .collect();
     let rows = data.rows - bad.len();
     if rows == 0 {
-        return Err(Error::bad_file(source, "every row holds NaN or infinite values"));
+        return Err(Error::bad_file(
+            source,
+            "every row holds NaN or infinite values",
+        ));
     }
     Dataset::new(rows, data.cols, keep)
 }

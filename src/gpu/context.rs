@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::KernelCache;
+use crate::gpu::kernels::{DiskCache, KernelCache};
 
 /// What `info` prints about one adapter.
 #[derive(Clone, Debug)]
@@ -198,9 +198,12 @@ impl GpuContext {
         let summary = summarize(index.unwrap_or(0), &adapter);
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
+        // The one optional feature: a pipeline cache that survives the process. Adapters
+        // without it compile every run, which is slower to start but otherwise the same.
+        let features = adapter.features() & wgpu::Features::PIPELINE_CACHE;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hourglass"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -221,12 +224,17 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost: {msg}"));
             }
         });
+        let disk = if features.is_empty() {
+            None
+        } else {
+            DiskCache::open(&device, &adapter.get_info())
+        };
         Ok(Arc::new(GpuContext {
             adapter: summary,
             device,
             queue,
             limits,
-            kernels: KernelCache::default(),
+            kernels: KernelCache::with_disk(disk),
             fault,
             external: false,
         }))

@@ -275,6 +275,7 @@ impl GpuExecutor {
             });
         }
         capture.finish()?;
+        ctx.kernels.persist();
         Ok(exec)
     }
 

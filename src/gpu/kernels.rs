@@ -2,6 +2,8 @@
 //! compiled pipelines, keyed by kernel and specialization constants.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One compute entry point.
@@ -224,13 +226,84 @@ struct Compiled {
 }
 
 /// Compiled modules, layouts and pipelines of one device; each is built the first time it is
-/// asked for and reused after.
+/// asked for and reused after. With a [`DiskCache`], the driver's compiled pipelines also
+/// outlive the process, so later runs skip shader compilation.
 #[derive(Default)]
 pub struct KernelCache {
     inner: Mutex<Compiled>,
+    disk: Option<DiskCache>,
+}
+
+/// A wgpu pipeline cache kept in a file (`$XDG_CACHE_HOME/hourglass/`, else
+/// `~/.cache/hourglass/`), named after the adapter and driver so another driver never reads it.
+pub struct DiskCache {
+    cache: wgpu::PipelineCache,
+    path: PathBuf,
+    /// Pipelines were compiled since the file was last written.
+    dirty: AtomicBool,
+}
+
+impl DiskCache {
+    /// Opens the cache file of `info`'s adapter on `device`, which must have been created with
+    /// `Features::PIPELINE_CACHE`. `None` when there is nowhere to keep it, the backend has no
+    /// such cache, or `HOURGLASS_PIPELINE_CACHE=0`.
+    pub fn open(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Self> {
+        if std::env::var("HOURGLASS_PIPELINE_CACHE").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let dir = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
+            .join("hourglass");
+        let path = dir.join(wgpu::util::pipeline_cache_key(info)?);
+        let data = std::fs::read(&path).ok();
+        // SAFETY: wgpu checks the data's header (driver, device, version) and, with
+        // `fallback`, starts empty on any mismatch or corruption instead of using it.
+        let cache = unsafe {
+            device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                label: Some("hourglass pipelines"),
+                data: data.as_deref(),
+                fallback: true,
+            })
+        };
+        Some(DiskCache {
+            cache,
+            path,
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    /// Writes the cache back when pipelines were compiled since it was read. Failing to write
+    /// only costs the next run its compile time, so errors are ignored.
+    fn persist(&self) {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        if let (Some(data), Some(dir)) = (self.cache.get_data(), self.path.parent()) {
+            if std::fs::create_dir_all(dir).is_ok() {
+                let _ = crate::io::write_atomic(&self.path, &data);
+            }
+        }
+    }
 }
 
 impl KernelCache {
+    /// A cache that also keeps compiled pipelines on disk when `disk` is given.
+    pub fn with_disk(disk: Option<DiskCache>) -> Self {
+        KernelCache {
+            inner: Mutex::default(),
+            disk,
+        }
+    }
+
+    /// Saves newly compiled pipelines to the disk cache, if there is one.
+    pub fn persist(&self) {
+        if let Some(d) = &self.disk {
+            d.persist();
+        }
+    }
+
     fn layout_entries(kernel: Kernel) -> Vec<wgpu::BindGroupLayoutEntry> {
         kernel
             .slots()
@@ -315,9 +388,12 @@ impl KernelCache {
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache: self.disk.as_ref().map(|d| &d.cache),
             }),
         );
+        if let Some(d) = &self.disk {
+            d.dirty.store(true, Ordering::Relaxed);
+        }
         c.pipelines.insert(key, pipeline.clone());
         pipeline
     }

@@ -180,10 +180,42 @@ fn input_grad(
 /// gradient's buffer exists.
 type Extra = Box<dyn FnOnce(Tensor) -> Op>;
 
+/// Two buffers the layer-by-layer backward pass alternates between for the gradients at the
+/// layers' outputs: each is read by the next layer down and dead after it, so two suffice
+/// however deep the model (large_ae: 256 MiB instead of 400).
+#[derive(Clone, Copy)]
+struct GradPingPong {
+    bufs: [crate::graph::BufId; 2],
+}
+
+impl GradPingPong {
+    /// Buffers big enough for `rows × width` of any layer of `layout`.
+    fn new(g: &mut Graph, layout: &ParamLayout, rows: usize) -> Self {
+        let widest = layout.layers.iter().map(|l| l.layer.outputs).max().unwrap_or(1);
+        let len = rows * widest;
+        GradPingPong {
+            bufs: [
+                g.buffer("activation_grads.0", len, DType::F32),
+                g.buffer("activation_grads.1", len, DType::F32),
+            ],
+        }
+    }
+
+    /// The `turn`-th gradient of a pass, `rows × cols`.
+    fn view(&self, turn: usize, rows: usize, cols: usize) -> Tensor {
+        Tensor {
+            buf: self.bufs[turn % 2],
+            offset: 0,
+            rows,
+            cols,
+        }
+    }
+}
+
 /// Backward through `layers` (in forward order, with their inputs and outputs), from the
 /// pre-activation gradient `dz` of the last one. `extras[k]` add to layer k's pre-activation
 /// gradient before it is used. With `input_grad_to`, the first layer's input gradient is
-/// written there with the given epilogue.
+/// written there with the given epilogue. Gradients between layers live in `pool`.
 #[allow(clippy::too_many_arguments)]
 fn backward(
     g: &mut Graph,
@@ -195,6 +227,7 @@ fn backward(
     mut dz: Tensor,
     extras: &mut [Vec<Extra>],
     input_grad_to: Option<(Tensor, Epilogue)>,
+    pool: GradPingPong,
 ) {
     for k in (0..layers.len()).rev() {
         for extra in extras[k].drain(..) {
@@ -205,11 +238,7 @@ fn backward(
         w.bias(g, l, dz);
         if k > 0 {
             let prev = layers[k - 1];
-            let dprev = g.matrix(
-                format!("{}.out.grad", prev.layer.name),
-                dz.rows,
-                prev.layer.outputs,
-            );
+            let dprev = pool.view(layers.len() - 1 - k, dz.rows, prev.layer.outputs);
             input_grad(
                 g,
                 params,
@@ -612,6 +641,7 @@ pub fn build_training_graph_clipped(
     let mut dec_inputs = vec![decoder_input];
     dec_inputs.extend(&dec_out[..dec_out.len() - 1]);
     let mut no_extras: Vec<Vec<Extra>> = (0..dec.len()).map(|_| Vec::new()).collect();
+    let pool = GradPingPong::new(&mut g, &layout, logits.rows);
     backward(
         &mut g,
         params,
@@ -622,6 +652,7 @@ pub fn build_training_graph_clipped(
         dlogits,
         &mut no_extras,
         (!enc.is_empty() || vae.is_some()).then_some((dcode, to_code)),
+        pool,
     );
 
     // Into the encoder: through the VAE's sampler and heads, or straight from the code.
@@ -677,6 +708,7 @@ pub fn build_training_graph_clipped(
             dz,
             &mut extras,
             None,
+            pool,
         );
     }
 

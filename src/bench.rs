@@ -128,7 +128,11 @@ pub struct BenchResult {
 fn synthetic(w: &Workload) -> Dataset {
     // Eight distinct batches, or two where eight would take more than 64 MiB (large_ae), so
     // the data set does not dominate the memory the run reports.
-    let batches = if w.batch * w.spec.input_dim() * 4 * 8 > 64 << 20 { 2 } else { 8 };
+    let batches = if w.batch * w.spec.input_dim() * 4 * 8 > 64 << 20 {
+        2
+    } else {
+        8
+    };
     let rows = w.batch * batches;
     let d = w.spec.input_dim();
     let mut rng = Sequence::new(1, Stream::Init, 77);

@@ -33,7 +33,10 @@ fn pipeline_cache_is_written_and_a_corrupt_one_is_ignored() {
     // SAFETY: the only test in this binary; set before any thread reads the environment.
     unsafe { std::env::set_var("XDG_CACHE_HOME", &dir) };
     let ctx = GpuContext::new(None).expect("adapter");
-    let supported = ctx.device.features().contains(wgpu::Features::PIPELINE_CACHE);
+    let supported = ctx
+        .device
+        .features()
+        .contains(wgpu::Features::PIPELINE_CACHE);
     drop(ctx);
     let first = run_once();
     let files: Vec<_> = std::fs::read_dir(dir.join("hourglass"))

@@ -191,7 +191,12 @@ struct GradPingPong {
 impl GradPingPong {
     /// Buffers big enough for `rows × width` of any layer of `layout`.
     fn new(g: &mut Graph, layout: &ParamLayout, rows: usize) -> Self {
-        let widest = layout.layers.iter().map(|l| l.layer.outputs).max().unwrap_or(1);
+        let widest = layout
+            .layers
+            .iter()
+            .map(|l| l.layer.outputs)
+            .max()
+            .unwrap_or(1);
         let len = rows * widest;
         GradPingPong {
             bufs: [

@@ -179,6 +179,7 @@
 //!   builds the whole training and inference API without them.
 #![deny(missing_docs)]
 
+pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;

@@ -12,8 +12,9 @@ use hourglass::data::npy::write_npy;
 use hourglass::io::checkpoint;
 use hourglass::model::{ModelSpec, Parameters};
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hourglass-bad-{}", std::process::id()));
+/// A fresh folder per test (the tests run in parallel).
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hourglass-bad-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch");
     dir
@@ -127,7 +128,7 @@ fn check(what: &str, args: &[&str], needle: &str, out_dir: &Path, sentinel: &[u8
 
 #[test]
 fn bad_files_and_flags_are_refused_clearly_and_overwrite_nothing() {
-    let dir = scratch();
+    let dir = scratch("refused");
     // A finished run whose checkpoint must survive every failed command aimed at its folder.
     let out = dir.join("run");
     std::fs::create_dir_all(&out).expect("out");
@@ -342,7 +343,7 @@ fn lying_checkpoints(spec: &ModelSpec) -> Vec<(&'static str, Vec<u8>, &'static s
 
 #[test]
 fn allow_nonfinite_drops_the_bad_rows_with_a_warning() {
-    let dir = scratch().join("allow");
+    let dir = scratch("allow");
     std::fs::create_dir_all(&dir).expect("dir");
     let csv = dir.join("x.csv");
     let mut text = String::from("a,b,c\n");

@@ -47,6 +47,37 @@ pub struct TrainingGraph {
     pub terms: Vec<LossTerm>,
     /// `[1, 2]` u32: steps skipped for a non-finite gradient, and the first of them.
     pub health: Tensor,
+    /// The optimizer ops (gradient norm, then Adam or SGD), shared by the main and the tail
+    /// step: `graph.update_start..`, up to the tail step's ops or the end. The main step's
+    /// forward and backward pass is `0..graph.update_start`, so a whole main step is
+    /// `0..update.end`.
+    pub update: std::ops::Range<usize>,
+    /// The step program for the last, partial batch of an epoch, when the graph has one: run
+    /// its `ops`, then [`TrainingGraph::update`], with the same [`crate::graph::StepParams`].
+    pub tail: Option<StepOps>,
+}
+
+/// One step's forward and backward pass at one batch size, inside a [`TrainingGraph`]: its
+/// ops gather `rows` rows from the shared data and order buffers, starting at the step's
+/// `batch_start`, and write the gradient of their batch-mean loss into the shared gradient
+/// arena.
+#[derive(Clone, Debug)]
+pub struct StepOps {
+    /// The batch size.
+    pub rows: usize,
+    /// The ops, in execution order.
+    pub ops: std::ops::Range<usize>,
+    /// `[rows, D]` the mini-batch (clean).
+    pub batch: Tensor,
+    /// `[rows, D]` what the encoder sees.
+    pub input: Tensor,
+    /// Output of each layer, as [`TrainingGraph::activations`].
+    pub activations: Vec<Tensor>,
+    /// `[rows, c]` the code (μ for a VAE).
+    pub code: Tensor,
+    /// The loss, term by term, averaged over this step's rows; the first is the
+    /// reconstruction.
+    pub terms: Vec<LossTerm>,
 }
 
 /// A view of one parameter tensor inside an arena buffer, as a matrix (`[1, n]` for biases).
@@ -431,10 +462,30 @@ pub fn build_training_graph_clipped(
     opt: &OptimizerConfig,
     clip_grad_norm: Option<f32>,
 ) -> TrainingGraph {
+    build_training_graph_with_tail(spec, batch, None, rows, opt, clip_grad_norm)
+}
+
+/// As [`build_training_graph_clipped`], with a second step program for a batch of `tail` rows
+/// (the last, partial batch of an epoch) when given: its forward and backward pass follow the
+/// optimizer ops, in [`TrainingGraph::tail`], over the same data, order, parameter, gradient
+/// and optimizer buffers, and it is applied by the same optimizer ops
+/// ([`TrainingGraph::update`]). Ops and buffers of the main step are exactly those of a graph
+/// without a tail, in the same places, so `ops[..update_start]` is still the main step's loss
+/// and gradient.
+///
+/// # Panics
+/// If `tail` is `Some(0)`.
+pub fn build_training_graph_with_tail(
+    spec: &ModelSpec,
+    batch: usize,
+    tail: Option<usize>,
+    rows: usize,
+    opt: &OptimizerConfig,
+    clip_grad_norm: Option<f32>,
+) -> TrainingGraph {
     let layout = ParamLayout::new(spec);
-    let d = spec.input_dim();
     let mut g = Graph::default();
-    let data = g.matrix("data", rows, d);
+    let data = g.matrix("data", rows, spec.input_dim());
     let order_buf = g.buffer("order", rows, DType::U32);
     let order = Tensor {
         buf: order_buf,
@@ -444,6 +495,126 @@ pub fn build_training_graph_clipped(
     };
     let params = g.matrix("params", 1, layout.len);
     let grads = g.matrix("grads", 1, layout.len);
+    let shared = SharedBuffers {
+        data,
+        order,
+        params,
+        grads,
+    };
+    let main = append_step(&mut g, spec, &layout, shared, batch);
+
+    g.update_start = g.ops.len();
+    // Every step measures its gradient: a non-finite one is skipped (and counted), a large one
+    // is clipped when asked.
+    let norm_sq = g.matrix("grads.norm_sq", 1, 1);
+    let partials = g.matrix("grads.norm_partials", 1, layout.len.div_ceil(2048));
+    let health_buf = g.buffer("health", 2, DType::U32);
+    let health = Tensor {
+        buf: health_buf,
+        offset: 0,
+        rows: 1,
+        cols: 2,
+    };
+    g.push(Op::GradNorm {
+        grads,
+        partials,
+        norm_sq,
+        health,
+    });
+    let guard = Some(Guard {
+        norm_sq,
+        max_norm: clip_grad_norm.unwrap_or(0.0),
+    });
+    let optimizer_state = match opt.kind {
+        OptimizerKind::Adam | OptimizerKind::Adamw => {
+            let m = g.matrix("adam.m", 1, layout.len);
+            let v = g.matrix("adam.v", 1, layout.len);
+            g.push(Op::Adam {
+                params,
+                grads,
+                m,
+                v,
+                beta1: opt.beta1,
+                beta2: opt.beta2,
+                eps: opt.eps,
+                weight_decay: opt.weight_decay,
+                decoupled: opt.kind == OptimizerKind::Adamw,
+                guard,
+            });
+            vec![m, v]
+        }
+        OptimizerKind::Sgd => {
+            let velocity = g.matrix("sgd.velocity", 1, layout.len);
+            g.push(Op::Sgd {
+                params,
+                grads,
+                velocity,
+                momentum: opt.momentum,
+                weight_decay: opt.weight_decay,
+                guard,
+            });
+            vec![velocity]
+        }
+    };
+    let update = g.update_start..g.ops.len();
+
+    // The tail step: the same program at its own batch size, on its own activation buffers
+    // (named `tail.*`).
+    let tail = tail.map(|rows| {
+        assert!(rows > 0, "a tail batch has at least one row");
+        let first_buffer = g.buffers.len();
+        let step = append_step(&mut g, spec, &layout, shared, rows);
+        for b in &mut g.buffers[first_buffer..] {
+            b.name = format!("tail.{}", b.name);
+        }
+        step
+    });
+
+    TrainingGraph {
+        graph: g,
+        layout,
+        data,
+        order,
+        batch: main.batch,
+        input: main.input,
+        params,
+        grads,
+        optimizer_state,
+        activations: main.activations,
+        code: main.code,
+        terms: main.terms,
+        health,
+        update,
+        tail,
+    }
+}
+
+/// The buffers every step program of a training graph shares.
+#[derive(Clone, Copy)]
+struct SharedBuffers {
+    data: Tensor,
+    order: Tensor,
+    params: Tensor,
+    grads: Tensor,
+}
+
+/// Appends one step's forward and backward pass at batch size `batch` (gather, corruption,
+/// forward, loss, penalties, backward into `shared.grads`) with activation buffers of its own.
+fn append_step(
+    g: &mut Graph,
+    spec: &ModelSpec,
+    layout: &ParamLayout,
+    shared: SharedBuffers,
+    batch: usize,
+) -> StepOps {
+    let SharedBuffers {
+        data,
+        order,
+        params,
+        grads,
+    } = shared;
+    let d = spec.input_dim();
+    let first_op = g.ops.len();
     let mut w = GradWriter {
         grads,
         written: HashSet::new(),
@@ -468,12 +639,12 @@ pub fn build_training_graph_clipped(
     };
 
     // Forward through the encoder (a VAE's trunk).
-    let enc = layers_with(&layout, Role::Encoder);
-    let dec = layers_with(&layout, Role::Decoder);
+    let enc = layers_with(layout, Role::Encoder);
+    let dec = layers_with(layout, Role::Decoder);
     let enc_last_act = enc
         .last()
         .map_or(Activation::Identity, |l| l.layer.activation);
-    let h = chain(&mut g, params, &enc, input, enc_last_act);
+    let h = chain(g, params, &enc, input, enc_last_act);
     let trunk_out = h.last().copied().unwrap_or(input);
     let mut activations = h.clone();
     let mut terms = Vec::new();
@@ -481,10 +652,10 @@ pub fn build_training_graph_clipped(
     // The code, or a VAE's heads and sampler.
     let (code, decoder_input, vae) = match spec.variant {
         Variant::Vae { beta, samples } => {
-            let mu_l = layers_with(&layout, Role::Mu)[0];
-            let lv_l = layers_with(&layout, Role::LogVar)[0];
-            let mu = linear(&mut g, params, mu_l, trunk_out, Activation::Identity);
-            let logvar = linear(&mut g, params, lv_l, trunk_out, Activation::Identity);
+            let mu_l = layers_with(layout, Role::Mu)[0];
+            let lv_l = layers_with(layout, Role::LogVar)[0];
+            let mu = linear(g, params, mu_l, trunk_out, Activation::Identity);
+            let logvar = linear(g, params, lv_l, trunk_out, Activation::Identity);
             activations.extend([mu, logvar]);
             let r = samples as usize * batch;
             let eps = g.matrix("vae.eps", r, mu.cols);
@@ -509,7 +680,7 @@ pub fn build_training_graph_clipped(
     };
 
     // Decoder and loss; the output activation is fused into the loss.
-    let dec_out = chain(&mut g, params, &dec, decoder_input, Activation::Identity);
+    let dec_out = chain(g, params, &dec, decoder_input, Activation::Identity);
     activations.extend(&dec_out);
     let logits = *dec_out.last().expect("a validated spec has a decoder");
     let row_loss = g.matrix("reconstruction.rows", 1, logits.rows);
@@ -605,16 +776,8 @@ pub fn build_training_graph_clipped(
                     scale: 1.0 / batch as f64,
                 });
             } else {
-                let (e, rows) = contractive_general(
-                    &mut g,
-                    params,
-                    &mut w,
-                    &enc,
-                    input,
-                    &h,
-                    lambda,
-                    projections,
-                );
+                let (e, rows) =
+                    contractive_general(g, params, &mut w, &enc, input, &h, lambda, projections);
                 for (k, e) in e.into_iter().enumerate() {
                     extras[k].push(Box::new(move |dz| Op::AddInto { x: e, out: dz }));
                 }
@@ -646,9 +809,9 @@ pub fn build_training_graph_clipped(
     let mut dec_inputs = vec![decoder_input];
     dec_inputs.extend(&dec_out[..dec_out.len() - 1]);
     let mut no_extras: Vec<Vec<Extra>> = (0..dec.len()).map(|_| Vec::new()).collect();
-    let pool = GradPingPong::new(&mut g, &layout, logits.rows);
+    let pool = GradPingPong::new(g, layout, logits.rows);
     backward(
-        &mut g,
+        g,
         params,
         &mut w,
         &dec,
@@ -673,19 +836,19 @@ pub fn build_training_graph_clipped(
             dlogvar,
             beta,
         });
-        w.weight(&mut g, mu_l, dmu, trunk_out);
-        w.bias(&mut g, mu_l, dmu);
-        w.weight(&mut g, lv_l, dlogvar, trunk_out);
-        w.bias(&mut g, lv_l, dlogvar);
+        w.weight(g, mu_l, dmu, trunk_out);
+        w.bias(g, mu_l, dmu);
+        w.weight(g, lv_l, dlogvar, trunk_out);
+        w.bias(g, lv_l, dlogvar);
         enc.last().map(|last| {
             let dt = g.matrix(
                 format!("{}.out.grad", last.layer.name),
                 batch,
                 trunk_out.cols,
             );
-            input_grad(&mut g, params, mu_l, dmu, dt, Epilogue::Store);
+            input_grad(g, params, mu_l, dmu, dt, Epilogue::Store);
             input_grad(
-                &mut g,
+                g,
                 params,
                 lv_l,
                 dlogvar,
@@ -704,7 +867,7 @@ pub fn build_training_graph_clipped(
         let mut enc_inputs = vec![input];
         enc_inputs.extend(&h[..h.len() - 1]);
         backward(
-            &mut g,
+            g,
             params,
             &mut w,
             &enc,
@@ -717,74 +880,14 @@ pub fn build_training_graph_clipped(
         );
     }
 
-    g.update_start = g.ops.len();
-    // Every step measures its gradient: a non-finite one is skipped (and counted), a large one
-    // is clipped when asked.
-    let norm_sq = g.matrix("grads.norm_sq", 1, 1);
-    let partials = g.matrix("grads.norm_partials", 1, layout.len.div_ceil(2048));
-    let health_buf = g.buffer("health", 2, DType::U32);
-    let health = Tensor {
-        buf: health_buf,
-        offset: 0,
-        rows: 1,
-        cols: 2,
-    };
-    g.push(Op::GradNorm {
-        grads,
-        partials,
-        norm_sq,
-        health,
-    });
-    let guard = Some(Guard {
-        norm_sq,
-        max_norm: clip_grad_norm.unwrap_or(0.0),
-    });
-    let optimizer_state = match opt.kind {
-        OptimizerKind::Adam | OptimizerKind::Adamw => {
-            let m = g.matrix("adam.m", 1, layout.len);
-            let v = g.matrix("adam.v", 1, layout.len);
-            g.push(Op::Adam {
-                params,
-                grads,
-                m,
-                v,
-                beta1: opt.beta1,
-                beta2: opt.beta2,
-                eps: opt.eps,
-                weight_decay: opt.weight_decay,
-                decoupled: opt.kind == OptimizerKind::Adamw,
-                guard,
-            });
-            vec![m, v]
-        }
-        OptimizerKind::Sgd => {
-            let velocity = g.matrix("sgd.velocity", 1, layout.len);
-            g.push(Op::Sgd {
-                params,
-                grads,
-                velocity,
-                momentum: opt.momentum,
-                weight_decay: opt.weight_decay,
-                guard,
-            });
-            vec![velocity]
-        }
-    };
-
-    TrainingGraph {
-        graph: g,
-        layout,
-        data,
-        order,
+    StepOps {
+        rows: batch,
+        ops: first_op..g.ops.len(),
         batch: x,
         input,
-        params,
-        grads,
-        optimizer_state,
         activations,
         code,
         terms,
-        health,
     }
 }
 

@@ -303,7 +303,6 @@ impl Trainer {
                 self.spec.input_dim()
             )));
         }
-        let batch = self.config.batch_size;
         let mut summary = FitSummary::default();
         let mut mean = Mean::default();
         let mut epoch_started = Instant::now();
@@ -331,7 +330,7 @@ impl Trainer {
                 continue;
             }
             let seconds = epoch_started.elapsed().as_secs_f64();
-            let samples = ((end - epoch_first_step) as usize * batch) as f64;
+            let samples = self.examples_in_steps(epoch_first_step..end) as f64;
             let params = match options.validation {
                 Some(_) => Some(self.parameters()?),
                 None => None,

@@ -16,7 +16,8 @@ pub use schedule::Schedule;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
-use crate::graph::{StepParams, TrainingGraph, build_training_graph_clipped};
+use crate::graph::build::build_training_graph_with_tail;
+use crate::graph::{StepParams, TrainingGraph};
 use crate::infer::Autoencoder;
 use crate::model::{ModelSpec, Parameters};
 use crate::optim::OptimizerConfig;
@@ -25,8 +26,14 @@ use crate::rng::permutation;
 /// How to train, beyond the model itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// Examples per step. The last partial batch of an epoch is dropped.
+    /// Examples per step. The last partial batch of an epoch is dropped unless `drop_last` is
+    /// false.
     pub batch_size: usize,
+    /// Drop the last `rows % batch_size` examples of each epoch's order (true, the default), or
+    /// train on them too as a last, smaller step of the epoch (false), its loss averaged over
+    /// its own rows (PyTorch's `DataLoader(drop_last=False)`). With false, a batch size larger
+    /// than the data set trains on all of it, one step an epoch, instead of being an error.
+    pub drop_last: bool,
     /// Update rule and its hyperparameters.
     pub optimizer: OptimizerConfig,
     /// Seed of every random stream (initialisation, shuffling, noise).
@@ -79,6 +86,7 @@ impl TrainConfig {
     pub fn new(batch_size: usize, lr: f32) -> Self {
         TrainConfig {
             batch_size,
+            drop_last: true,
             optimizer: OptimizerConfig::adam(lr),
             seed: 0,
             shuffle: true,
@@ -176,6 +184,11 @@ pub struct Trainer {
     tg: TrainingGraph,
     backend: Backend,
     rows: usize,
+    /// Rows of a full batch: the configured batch size, or the whole data set when that is
+    /// smaller and `drop_last` is false.
+    batch: usize,
+    /// Rows of the epoch's last, partial batch (0: none, every step is a full batch).
+    tail: usize,
     step: u64,
     order_epoch: Option<u64>,
     /// Factor on the scheduled rate, halved by [`NonFinitePolicy::ReduceLr`].
@@ -187,7 +200,8 @@ pub struct Trainer {
 }
 
 /// A data set too large to keep on the device: the host gathers each submission's batches
-/// into a window buffer of `window` batches, in the epoch's order.
+/// into a window buffer of `window` batches, in the epoch's order (an epoch's partial last
+/// batch, with `drop_last` false, goes at the end of its window like any other).
 struct Streaming {
     data: Dataset,
     window: usize,
@@ -223,13 +237,27 @@ impl Trainer {
         if config.batch_size == 0 {
             return Err(Error::Config("the batch size must be at least 1".into()));
         }
-        if data.rows < config.batch_size {
+        if data.rows == 0 {
             return Err(Error::Config(format!(
-                "the batch size {} is larger than the data set ({} examples)",
+                "the batch size {} is larger than the data set (0 examples)",
+                config.batch_size
+            )));
+        }
+        if data.rows < config.batch_size && config.drop_last {
+            return Err(Error::Config(format!(
+                "the batch size {} is larger than the data set ({} examples); set drop_last to \
+                 false (--drop-last false) to train on all of them as one batch per epoch",
                 config.batch_size, data.rows
             )));
         }
-        let batch_bytes = (config.batch_size * data.cols * 4) as u64;
+        // Full batches of `batch` rows, then with `drop_last` false the partial one of `tail`.
+        let batch = config.batch_size.min(data.rows);
+        let tail = if config.drop_last {
+            0
+        } else {
+            data.rows % batch
+        };
+        let batch_bytes = (batch * data.cols * 4) as u64;
         let limit = match (config.max_resident_bytes, device) {
             (Some(limit), Device::Gpu(_)) => limit,
             (None, Device::Gpu(ctx)) => ctx
@@ -243,12 +271,11 @@ impl Trainer {
             window: ((limit / batch_bytes.max(1)) as usize).clamp(1, MAX_STEPS_PER_SUBMIT),
             order: Vec::new(),
         });
-        let resident_rows = streaming
-            .as_ref()
-            .map_or(data.rows, |s| s.window * config.batch_size);
-        let tg = build_training_graph_clipped(
+        let resident_rows = streaming.as_ref().map_or(data.rows, |s| s.window * batch);
+        let tg = build_training_graph_with_tail(
             spec,
-            config.batch_size,
+            batch,
+            (tail > 0).then_some(tail),
             resident_rows,
             &config.optimizer,
             config.clip_grad_norm,
@@ -279,6 +306,8 @@ impl Trainer {
             tg,
             backend,
             rows: data.rows,
+            batch,
+            tail,
             step: 0,
             order_epoch: None,
             lr_scale: 1.0,
@@ -313,9 +342,36 @@ impl Trainer {
         self.step
     }
 
-    /// Steps in one pass over the data (the last partial batch is dropped).
+    /// Steps in one pass over the data: ⌊rows / batch⌋, plus one for the last partial batch
+    /// when `drop_last` is false and the batch size does not divide the rows (⌈rows / batch⌉).
     pub fn steps_per_epoch(&self) -> u64 {
-        (self.rows / self.config.batch_size) as u64
+        (self.rows / self.batch + usize::from(self.tail > 0)) as u64
+    }
+
+    /// Rows of a full batch: the configured batch size, or the number of examples when that is
+    /// smaller and `drop_last` is false (then every step is one batch of all of them).
+    pub fn batch_rows(&self) -> usize {
+        self.batch
+    }
+
+    /// Rows of each epoch's last, partial batch: `rows % batch_rows()` with `drop_last` false,
+    /// 0 when there is no such step.
+    pub fn tail_rows(&self) -> usize {
+        self.tail
+    }
+
+    /// Examples the 0-based steps `steps` train on, counted with repeats: a full batch each,
+    /// but [`Trainer::tail_rows`] for each epoch's last step when there is a partial batch.
+    pub fn examples_in_steps(&self, steps: std::ops::Range<u64>) -> u64 {
+        let n = steps.end.saturating_sub(steps.start);
+        let full = n * self.batch as u64;
+        if self.tail == 0 {
+            return full;
+        }
+        // The tail steps are those with s % spe == spe − 1: ⌊to / spe⌋ of them below `to`.
+        let spe = self.steps_per_epoch();
+        let tails = (steps.end / spe).saturating_sub(steps.start / spe).min(n);
+        full - tails * (self.batch - self.tail) as u64
     }
 
     /// The training graph, for tests and tools that inspect buffers.
@@ -362,13 +418,14 @@ impl Trainer {
     /// Streaming only: uploads the batches of steps `from..to` (within one epoch) as the window.
     fn load_window(&mut self, from: u64, to: u64) {
         let spe = self.steps_per_epoch();
-        let batch = self.config.batch_size;
+        let epoch_start = from / spe * spe;
+        // Where step `s`'s batch starts in the epoch's order; the partial batch ends at `rows`.
+        let position = |s: u64| ((s - epoch_start) as usize * self.batch).min(self.rows);
+        let (first, last) = (position(from), position(to));
         let Some(s) = &self.streaming else { return };
         let cols = s.data.cols;
-        let first = (from % spe) as usize * batch;
-        let rows = (to - from) as usize * batch;
-        let mut window = Vec::with_capacity(rows * cols);
-        for &r in &s.order[first..first + rows] {
+        let mut window = Vec::with_capacity((last - first) * cols);
+        for &r in &s.order[first..last] {
             window.extend_from_slice(s.data.row(r as usize));
         }
         self.backend.write(self.tg.data.buf, &window);
@@ -381,11 +438,14 @@ impl Trainer {
 
     /// Takes `n` optimizer steps. Steps go to the device in submissions of up to 64 that never
     /// cross an epoch (the row order changes there); nothing is read back until the end, when
-    /// the loss of the last step is returned if `report` is set.
+    /// the loss of the last step is returned if `report` is set. With `drop_last` false, the
+    /// last step of each epoch trains on the partial batch, in a submission of its own, and its
+    /// loss is averaged over its own rows.
     pub fn train_steps(&mut self, n: u64, report: bool) -> Result<Option<LossReport>> {
         let spe = self.steps_per_epoch();
+        let full = (self.rows / self.batch) as u64;
         let end = self.step + n;
-        let ops = 0..self.tg.graph.ops.len();
+        let main_ops = 0..self.tg.update.end;
         let mut loss = None;
         while self.step < end {
             let epoch = self.step / spe;
@@ -397,25 +457,66 @@ impl Trainer {
                 .min((epoch + 1) * spe)
                 .min(self.step + per_submit as u64);
             self.load_order(epoch);
-            let batch = self.config.batch_size;
-            let steps: Vec<StepParams> = if self.streaming.is_some() {
+            let streaming = self.streaming.is_some();
+            if streaming {
                 self.load_window(self.step, chunk_end);
-                (self.step..chunk_end)
-                    .map(|s| self.step_params(s, (s - self.step) as usize * batch))
-                    .collect()
+            }
+            // Full batches up to `main_end`; the chunk's last step is the partial batch when it
+            // reaches position `full` of the epoch.
+            let main_end = if self.tail > 0 {
+                chunk_end.min(epoch * spe + full)
             } else {
-                (self.step..chunk_end)
-                    .map(|s| self.step_params(s, (s % spe) as usize * batch))
-                    .collect()
+                chunk_end
             };
-            if report && chunk_end == end {
-                let first =
-                    self.backend
-                        .run_and_read(ops.clone(), &steps, self.tg.terms[0].values)?;
-                self.step = chunk_end;
+            let first = self.step;
+            let batch_start = |s: u64| {
+                if streaming {
+                    (s - first) as usize * self.batch
+                } else {
+                    (s % spe) as usize * self.batch
+                }
+            };
+            let steps: Vec<StepParams> = (first..main_end)
+                .map(|s| self.step_params(s, batch_start(s)))
+                .collect();
+            let tail_step =
+                (main_end < chunk_end).then(|| self.step_params(main_end, batch_start(main_end)));
+            let read = report && chunk_end == end;
+            let mut first_term = None;
+            if !steps.is_empty() {
+                if read && tail_step.is_none() {
+                    first_term = Some(self.backend.run_and_read(
+                        main_ops.clone(),
+                        &steps,
+                        self.tg.terms[0].values,
+                    )?);
+                } else {
+                    self.backend.run(main_ops.clone(), &steps)?;
+                }
+            }
+            if let Some(sp) = tail_step {
+                let tail = self.tg.tail.as_ref().expect("a graph with a tail step");
+                let (tail_ops, tail_loss) = (tail.ops.clone(), tail.terms[0].values);
+                self.backend.run(tail_ops, &[sp])?;
+                if read {
+                    first_term = Some(self.backend.run_and_read(
+                        self.tg.update.clone(),
+                        &[sp],
+                        tail_loss,
+                    )?);
+                } else {
+                    self.backend.run(self.tg.update.clone(), &[sp])?;
+                }
+            }
+            self.step = chunk_end;
+            if let Some(first) = first_term {
                 let skipped = self.check_health()?;
-                let mut terms = Vec::with_capacity(self.tg.terms.len());
-                for (k, term) in self.tg.terms.clone().iter().enumerate() {
+                let step_terms = match (&self.tg.tail, tail_step) {
+                    (Some(t), Some(_)) => t.terms.clone(),
+                    _ => self.tg.terms.clone(),
+                };
+                let mut terms = Vec::with_capacity(step_terms.len());
+                for (k, term) in step_terms.iter().enumerate() {
                     let values = if k == 0 {
                         first.clone()
                     } else {
@@ -434,10 +535,7 @@ impl Trainer {
                     terms,
                     skipped_steps: skipped,
                 });
-            } else {
-                self.backend.run(ops.clone(), &steps)?;
             }
-            self.step = chunk_end;
         }
         Ok(loss)
     }

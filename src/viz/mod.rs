@@ -2,13 +2,17 @@
 //! samples, interpolations) and the loss-per-epoch plot, written as PNG. Only built with the
 //! `cli` feature, which brings the `png` and `plotters` crates.
 
+mod arrows;
 mod grid;
 mod plot;
+mod scatter;
 
 use std::path::Path;
 
+pub use arrows::{FIELD_PLOT_SIZE, render_field, write_field};
 pub use grid::{GAP, image_side, reconstruction_grid, tile_grid};
 pub use plot::{LOSS_PLOT_SIZE, render_loss_plot, write_loss_plot};
+pub use scatter::{PALETTE, SCATTER_SIZE, render_scatter, write_scatter};
 
 use crate::error::{Error, Result};
 use crate::io::write_atomic;

@@ -4,21 +4,27 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use hourglass::analysis::hashing::{binarize, pack_bits, threshold_for};
 use hourglass::data::Dataset;
 use hourglass::data::npy::write_npy;
 use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
 use hourglass::model::Variant;
-use hourglass::viz::{image_side, reconstruction_grid};
+use hourglass::viz::{SCATTER_SIZE, image_side, reconstruction_grid, write_scatter};
 use hourglass::{Error, Result};
 
 use crate::Ui;
+use crate::analysis::{class_names, load_labels, source_labels};
 use crate::source::{DataArgs, DeviceArg, inference_normalization};
 
 pub const ENCODE_EXAMPLES: &str = "\
 Examples:
   hourglass encode --model run1/best.safetensors --data my.npy --out codes.npy
-  hourglass encode --model vae/model.safetensors --dataset fashion-mnist --out test-codes.npy";
+  hourglass encode --model vae/model.safetensors --dataset fashion-mnist --out test-codes.npy
+  hourglass encode --model hash/model.safetensors --binary --out bits.npy
+      (uint8 [rows, ceil(code/8)], bits most significant first: np.unpackbits(a, axis=1))
+  hourglass encode --model map2d/model.safetensors --png codes.png
+      (a model with a 2-number code: the bundled test set's codes coloured by class)";
 
 pub const RECONSTRUCT_EXAMPLES: &str = "\
 Examples:
@@ -26,6 +32,7 @@ Examples:
   hourglass reconstruct --model run1/model.safetensors --data x.npy --out x-recon.npy";
 
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("output").required(true).multiple(true).args(["out", "png"]))]
 pub struct EncodeArgs {
     /// Checkpoint of the model.
     #[arg(long, value_name = "CKPT")]
@@ -34,9 +41,29 @@ pub struct EncodeArgs {
     data: DataArgs,
     #[command(flatten)]
     device: DeviceArg,
-    /// Where to write the codes: a float32 .npy matrix [rows, code size].
+    /// Where to write the codes: a float32 .npy matrix [rows, code size] (with --binary a
+    /// uint8 one [rows, ⌈code size/8⌉] of packed bits).
     #[arg(long, value_name = "FILE.npy")]
-    out: PathBuf,
+    out: Option<PathBuf>,
+    /// Semantic hashing: write each code as bits (code > --threshold), packed 8 to a byte,
+    /// most significant bit first (np.packbits order; the last byte's spare bits are 0).
+    #[arg(long, requires = "out")]
+    binary: bool,
+    /// The bit threshold of --binary [default: 0.5 for a sigmoid code, else 0].
+    #[arg(
+        long,
+        value_name = "F",
+        requires = "binary",
+        allow_negative_numbers = true
+    )]
+    threshold: Option<f32>,
+    /// Scatter the codes (a 2-number code only), coloured by label when there are labels.
+    #[arg(long, value_name = "FILE.png")]
+    png: Option<PathBuf>,
+    /// Labels of the rows for --png (IDX label file, or a one-column .npy/.csv); automatic
+    /// for the bundled set and --dataset.
+    #[arg(long, value_name = "PATH", requires = "png")]
+    labels: Option<String>,
 }
 
 #[derive(Args)]
@@ -78,20 +105,83 @@ fn load(
 }
 
 pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
+    let (spec, _) = checkpoint::load(&args.model)?;
+    if args.png.is_some() && spec.code_dim() != 2 {
+        return Err(Error::Config(format!(
+            "--png scatters 2-D codes, but the model's code has {} values; train one with a \
+             code of 2 (e.g. --encoder 784,256,2)",
+            spec.code_dim()
+        )));
+    }
+    let source = args.data.source()?;
+    let labels = match (&args.png, &args.labels) {
+        (None, _) => None,
+        (Some(_), Some(file)) => Some(load_labels(file)?),
+        (Some(_), None) => source_labels(&source)?,
+    };
     let (mut ae, data, _) = load(&args.model, &args.data, &args.device, ui)?;
+    if let Some(l) = &labels
+        && l.len() != data.rows
+    {
+        return Err(Error::Config(format!(
+            "{} labels for the {} rows of {}",
+            l.len(),
+            data.rows,
+            source.describe()
+        )));
+    }
     let codes = ae.encode(&data)?;
-    write_npy(&args.out, codes.rows, codes.cols, &codes.values)?;
     let what = if matches!(ae.spec().variant, Variant::Vae { .. }) {
         " (the means μ)"
     } else {
         ""
     };
-    ui.say(&format!(
-        "wrote {}: {} codes of {} values{what}",
-        args.out.display(),
-        codes.rows,
-        codes.cols
-    ));
+    if let Some(out) = &args.out {
+        if args.binary {
+            let threshold = args
+                .threshold
+                .unwrap_or_else(|| threshold_for(ae.spec().code_activation));
+            let packed = pack_bits(&binarize(&codes, threshold))?;
+            packed.write_npy(out)?;
+            ui.say(&format!(
+                "wrote {}: {} codes of {} bits{what} (above {threshold}), packed into {} bytes \
+                 each (uint8)",
+                out.display(),
+                packed.rows,
+                packed.bits,
+                packed.row_bytes()
+            ));
+        } else {
+            write_npy(out, codes.rows, codes.cols, &codes.values)?;
+            ui.say(&format!(
+                "wrote {}: {} codes of {} values{what}",
+                out.display(),
+                codes.rows,
+                codes.cols
+            ));
+        }
+    }
+    if let Some(png) = &args.png {
+        let names = if args.labels.is_some() {
+            &[][..]
+        } else {
+            class_names(&source)
+        };
+        let title = format!("codes of {}{what}", source.describe());
+        write_scatter(png, &codes, labels.as_deref(), names, &title)?;
+        let coloured = if labels.is_some() {
+            ", coloured by label"
+        } else {
+            ""
+        };
+        ui.say(&format!(
+            "wrote {}: {} codes{coloured} ({}×{} pixels)",
+            png.display(),
+            codes.rows,
+            SCATTER_SIZE.0,
+            SCATTER_SIZE.1
+        ));
+    }
     Ok(())
 }
 

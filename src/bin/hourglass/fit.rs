@@ -188,8 +188,9 @@ pub fn fit(mut run: Run) -> Result<()> {
     let mut since_best = history.epochs_since_best();
     let progress = Progress::start(total, run.trainer.step(), ui, run.args.log_every.is_some());
     let mut mean = Mean::default();
-    let (mut epoch_time, mut epoch_steps) = (Duration::ZERO, 0u64);
-    let (mut read_time, mut read_steps) = (Duration::ZERO, 0u64);
+    // Examples trained on (not steps × batch: a tail step of --drop-last false is smaller).
+    let (mut epoch_time, mut epoch_examples) = (Duration::ZERO, 0u64);
+    let (mut read_time, mut read_examples) = (Duration::ZERO, 0u64);
     let mut stopped_early = false;
     let mut skipped_before = 0;
     while run.trainer.step() < total {
@@ -203,14 +204,15 @@ pub fn fit(mut run: Run) -> Result<()> {
         let t0 = Instant::now();
         let loss = run.trainer.train_steps(end - step, report)?;
         let dt = t0.elapsed();
-        (epoch_time, epoch_steps) = (epoch_time + dt, epoch_steps + end - step);
-        (read_time, read_steps) = (read_time + dt, read_steps + end - step);
+        let examples = run.trainer.examples_in_steps(step..end);
+        (epoch_time, epoch_examples) = (epoch_time + dt, epoch_examples + examples);
+        (read_time, read_examples) = (read_time + dt, read_examples + examples);
         let epoch = end.div_ceil(per_epoch);
         if let Some(loss) = loss {
             mean.add(&loss);
-            let rate = (read_steps as usize * batch) as f64 / read_time.as_secs_f64().max(1e-9);
+            let rate = read_examples as f64 / read_time.as_secs_f64().max(1e-9);
             progress.read(end, total, epoch, epochs, &loss, mean.total(), rate);
-            (read_time, read_steps) = (Duration::ZERO, 0);
+            (read_time, read_examples) = (Duration::ZERO, 0);
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
             progress.finish();
@@ -246,15 +248,14 @@ pub fn fit(mut run: Run) -> Result<()> {
             step: end,
             train: mean.take(),
             val,
-            samples_per_sec: (epoch_steps as usize * batch) as f64
-                / epoch_time.as_secs_f64().max(1e-9),
+            samples_per_sec: epoch_examples as f64 / epoch_time.as_secs_f64().max(1e-9),
             lr: run
                 .config
                 .schedule
                 .lr_at(run.config.optimizer.lr, run.config.warmup, end),
             elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
         };
-        (epoch_time, epoch_steps) = (Duration::ZERO, 0);
+        (epoch_time, epoch_examples) = (Duration::ZERO, 0);
         history.push(&record)?;
         let monitored = record.monitored();
         let improved = best.is_none_or(|(_, b)| monitored < b);

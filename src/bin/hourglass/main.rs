@@ -1,5 +1,6 @@
 //! The `hourglass` command line: a thin shell over the library.
 
+mod analysis;
 mod bench;
 mod config;
 mod encode;
@@ -37,7 +38,8 @@ enum Command {
     /// The loss of a trained model on data: reconstruction and every regularizer term.
     #[command(after_help = eval::EXAMPLES)]
     Eval(eval::EvalArgs),
-    /// Write the code of each row (μ for a VAE) as a .npy matrix.
+    /// Write the code of each row (μ for a VAE) as a .npy matrix, as packed bits with
+    /// --binary, or scatter 2-D codes coloured by label with --png.
     #[command(after_help = encode::ENCODE_EXAMPLES)]
     Encode(encode::EncodeArgs),
     /// Write each row's reconstruction as .npy, and a PNG grid for image data.
@@ -46,6 +48,20 @@ enum Command {
     /// Decode codes drawn from a VAE's prior N(0, I), or walk between the codes of two inputs.
     #[command(after_help = sample::EXAMPLES)]
     Sample(sample::SampleArgs),
+    /// Nearest neighbours of each query among the index rows by their codes (Hamming distance
+    /// on bits, or Euclidean), with precision@k when there are labels.
+    #[command(after_help = analysis::NEIGHBORS_EXAMPLES)]
+    Neighbors(analysis::NeighborsArgs),
+    /// The directions an encoder is most sensitive to at chosen inputs: the top right singular
+    /// vectors of ∂h/∂x, drawn as images, with the singular values.
+    #[command(after_help = analysis::TANGENTS_EXAMPLES)]
+    Tangents(analysis::TangentsArgs),
+    /// Train a denoising autoencoder on 2-D toy data and draw its vector field r(x) − x.
+    #[command(after_help = analysis::FIELD_EXAMPLES)]
+    Field(analysis::FieldArgs),
+    /// Decode sweeps of single latent dimensions of a VAE, one row of images per dimension.
+    #[command(after_help = analysis::TRAVERSE_EXAMPLES)]
+    Traverse(analysis::TraverseArgs),
     /// Train the benchmark workloads on synthetic data and report samples/s, TFLOP/s, memory
     /// and start-up time, GPU and CPU side by side.
     #[command(after_help = bench::EXAMPLES)]
@@ -102,6 +118,10 @@ fn main() -> ExitCode {
         Command::Encode(args) => encode::run_encode(args, ui),
         Command::Reconstruct(args) => encode::run_reconstruct(args, ui),
         Command::Sample(args) => sample::run(args, ui),
+        Command::Neighbors(args) => analysis::run_neighbors(args, ui),
+        Command::Tangents(args) => analysis::run_tangents(args, ui),
+        Command::Field(args) => analysis::run_field(args, ui),
+        Command::Traverse(args) => analysis::run_traverse(args, ui),
         Command::Bench(args) => bench::run_bench(args, ui),
         Command::Info => info::run(),
     };

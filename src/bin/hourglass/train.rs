@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgMatches, Args};
+use clap::{ArgAction, ArgMatches, Args};
 use hourglass::data::{self, Dataset};
 use hourglass::io::checkpoint;
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
@@ -138,6 +138,17 @@ pub struct TrainArgs {
     /// Examples per step.
     #[arg(help_heading = "Training", long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Drop the last partial batch of each epoch (true), or also train on it, as a smaller
+    /// last step whose loss is the mean over its own rows (false; a --batch-size larger than
+    /// the data set then trains on all of it, one step an epoch).
+    #[arg(
+        help_heading = "Training",
+        long,
+        default_value_t = true,
+        action = ArgAction::Set,
+        value_name = "true|false"
+    )]
+    pub drop_last: bool,
     /// After a step with a NaN or infinite gradient (which is always skipped): stop, skip-step
     /// (carry on) or reduce-lr (carry on at half the learning rate).
     #[arg(
@@ -450,7 +461,13 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         (spec_from_flags(&args, &train)?, None, None)
     };
 
-    let per_epoch = (train.rows / args.batch_size.max(1)).max(1) as u64;
+    let batch_size = args.batch_size.max(1);
+    let per_epoch = if args.drop_last {
+        train.rows / batch_size
+    } else {
+        train.rows.div_ceil(batch_size)
+    }
+    .max(1) as u64;
     let total = match (args.steps, args.epochs) {
         (Some(s), _) => s,
         (None, e) => e
@@ -472,6 +489,7 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     }
     let train_config = TrainConfig {
         batch_size: args.batch_size,
+        drop_last: args.drop_last,
         optimizer: optimizer(&args)?,
         seed: args.seed,
         shuffle: !args.no_shuffle,

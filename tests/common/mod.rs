@@ -65,7 +65,9 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) -> f64 {
     err
 }
 
-/// Eigen-decomposition of a symmetric `n×n` matrix by cyclic Jacobi rotations: eigenvalues in
+/// Eigen-decomposition of a symmetric `n×n` matrix by cyclic Jacobi rotations — the tests' own,
+/// kept apart from `hourglass::analysis`'s so that checks of the library's tangents do not
+/// grade it with itself: eigenvalues in
 /// descending order, and eigenvectors as the columns of the row-major `n×n` result.
 pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut a = a.to_vec();

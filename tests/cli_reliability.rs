@@ -70,7 +70,7 @@ fn ctrl_c_saves_and_resume_continues_exactly() {
     let dir = scratch("sigint");
     let data = fixture(&dir);
     let run = dir.join("run");
-    let mut child = train(
+    let child = train(
         &data,
         &run,
         &["--steps", "10000000", "--checkpoint-every", "50"],

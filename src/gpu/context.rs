@@ -383,77 +383,22 @@ impl GpuContext {
     }
 }
 
-/// Every limit of `have` that falls short of `need`, as `name (device L, needs N)`, among the
-/// limits Hourglass's kernels depend on (buffer sizes are checked per buffer instead).
+/// Every limit of `have` that falls short of `need`, as `name is L, needs N`, by wgpu's own
+/// comparison (alignments must be at most, the rest at least); buffer sizes are left out,
+/// since they are checked per buffer with the buffer's name.
 fn limits_short_of(have: &wgpu::Limits, need: &wgpu::Limits) -> Vec<String> {
     let mut short = Vec::new();
-    let mut at_least = |name: &str, have: u64, need: u64| {
-        if have < need {
-            short.push(format!("{name} is {have}, needs {need}"));
+    need.check_limits_with_fail_fn(have, false, |name, needed, allowed| {
+        if matches!(name, "max_buffer_size" | "max_storage_buffer_binding_size") {
+            return;
         }
-    };
-    at_least(
-        "max_bind_groups",
-        have.max_bind_groups.into(),
-        need.max_bind_groups.into(),
-    );
-    at_least(
-        "max_bindings_per_bind_group",
-        have.max_bindings_per_bind_group.into(),
-        need.max_bindings_per_bind_group.into(),
-    );
-    at_least(
-        "max_storage_buffers_per_shader_stage",
-        have.max_storage_buffers_per_shader_stage.into(),
-        need.max_storage_buffers_per_shader_stage.into(),
-    );
-    at_least(
-        "max_uniform_buffers_per_shader_stage",
-        have.max_uniform_buffers_per_shader_stage.into(),
-        need.max_uniform_buffers_per_shader_stage.into(),
-    );
-    at_least(
-        "max_dynamic_uniform_buffers_per_pipeline_layout",
-        have.max_dynamic_uniform_buffers_per_pipeline_layout.into(),
-        need.max_dynamic_uniform_buffers_per_pipeline_layout.into(),
-    );
-    at_least(
-        "max_uniform_buffer_binding_size",
-        have.max_uniform_buffer_binding_size,
-        need.max_uniform_buffer_binding_size,
-    );
-    at_least(
-        "max_compute_workgroup_storage_size",
-        have.max_compute_workgroup_storage_size.into(),
-        need.max_compute_workgroup_storage_size.into(),
-    );
-    at_least(
-        "max_compute_invocations_per_workgroup",
-        have.max_compute_invocations_per_workgroup.into(),
-        need.max_compute_invocations_per_workgroup.into(),
-    );
-    at_least(
-        "max_compute_workgroup_size_x",
-        have.max_compute_workgroup_size_x.into(),
-        need.max_compute_workgroup_size_x.into(),
-    );
-    at_least(
-        "max_compute_workgroup_size_y",
-        have.max_compute_workgroup_size_y.into(),
-        need.max_compute_workgroup_size_y.into(),
-    );
-    at_least(
-        "max_compute_workgroups_per_dimension",
-        have.max_compute_workgroups_per_dimension.into(),
-        need.max_compute_workgroups_per_dimension.into(),
-    );
-    // An alignment: smaller is better.
-    if have.min_uniform_buffer_offset_alignment > need.min_uniform_buffer_offset_alignment {
-        short.push(format!(
-            "min_uniform_buffer_offset_alignment is {}, needs at most {}",
-            have.min_uniform_buffer_offset_alignment, need.min_uniform_buffer_offset_alignment
-        ));
-    }
+        let bound = if name.starts_with("min_") {
+            "at most "
+        } else {
+            ""
+        };
+        short.push(format!("{name} is {allowed}, needs {bound}{needed}"));
+    });
     short
 }
 

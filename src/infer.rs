@@ -18,6 +18,19 @@ use crate::train::{Backend, Device, LossReport};
 /// Rows per forward pass.
 const CHUNK: usize = 256;
 
+/// How `rows` rows split into graphs of a fixed batch: `(batch, chunks, first row)` for the
+/// full chunks of `CHUNK` rows (one graph) and for the remainder (a second graph of its own
+/// batch size); groups with no chunk are left out.
+fn chunk_groups(rows: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (full, rest) = (rows / CHUNK, rows % CHUNK);
+    [
+        (CHUNK, full, 0),
+        (rest, usize::from(rest > 0), full * CHUNK),
+    ]
+    .into_iter()
+    .filter(|&(_, chunks, _)| chunks > 0)
+}
+
 /// Where the rows of an on-device encode come from.
 #[derive(Clone, Copy)]
 enum Rows<'a> {
@@ -332,17 +345,8 @@ pub fn evaluate(
             spec.input_dim()
         )));
     }
-    let full = data.rows / CHUNK;
-    let rest = data.rows % CHUNK;
     let mut sums: Vec<(&'static str, f64)> = Vec::new();
-    // Full chunks with one graph, the remainder with a second one of its own batch size.
-    for (batch, chunks, first_row) in [
-        (CHUNK, full, 0),
-        (rest, usize::from(rest > 0), full * CHUNK),
-    ] {
-        if chunks == 0 {
-            continue;
-        }
+    for (batch, chunks, first_row) in chunk_groups(data.rows) {
         let rows = chunks * batch;
         let tg = build_training_graph(spec, batch, rows, &OptimizerConfig::adam(1e-3));
         let mut backend = Backend::new(device, tg.graph.clone())?;
@@ -400,16 +404,7 @@ pub fn jacobian_norms(
     };
     probe.validate()?;
     let mut norms = Vec::with_capacity(data.rows);
-    let full = data.rows / CHUNK;
-    let rest = data.rows % CHUNK;
-    // Full chunks share one graph; the remainder gets one of its own batch size.
-    for (batch, chunks, first_row) in [
-        (CHUNK, full, 0),
-        (rest, usize::from(rest > 0), full * CHUNK),
-    ] {
-        if chunks == 0 {
-            continue;
-        }
+    for (batch, chunks, first_row) in chunk_groups(data.rows) {
         let tg = build_training_graph(&probe, batch, batch, &OptimizerConfig::adam(1e-3));
         let mut backend = Backend::new(device, tg.graph.clone())?;
         backend.write(tg.params.buf, &params.arena);

@@ -3,30 +3,15 @@
 //! `dejavu` crate), so no system font library (fontconfig, freetype) is needed.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use super::Image;
+use super::scatter::{FAMILY, register_fonts};
 use crate::error::{Error, Result};
 
 /// Width and height of the loss plot in pixels.
 pub const LOSS_PLOT_SIZE: (u32, u32) = (800, 500);
-
-/// The font family every text uses, registered once per process.
-const FAMILY: &str = "sans-serif";
-
-fn register_fonts() -> Result<()> {
-    static DONE: OnceLock<bool> = OnceLock::new();
-    let ok = *DONE
-        .get_or_init(|| register_font(FAMILY, FontStyle::Normal, dejavu::sans::regular()).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Config("the embedded plot font did not load".into()))
-    }
-}
 
 /// The range of `values` with a 5% margin (±1 around a single value; 0..1 for none).
 fn padded_range(values: impl Iterator<Item = f64>) -> (f64, f64) {

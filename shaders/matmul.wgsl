@@ -35,6 +35,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
+    overflow_begin(li);
     for (var k0 = 0u; k0 < d.k; k0 += BK) {
         stage_tiles(li, row0, col0, k0);
         workgroupBarrier();
@@ -49,10 +50,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
         workgroupBarrier();
     }
 
+    let poisoned = overflow_end();
     let r = row0 + lid.y * 4u;
     let cc = col0 + lid.x * 4u;
-    finish_row(r, cc, acc0);
-    finish_row(r + 1u, cc, acc1);
-    finish_row(r + 2u, cc, acc2);
-    finish_row(r + 3u, cc, acc3);
+    finish_row(r, cc, acc0, poisoned);
+    finish_row(r + 1u, cc, acc1, poisoned);
+    finish_row(r + 2u, cc, acc2, poisoned);
+    finish_row(r + 3u, cc, acc3, poisoned);
 }

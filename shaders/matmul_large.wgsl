@@ -39,6 +39,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
     var q11_2 = vec4<f32>(0.0);
     var q11_3 = vec4<f32>(0.0);
 
+    overflow_begin(li);
     for (var k0 = 0u; k0 < d.k; k0 += BK) {
         stage_tiles(li, row0, col0, k0);
         workgroupBarrier();
@@ -67,24 +68,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
         workgroupBarrier();
     }
 
+    let poisoned = overflow_end();
     let r0 = row0 + lid.y * 4u;
     let r1 = row0 + 64u + lid.y * 4u;
     let c0 = col0 + lid.x * 4u;
     let c1 = col0 + 64u + lid.x * 4u;
-    finish_row(r0 + 0u, c0, q00_0);
-    finish_row(r0 + 1u, c0, q00_1);
-    finish_row(r0 + 2u, c0, q00_2);
-    finish_row(r0 + 3u, c0, q00_3);
-    finish_row(r0 + 0u, c1, q01_0);
-    finish_row(r0 + 1u, c1, q01_1);
-    finish_row(r0 + 2u, c1, q01_2);
-    finish_row(r0 + 3u, c1, q01_3);
-    finish_row(r1 + 0u, c0, q10_0);
-    finish_row(r1 + 1u, c0, q10_1);
-    finish_row(r1 + 2u, c0, q10_2);
-    finish_row(r1 + 3u, c0, q10_3);
-    finish_row(r1 + 0u, c1, q11_0);
-    finish_row(r1 + 1u, c1, q11_1);
-    finish_row(r1 + 2u, c1, q11_2);
-    finish_row(r1 + 3u, c1, q11_3);
+    finish_row(r0 + 0u, c0, q00_0, poisoned);
+    finish_row(r0 + 1u, c0, q00_1, poisoned);
+    finish_row(r0 + 2u, c0, q00_2, poisoned);
+    finish_row(r0 + 3u, c0, q00_3, poisoned);
+    finish_row(r0 + 0u, c1, q01_0, poisoned);
+    finish_row(r0 + 1u, c1, q01_1, poisoned);
+    finish_row(r0 + 2u, c1, q01_2, poisoned);
+    finish_row(r0 + 3u, c1, q01_3, poisoned);
+    finish_row(r1 + 0u, c0, q10_0, poisoned);
+    finish_row(r1 + 1u, c0, q10_1, poisoned);
+    finish_row(r1 + 2u, c0, q10_2, poisoned);
+    finish_row(r1 + 3u, c0, q10_3, poisoned);
+    finish_row(r1 + 0u, c1, q11_0, poisoned);
+    finish_row(r1 + 1u, c1, q11_1, poisoned);
+    finish_row(r1 + 2u, c1, q11_2, poisoned);
+    finish_row(r1 + 3u, c1, q11_3, poisoned);
 }

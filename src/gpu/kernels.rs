@@ -13,6 +13,9 @@ pub enum Kernel {
     Matmul,
     /// `shaders/matmul_large.wgsl`: 128×128 tiles, for products at least 128 on both sides.
     MatmulLarge,
+    /// `shaders/matmul_coop.wgsl`: f16 cooperative matrices (tensor cores) with f32
+    /// accumulation, for mixed precision on adapters that offer them.
+    MatmulCoop,
     /// `shaders/elementwise.wgsl`, `forward`.
     ActivationForward,
     /// `shaders/elementwise.wgsl`, `backward`.
@@ -82,9 +85,10 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 23] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Matmul,
         Kernel::MatmulLarge,
+        Kernel::MatmulCoop,
         Kernel::ActivationForward,
         Kernel::ActivationBackward,
         Kernel::ColumnSum,
@@ -114,6 +118,10 @@ impl Kernel {
             Kernel::Matmul => wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul.wgsl"),
             Kernel::MatmulLarge => {
                 wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_large.wgsl")
+            }
+            // First: its `enable` directives must open the module.
+            Kernel::MatmulCoop => {
+                wgsl!("matmul_coop.wgsl", "activation.wgsl", "matmul_common.wgsl")
             }
             Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 wgsl!("step.wgsl", "activation.wgsl", "elementwise.wgsl")
@@ -172,6 +180,7 @@ impl Kernel {
             Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::Matmul
             | Kernel::MatmulLarge
+            | Kernel::MatmulCoop
             | Kernel::ColumnSum
             | Kernel::ReconstructionLoss
             | Kernel::Gather
@@ -182,7 +191,9 @@ impl Kernel {
     /// The bindings of group 0, in order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Kernel::Matmul | Kernel::MatmulLarge => &[Read, Read, ReadWrite, Read, Uniform],
+            Kernel::Matmul | Kernel::MatmulLarge | Kernel::MatmulCoop => {
+                &[Read, Read, ReadWrite, Read, Uniform, Read]
+            }
             Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {
                 &[Read, Read, ReadWrite, Uniform]
             }

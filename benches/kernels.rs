@@ -60,6 +60,8 @@ fn graph(form: &str, b: usize, i: usize, o: usize) -> Graph {
         trans_a: ta,
         trans_b: tb,
         epilogue,
+        gradient: None,
+        loss_scale: None,
     });
     g
 }

@@ -381,6 +381,7 @@ pub fn evaluate(
             .map(|(n, s)| (n, s / data.rows as f64))
             .collect(),
         skipped_steps: 0,
+        loss_scale: None,
     })
 }
 

@@ -10,7 +10,7 @@ use common::{assert_close, gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::data::Dataset;
 use hourglass::graph::build::build_training_graph_with_tail;
-use hourglass::graph::{StepParams, build_training_graph_clipped};
+use hourglass::graph::{Precision, StepParams, build_training_graph_clipped};
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::OptimizerConfig;
 use hourglass::rng::permutation;
@@ -334,7 +334,15 @@ fn the_graph_keeps_the_main_step_first_and_in_place() {
     let opt = OptimizerConfig::adam(1e-3);
     for (name, spec) in variants() {
         let plain = build_training_graph_clipped(&spec, BATCH, ROWS, &opt, Some(1.0));
-        let with = build_training_graph_with_tail(&spec, BATCH, Some(6), ROWS, &opt, Some(1.0));
+        let with = build_training_graph_with_tail(
+            &spec,
+            BATCH,
+            Some(6),
+            ROWS,
+            &opt,
+            Some(1.0),
+            Precision::F32,
+        );
         let (g, p) = (&with.graph, &plain.graph);
         g.validate().expect(name);
         // The main step and the update are where a graph without a tail has them, so

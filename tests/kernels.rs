@@ -71,6 +71,8 @@ fn matmul_graph(
         trans_a,
         trans_b,
         epilogue,
+        gradient: None,
+        loss_scale: None,
     });
     g
 }

@@ -530,6 +530,8 @@ fn matmul_accumulate_act_grad_matches_cpu() {
                     trans_a,
                     trans_b,
                     epilogue: Epilogue::AccumulateActGrad { y, act },
+                    gradient: None,
+                    loss_scale: None,
                 });
                 let range = |d: &BufferDesc| match d.name.as_str() {
                     "y" => output_range(act),

@@ -103,6 +103,59 @@ pub enum CpuEpilogue<'a, T> {
     AccumulateActGrad(&'a [T], Activation),
 }
 
+/// An operand as a mixed-precision product sees it (the twin of `prepare` and `round_half` in
+/// shaders/matmul_common.wgsl): times the loss scale when it is a gradient, rounded to the
+/// nearest f16, and divided by the scale again — exact, the scale being a power of two — so a
+/// plain product of the results equals the scaled f16 product unscaled. `None` when an element
+/// does not fit in f16 (or is NaN): the product is then poisoned.
+pub fn half_operand<T: Real>(x: &[T], scale: Option<f32>) -> Option<Vec<T>> {
+    let s = scale.unwrap_or(1.0);
+    x.iter()
+        .map(|&v| {
+            let v = v.to_f64() as f32 * s;
+            if !(v.abs() <= half::f16::MAX.to_f32()) {
+                return None;
+            }
+            Some(T::of(f64::from(half::f16::from_f32(v).to_f32() / s)))
+        })
+        .collect()
+}
+
+/// Dynamic loss scaling after one step (the twin of `loss_scale` in shaders/loss_scale.wgsl):
+/// updates `state` = [scale, finite steps in a row, overflow steps, 0] and takes an overflow
+/// step back out of `health` = [non-finite steps, first such step]. See [`crate::graph::Op::LossScale`].
+pub fn loss_scale_update<T: Real>(
+    state: &mut [T],
+    grads_finite: bool,
+    forward_finite: bool,
+    health: &mut [u32],
+) {
+    use crate::graph::{LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL};
+    let (lo, hi) = LOSS_SCALE_BOUNDS;
+    let scale = state[0].to_f64() as f32;
+    if grads_finite {
+        let run = state[1].to_f64() as u32 + 1;
+        if run >= LOSS_SCALE_GROWTH_INTERVAL {
+            state[0] = T::of(f64::from((scale * 2.0).min(hi)));
+            state[1] = T::zero();
+        } else {
+            state[1] = T::of(f64::from(run));
+        }
+    } else if forward_finite {
+        state[0] = T::of(f64::from((scale * 0.5).max(lo)));
+        state[1] = T::zero();
+        state[2] = state[2] + T::one();
+        if health[0] > 0 {
+            health[0] -= 1;
+            if health[0] == 0 {
+                health[1] = 0;
+            }
+        }
+    } else {
+        state[1] = T::zero();
+    }
+}
+
 /// `c[M×N] = op(a) · op(b)` then the epilogue; `a` is stored `a_rows × a_cols`, likewise `b`.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(

@@ -5,7 +5,7 @@ pub mod regularizers;
 
 use std::ops::Range;
 
-use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
+use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, Operand, StepParams, Tensor};
 use kernels::{AdamHyper, CpuEpilogue, Real};
 
 enum Storage<T> {
@@ -136,8 +136,26 @@ impl<T: Real> CpuExecutor<T> {
                 trans_a,
                 trans_b,
                 epilogue,
+                gradient,
+                loss_scale,
             } => {
                 let mut o = self.take(c.buf);
+                // Mixed precision: operands rounded to f16 (the gradient one under the loss
+                // scale); an operand beyond f16 poisons the product, as on the GPU.
+                let rounded = loss_scale.map(|st| {
+                    let scale = self.view(st)[0].to_f64() as f32;
+                    let half = |t: Tensor, op: Operand| {
+                        kernels::half_operand(self.view(t), (gradient == Some(op)).then_some(scale))
+                    };
+                    match (half(a, Operand::A), half(b, Operand::B)) {
+                        (Some(a), Some(b)) => (a, b),
+                        _ => (vec![T::nan(); a.len()], self.view(b).to_vec()),
+                    }
+                });
+                let (av, bv) = match &rounded {
+                    Some((a, b)) => (&a[..], &b[..]),
+                    None => (self.view(a), self.view(b)),
+                };
                 let ep = match epilogue {
                     Epilogue::Store => CpuEpilogue::Store,
                     Epilogue::Accumulate => CpuEpilogue::Accumulate,
@@ -148,10 +166,10 @@ impl<T: Real> CpuExecutor<T> {
                     }
                 };
                 kernels::matmul(
-                    self.view(a),
+                    av,
                     (a.rows, a.cols),
                     trans_a,
-                    self.view(b),
+                    bv,
                     (b.rows, b.cols),
                     trans_b,
                     &mut o[c.offset..c.end()],
@@ -402,6 +420,31 @@ impl<T: Real> CpuExecutor<T> {
                         h[at] += 1;
                     }
                 }
+            }
+            Op::CheckFinite { x, flag } => {
+                let finite = self.view(x).iter().all(|v| v.is_finite());
+                let mut f = self.take(flag.buf);
+                f[flag.offset] = if finite { T::one() } else { T::zero() };
+                self.put(flag.buf, f);
+            }
+            Op::LossScale {
+                state,
+                norm_sq,
+                forward_finite,
+                health,
+            } => {
+                let grads_finite = self.view(norm_sq)[0].is_finite();
+                let forward_finite = self.view(forward_finite)[0] == T::one();
+                let mut st = self.take(state.buf);
+                if let Storage::Index(h) = &mut self.bufs[health.buf] {
+                    kernels::loss_scale_update(
+                        &mut st[state.offset..state.end()],
+                        grads_finite,
+                        forward_finite,
+                        &mut h[health.offset..health.end()],
+                    );
+                }
+                self.put(state.buf, st);
             }
             Op::Adam {
                 params,

@@ -65,6 +65,28 @@ const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
     (wgpu::Features::PIPELINE_CACHE, "pipeline-cache"),
 ];
 
+/// The features the cooperative-matrix matmul needs.
+const F16_MATRIX_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
+    .union(wgpu::Features::SHADER_F16);
+
+/// Whether `adapter` can run shaders/matmul_coop.wgsl: 16×16×16 f16 cooperative matrices with
+/// f32 accumulators, and subgroups of exactly 32 (the kernel gives each of its four subgroups
+/// a quarter of the tile). `HOURGLASS_COOPERATIVE_MATRIX=0` says no, to measure without them.
+fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
+    if std::env::var("HOURGLASS_COOPERATIVE_MATRIX").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    let info = adapter.get_info();
+    adapter.features().contains(F16_MATRIX_FEATURES)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+        && adapter.cooperative_matrix_properties().iter().any(|p| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        })
+}
+
 fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
     let info = a.get_info();
     let f = a.features();
@@ -134,6 +156,9 @@ pub struct GpuContext {
     /// The limits the device was created with.
     pub limits: wgpu::Limits,
     pub(crate) kernels: KernelCache,
+    /// The device was created with f16 cooperative matrices that the mixed-precision matmul
+    /// can use (see [`GpuContext::has_f16_matrix_units`]).
+    f16_matrix_units: bool,
     /// The first error not yet returned to a caller.
     fault: Arc<Mutex<Option<String>>>,
     /// True when the application owns the device: errors are caught with error scopes.
@@ -198,14 +223,27 @@ impl GpuContext {
         let summary = summarize(index.unwrap_or(0), &adapter);
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
-        // The one optional feature: a pipeline cache that survives the process. Adapters
-        // without it compile every run, which is slower to start but otherwise the same.
-        let features = adapter.features() & wgpu::Features::PIPELINE_CACHE;
+        // Optional features: a pipeline cache that survives the process (adapters without it
+        // compile every run, which is slower to start but otherwise the same), and f16
+        // cooperative matrices for mixed precision (without them it falls back to f32).
+        let f16_matrix_units = offers_f16_matrix_units(&adapter);
+        let mut features = adapter.features() & wgpu::Features::PIPELINE_CACHE;
+        if f16_matrix_units {
+            features |= F16_MATRIX_FEATURES;
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("hourglass"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: if f16_matrix_units {
+                // SAFETY: wgpu marks cooperative matrices experimental (possible driver or
+                // translation bugs). Only the mixed-precision matmul uses them, and only when
+                // the user asks for mixed precision; its results are checked against the f32
+                // path by `tests/mixed_precision.rs` wherever the hardware exists.
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -224,7 +262,7 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost: {msg}"));
             }
         });
-        let disk = if features.is_empty() {
+        let disk = if !features.contains(wgpu::Features::PIPELINE_CACHE) {
             None
         } else {
             DiskCache::open(&device, &adapter.get_info())
@@ -235,6 +273,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::with_disk(disk),
+            f16_matrix_units,
             fault,
             external: false,
         }))
@@ -319,9 +358,23 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::default(),
+            // The device's own features say whether it may use cooperative matrices; the
+            // shapes it offers cannot be asked of a device, only of its adapter.
+            f16_matrix_units: features.contains(F16_MATRIX_FEATURES)
+                && info.subgroup_min_size == 32
+                && info.subgroup_max_size == 32,
             fault: Arc::new(Mutex::new(None)),
             external: true,
         }))
+    }
+
+    /// Whether mixed-precision products run on f16 cooperative matrices (tensor cores) here.
+    /// Needs `EXPERIMENTAL_COOPERATIVE_MATRIX` and `SHADER_F16`, 16×16×16 f16 matrices with f32
+    /// accumulators, and subgroups of 32 (NVIDIA). [`GpuContext::new`] asks for them when the
+    /// adapter has them; a device from [`GpuContext::from_wgpu`] has them when the application
+    /// created it with those features (and `wgpu::ExperimentalFeatures::enabled()`).
+    pub fn has_f16_matrix_units(&self) -> bool {
+        self.f16_matrix_units
     }
 
     /// The least a device must allow for Hourglass's kernels (see [`GpuContext::from_wgpu`]):

@@ -11,7 +11,10 @@ use wgpu::util::DeviceExt;
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Constants, Kernel, Slot};
-use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
+use crate::graph::{
+    BufId, DType, Epilogue, Graph, Guard, LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL, Op,
+    Operand, StepParams, Tensor,
+};
 use crate::model::Noise;
 
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
@@ -211,8 +214,9 @@ impl GpuExecutor {
             staging: HashMap::new(),
         };
         let mut plans = Vec::new();
+        let f16_matrix_units = ctx.has_f16_matrix_units();
         for op in &exec.graph.ops {
-            plans.extend(plan(op));
+            plans.extend(plan(op, f16_matrix_units));
             exec.op_start.push(plans.len());
         }
         for Plan {
@@ -530,7 +534,7 @@ fn one(
 }
 
 /// The dispatches of one op, in the order they run.
-fn plan(op: &Op) -> Vec<Plan> {
+fn plan(op: &Op, f16_matrix_units: bool) -> Vec<Plan> {
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
     use Word::{F, U as N};
     match *op {
@@ -553,6 +557,8 @@ fn plan(op: &Op) -> Vec<Plan> {
             trans_a,
             trans_b,
             epilogue,
+            gradient,
+            loss_scale,
         } => {
             let (m, k) = a.shape(trans_a);
             let n = c.cols;
@@ -577,18 +583,25 @@ fn plan(op: &Op) -> Vec<Plan> {
                 0,
                 0,
             ]);
-            let tile = matmul_tile(m, n);
-            one(
-                if tile == 128 {
-                    Kernel::MatmulLarge
-                } else {
-                    Kernel::Matmul
+            // The kernels read the scale at element 0 of its buffer.
+            debug_assert!(loss_scale.is_none_or(|t| t.offset == 0));
+            let (kernel, tile) = match loss_scale {
+                Some(_) if f16_matrix_units => (Kernel::MatmulCoop, 64),
+                _ => match matmul_tile(m, n) {
+                    128 => (Kernel::MatmulLarge, 128),
+                    _ => (Kernel::Matmul, 64),
                 },
+            };
+            one(
+                kernel,
                 vec![
                     ("TRANS_A", flag(trans_a)),
                     ("TRANS_B", flag(trans_b)),
                     ("EPILOGUE", f64::from(code)),
                     ("ACT", f64::from(act)),
+                    ("HALF", flag(loss_scale.is_some())),
+                    ("SCALE_A", flag(gradient == Some(Operand::A))),
+                    ("SCALE_B", flag(gradient == Some(Operand::B))),
                 ],
                 vec![
                     B(a.buf),
@@ -596,10 +609,49 @@ fn plan(op: &Op) -> Vec<Plan> {
                     B(c.buf),
                     aux.map_or(Unused, |t| B(t.buf)),
                     U(dims),
+                    loss_scale.map_or(Unused, |t| B(t.buf)),
                 ],
                 [n.div_ceil(tile) as u32, m.div_ceil(tile) as u32, 1],
             )
         }
+        Op::CheckFinite { x, flag } => one(
+            Kernel::CheckFinite,
+            vec![],
+            vec![
+                B(x.buf),
+                B(flag.buf),
+                Unused,
+                Unused,
+                U(u32s(&[x.len(), x.offset, flag.offset, 0, 0, 0, 0, 0])),
+            ],
+            [1, 1, 1],
+        ),
+        Op::LossScale {
+            state,
+            norm_sq,
+            forward_finite,
+            health,
+        } => one(
+            Kernel::LossScale,
+            vec![],
+            vec![
+                B(norm_sq.buf),
+                B(state.buf),
+                B(forward_finite.buf),
+                B(health.buf),
+                U(words(&[
+                    N(0),
+                    N(norm_sq.offset),
+                    N(state.offset),
+                    N(forward_finite.offset),
+                    N(health.offset),
+                    N(LOSS_SCALE_GROWTH_INTERVAL as usize),
+                    F(LOSS_SCALE_BOUNDS.0),
+                    F(LOSS_SCALE_BOUNDS.1),
+                ])),
+            ],
+            [1, 1, 1],
+        ),
         Op::Activation { x, y, act } => one(
             Kernel::ActivationForward,
             vec![("ACT", f64::from(act.code()))],

@@ -60,6 +60,10 @@ pub enum Kernel {
     SumSquares,
     /// `shaders/norm.wgsl`, `sum_squares_final`: the total and the step's health.
     SumSquaresFinal,
+    /// `shaders/loss_scale.wgsl`, `check_finite`.
+    CheckFinite,
+    /// `shaders/loss_scale.wgsl`, `loss_scale`.
+    LossScale,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -85,7 +89,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::Matmul,
         Kernel::MatmulLarge,
         Kernel::MatmulCoop,
@@ -110,6 +114,8 @@ impl Kernel {
         Kernel::SampleGrad,
         Kernel::SumSquares,
         Kernel::SumSquaresFinal,
+        Kernel::CheckFinite,
+        Kernel::LossScale,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -155,6 +161,9 @@ impl Kernel {
             Kernel::SumSquares | Kernel::SumSquaresFinal => {
                 wgsl!("step.wgsl", "workgroup.wgsl", "norm.wgsl")
             }
+            Kernel::CheckFinite | Kernel::LossScale => {
+                wgsl!("workgroup.wgsl", "loss_scale.wgsl")
+            }
         }
     }
 
@@ -178,6 +187,8 @@ impl Kernel {
             Kernel::SampleGrad => "sample_grad",
             Kernel::SumSquares => "sum_squares",
             Kernel::SumSquaresFinal => "sum_squares_final",
+            Kernel::CheckFinite => "check_finite",
+            Kernel::LossScale => "loss_scale",
             Kernel::Matmul
             | Kernel::MatmulLarge
             | Kernel::MatmulCoop
@@ -218,6 +229,9 @@ impl Kernel {
             Kernel::SparseKl => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::CheckFinite | Kernel::LossScale => {
+                &[Read, ReadWrite, Read, ReadWrite, Uniform]
+            }
         }
     }
 }

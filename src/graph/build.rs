@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::graph::{DType, Epilogue, Graph, Guard, Op, Tensor};
+use crate::graph::{
+    DType, Epilogue, Graph, Guard, LOSS_SCALE_INIT, Op, Operand, Precision, Tensor,
+};
 use crate::model::{Activation, LayerParams, ModelSpec, ParamLayout, ParamTensor, Role, Variant};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
@@ -55,6 +57,15 @@ pub struct TrainingGraph {
     /// The step program for the last, partial batch of an epoch, when the graph has one: run
     /// its `ops`, then [`TrainingGraph::update`], with the same [`crate::graph::StepParams`].
     pub tail: Option<StepOps>,
+    /// `[1, 4]` the loss-scale state of a mixed-precision graph (see [`Op::LossScale`]).
+    pub loss_scale: Option<Tensor>,
+}
+
+impl TrainingGraph {
+    /// What a mixed-precision run's loss-scale state starts as.
+    pub fn initial_loss_scale() -> [f32; 4] {
+        [LOSS_SCALE_INIT, 0.0, 0.0, 0.0]
+    }
 }
 
 /// One step's forward and backward pass at one batch size, inside a [`TrainingGraph`]: its
@@ -108,6 +119,8 @@ fn linear(g: &mut Graph, params: Tensor, l: &LayerParams, x: Tensor, act: Activa
             bias: arena_view(params, &l.bias),
             act,
         },
+        gradient: None,
+        loss_scale: None,
     });
     y
 }
@@ -167,7 +180,11 @@ impl GradWriter {
     fn weight(&mut self, g: &mut Graph, l: &LayerParams, dz: Tensor, x: Tensor) {
         let epilogue = self.epilogue(&l.weight);
         let c = arena_view(self.grads, &l.weight);
-        let (a, b) = if l.transposed { (x, dz) } else { (dz, x) };
+        let (a, b, gradient) = if l.transposed {
+            (x, dz, Operand::B)
+        } else {
+            (dz, x, Operand::A)
+        };
         g.push(Op::Matmul {
             a,
             b,
@@ -175,6 +192,8 @@ impl GradWriter {
             trans_a: true,
             trans_b: false,
             epilogue,
+            gradient: Some(gradient),
+            loss_scale: None,
         });
     }
 
@@ -188,7 +207,8 @@ impl GradWriter {
     }
 }
 
-/// `dx = dz · W` (the layer's input gradient) with `epilogue`.
+/// `dx = dz · W` (the layer's input gradient) with `epilogue`; `dz_is_gradient` is false when
+/// `dz` is not a loss gradient (a Jacobian pulled back through the layer).
 fn input_grad(
     g: &mut Graph,
     params: Tensor,
@@ -196,6 +216,7 @@ fn input_grad(
     dz: Tensor,
     out: Tensor,
     epilogue: Epilogue,
+    dz_is_gradient: bool,
 ) {
     g.push(Op::Matmul {
         a: dz,
@@ -204,6 +225,8 @@ fn input_grad(
         trans_a: false,
         trans_b: l.transposed,
         epilogue,
+        gradient: dz_is_gradient.then_some(Operand::A),
+        loss_scale: None,
     });
 }
 
@@ -285,10 +308,11 @@ fn backward(
                     y: outputs[k - 1],
                     act: prev.layer.activation,
                 },
+                true,
             );
             dz = dprev;
         } else if let Some((out, epilogue)) = input_grad_to {
-            input_grad(g, params, l, dz, out, epilogue);
+            input_grad(g, params, l, dz, out, epilogue, true);
         }
     }
 }
@@ -336,6 +360,8 @@ fn contractive_general(
             trans_a: false,
             trans_b: true,
             epilogue: Epilogue::Store,
+            gradient: Some(Operand::A),
+            loss_scale: None,
         });
         let epilogue = w.epilogue(&layer.weight);
         g.push(Op::Matmul {
@@ -345,6 +371,8 @@ fn contractive_general(
             trans_a: true,
             trans_b: false,
             epilogue,
+            gradient: Some(Operand::B),
+            loss_scale: None,
         });
         let e = g.matrix(format!("jacobian.e{l}"), batch, layer.layer.outputs);
         g.push(Op::Curvature {
@@ -401,7 +429,7 @@ fn pull_back(
             out: ra[l],
         });
         r[l - 1] = g.matrix(format!("jacobian.r{}", l - 1), kb, layer.layer.inputs);
-        input_grad(g, params, layer, ra[l], r[l - 1], Epilogue::Store);
+        input_grad(g, params, layer, ra[l], r[l - 1], Epilogue::Store, false);
     }
     (r, ra)
 }
@@ -462,7 +490,7 @@ pub fn build_training_graph_clipped(
     opt: &OptimizerConfig,
     clip_grad_norm: Option<f32>,
 ) -> TrainingGraph {
-    build_training_graph_with_tail(spec, batch, None, rows, opt, clip_grad_norm)
+    build_training_graph_with_tail(spec, batch, None, rows, opt, clip_grad_norm, Precision::F32)
 }
 
 /// As [`build_training_graph_clipped`], with a second step program for a batch of `tail` rows
@@ -473,6 +501,10 @@ pub fn build_training_graph_clipped(
 /// without a tail, in the same places, so `ops[..update_start]` is still the main step's loss
 /// and gradient.
 ///
+/// With [`Precision::Mixed`], every product runs in mixed precision and the update ends with
+/// [`Op::LossScale`]; the caller writes [`TrainingGraph::initial_loss_scale`] into
+/// [`TrainingGraph::loss_scale`] before the first step.
+///
 /// # Panics
 /// If `tail` is `Some(0)`.
 pub fn build_training_graph_with_tail(
@@ -482,6 +514,7 @@ pub fn build_training_graph_with_tail(
     rows: usize,
     opt: &OptimizerConfig,
     clip_grad_norm: Option<f32>,
+    precision: Precision,
 ) -> TrainingGraph {
     let layout = ParamLayout::new(spec);
     let mut g = Graph::default();
@@ -495,11 +528,14 @@ pub fn build_training_graph_with_tail(
     };
     let params = g.matrix("params", 1, layout.len);
     let grads = g.matrix("grads", 1, layout.len);
+    let forward_finite =
+        (precision == Precision::Mixed).then(|| g.matrix("loss_scale.forward_finite", 1, 1));
     let shared = SharedBuffers {
         data,
         order,
         params,
         grads,
+        forward_finite,
     };
     let main = append_step(&mut g, spec, &layout, shared, batch);
 
@@ -556,6 +592,16 @@ pub fn build_training_graph_with_tail(
             vec![velocity]
         }
     };
+    let loss_scale = forward_finite.map(|forward_finite| {
+        let state = g.matrix("loss_scale", 1, 4);
+        g.push(Op::LossScale {
+            state,
+            norm_sq,
+            forward_finite,
+            health,
+        });
+        state
+    });
     let update = g.update_start..g.ops.len();
 
     // The tail step: the same program at its own batch size, on its own activation buffers
@@ -569,6 +615,13 @@ pub fn build_training_graph_with_tail(
         }
         step
     });
+    if let Some(state) = loss_scale {
+        for op in &mut g.ops {
+            if let Op::Matmul { loss_scale, .. } = op {
+                *loss_scale = Some(state);
+            }
+        }
+    }
 
     TrainingGraph {
         graph: g,
@@ -586,6 +639,7 @@ pub fn build_training_graph_with_tail(
         health,
         update,
         tail,
+        loss_scale,
     }
 }
 
@@ -596,6 +650,8 @@ struct SharedBuffers {
     order: Tensor,
     params: Tensor,
     grads: Tensor,
+    /// Mixed precision: the flag each step's forward pass writes for the loss-scale update.
+    forward_finite: Option<Tensor>,
 }
 
 /// Appends one step's forward and backward pass at batch size `batch` (gather, corruption,
@@ -612,6 +668,7 @@ fn append_step(
         order,
         params,
         grads,
+        forward_finite,
     } = shared;
     let d = spec.input_dim();
     let first_op = g.ops.len();
@@ -701,6 +758,9 @@ fn append_step(
             scale: 1.0 / logits.rows as f64,
         },
     );
+    if let Some(flag) = forward_finite {
+        g.push(Op::CheckFinite { x: row_loss, flag });
+    }
 
     // Penalties on the code: ops that add to the code layer's pre-activation gradient once
     // the decoder has produced it (extras), or to lower encoder layers' (contractive).
@@ -846,7 +906,7 @@ fn append_step(
                 batch,
                 trunk_out.cols,
             );
-            input_grad(g, params, mu_l, dmu, dt, Epilogue::Store);
+            input_grad(g, params, mu_l, dmu, dt, Epilogue::Store, true);
             input_grad(
                 g,
                 params,
@@ -857,6 +917,7 @@ fn append_step(
                     y: trunk_out,
                     act: last.layer.activation,
                 },
+                true,
             );
             dt
         })

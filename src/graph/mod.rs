@@ -75,6 +75,54 @@ impl Tensor {
     }
 }
 
+/// The number format of a training graph's matrix products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 operands and accumulation everywhere.
+    #[default]
+    F32,
+    /// Products round their operands to f16 and accumulate in f32 (tensor cores through
+    /// cooperative matrices where the GPU has them); parameters, optimizer state, activations
+    /// and every other op stay f32. Gradient operands are multiplied by a dynamic loss scale
+    /// before rounding ([`Op::LossScale`]).
+    Mixed,
+}
+
+impl Precision {
+    /// Parses `f32` or `mixed`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "mixed" => Ok(Precision::Mixed),
+            other => Err(format!("unknown precision '{other}' (expected f32 or mixed)")),
+        }
+    }
+
+    /// `f32` or `mixed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Mixed => "mixed",
+        }
+    }
+}
+
+/// One operand of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operand {
+    /// The left operand.
+    A,
+    /// The right operand.
+    B,
+}
+
+/// The loss scale of mixed precision starts here (PyTorch's `GradScaler` default)…
+pub const LOSS_SCALE_INIT: f32 = 65_536.0;
+/// …doubles after this many finite steps in a row, and halves at each overflow.
+pub const LOSS_SCALE_GROWTH_INTERVAL: u32 = 2000;
+/// The loss scale stays within [2⁻²⁴, 2²⁴].
+pub const LOSS_SCALE_BOUNDS: (f32, f32) = (1.0 / 16_777_216.0, 16_777_216.0);
+
 /// What a matmul does with each output element before storing it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Epilogue {
@@ -133,6 +181,13 @@ pub enum Op {
         trans_b: bool,
         /// What happens to each result element.
         epilogue: Epilogue,
+        /// The operand that carries a loss gradient, if any: mixed precision scales it.
+        gradient: Option<Operand>,
+        /// `[1, 4]` loss-scale state when the product runs in mixed precision (see
+        /// [`Precision::Mixed`]): operands rounded to f16, the gradient operand multiplied by
+        /// the scale first and the result divided by it; an operand beyond f16's range makes
+        /// the result NaN. `None`: f32.
+        loss_scale: Option<Tensor>,
     },
     /// `y = act(x)` element-wise.
     Activation {
@@ -381,6 +436,30 @@ pub enum Op {
         /// `[1, 2]` u32: steps with a non-finite gradient so far, and the first of them.
         health: Tensor,
     },
+    /// `flag = 1` when every element of `x` is finite, else 0: whether a step's forward pass
+    /// (its per-example losses) was finite, for [`Op::LossScale`].
+    CheckFinite {
+        /// The values checked.
+        x: Tensor,
+        /// `[1, 1]` the flag (f32).
+        flag: Tensor,
+    },
+    /// Dynamic loss scaling of mixed precision, after the optimizer. `state` is
+    /// `[scale, finite steps in a row, overflow steps so far, 0]`. A finite gradient counts
+    /// towards doubling the scale (every [`LOSS_SCALE_GROWTH_INTERVAL`] steps). A non-finite
+    /// gradient after a finite forward pass is an f16 overflow of the scaled gradients: the
+    /// scale halves and the step, already skipped by the optimizer, is taken back out of
+    /// `health`, so it is not reported as a fault. A non-finite forward pass stays counted.
+    LossScale {
+        /// `[1, 4]` the loss-scale state.
+        state: Tensor,
+        /// `[1, 1]` this step's Σ g² (from [`Op::GradNorm`]).
+        norm_sq: Tensor,
+        /// `[1, 1]` this step's forward flag (from [`Op::CheckFinite`]).
+        forward_finite: Tensor,
+        /// `[1, 2]` u32 health counters (see [`Op::GradNorm`]).
+        health: Tensor,
+    },
 }
 
 impl Op {
@@ -422,6 +501,8 @@ impl Op {
                 eps, z, kl_rows, ..
             } => vec![*eps, *z, *kl_rows],
             Op::SampleGrad { dmu, dlogvar, .. } => vec![*dmu, *dlogvar],
+            Op::CheckFinite { flag, .. } => vec![*flag],
+            Op::LossScale { state, health, .. } => vec![*state, *health],
         }
     }
 
@@ -429,8 +510,15 @@ impl Op {
     pub fn inputs(&self) -> Vec<Tensor> {
         match self {
             Op::Gather { data, order, .. } => vec![*data, *order],
-            Op::Matmul { a, b, epilogue, .. } => {
+            Op::Matmul {
+                a,
+                b,
+                epilogue,
+                loss_scale,
+                ..
+            } => {
                 let mut v = vec![*a, *b];
+                v.extend(*loss_scale);
                 match epilogue {
                     Epilogue::BiasAct { bias, .. } => v.push(*bias),
                     Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => {
@@ -467,6 +555,12 @@ impl Op {
                 ..
             } => vec![*dz, *eps, *mu, *logvar],
             Op::AddInto { x, .. } => vec![*x],
+            Op::CheckFinite { x, .. } => vec![*x],
+            Op::LossScale {
+                norm_sq,
+                forward_finite,
+                ..
+            } => vec![*norm_sq, *forward_finite],
         }
     }
 }

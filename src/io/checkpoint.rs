@@ -104,6 +104,9 @@ fn from_bytes_filtered(
     Ok((spec, Parameters { layout, arena }))
 }
 
+/// The tensor of a mixed-precision run's loss-scale state in a training-state file.
+pub const LOSS_SCALE_TENSOR: &str = "loss_scale";
+
 /// Metadata key of the training step in a training-state file.
 pub const STEP_KEY: &str = "hourglass.step";
 
@@ -130,6 +133,11 @@ pub fn save_state(
         let view = TensorView::new(Dtype::F32, vec![arena.len()], bytemuck::cast_slice(arena))
             .map_err(|e| Error::Config(format!("optimizer state: {e}")))?;
         tensors.push((format!("optimizer.{k}"), view));
+    }
+    if let Some(scale) = &state.loss_scale {
+        let view = TensorView::new(Dtype::F32, vec![scale.len()], bytemuck::cast_slice(scale))
+            .map_err(|e| Error::Config(format!("loss scale: {e}")))?;
+        tensors.push((LOSS_SCALE_TENSOR.to_string(), view));
     }
     let mut metadata = HashMap::from([
         (SPEC_KEY.to_string(), spec.to_json()),
@@ -169,15 +177,28 @@ pub fn load_state(
                 .collect(),
         );
     }
-    // Every tensor but the optimizer arenas must be one of the model's.
-    let (spec, params) =
-        from_bytes_filtered(&bytes, |n| !n.starts_with("optimizer.")).map_err(bad)?;
+    let loss_scale = match st.tensor(LOSS_SCALE_TENSOR) {
+        Ok(view) if view.dtype() == Dtype::F32 => Some(
+            view.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        Ok(_) => return Err(bad("the loss scale is not F32".into())),
+        Err(_) => None,
+    };
+    // Every tensor but the optimizer arenas and the loss scale must be one of the model's.
+    let (spec, params) = from_bytes_filtered(&bytes, |n| {
+        !n.starts_with("optimizer.") && n != LOSS_SCALE_TENSOR
+    })
+    .map_err(bad)?;
     Ok((
         spec,
         crate::train::TrainState {
             step,
             params,
             optimizer,
+            loss_scale,
         },
         metadata,
     ))

@@ -210,6 +210,7 @@ struct Mean {
     sums: Vec<(&'static str, f64)>,
     reads: usize,
     skipped: u64,
+    loss_scale: Option<(f32, u64)>,
 }
 
 impl Mean {
@@ -222,6 +223,7 @@ impl Mean {
         }
         self.reads += 1;
         self.skipped = report.skipped_steps;
+        self.loss_scale = report.loss_scale;
     }
 
     fn take(&mut self) -> LossReport {
@@ -229,9 +231,11 @@ impl Mean {
         let report = LossReport {
             terms: self.sums.iter().map(|&(name, s)| (name, s / n)).collect(),
             skipped_steps: self.skipped,
+            loss_scale: self.loss_scale,
         };
         *self = Mean {
             skipped: self.skipped,
+            loss_scale: self.loss_scale,
             ..Mean::default()
         };
         report

@@ -17,7 +17,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
 use crate::graph::build::build_training_graph_with_tail;
-use crate::graph::{StepParams, TrainingGraph};
+use crate::graph::{Precision, StepParams, TrainingGraph};
 use crate::infer::Autoencoder;
 use crate::model::{ModelSpec, Parameters};
 use crate::optim::OptimizerConfig;
@@ -53,6 +53,15 @@ pub struct TrainConfig {
     /// the device's largest buffer); larger sets are streamed, a window of batches at a time,
     /// with the same batches in the same order.
     pub max_resident_bytes: Option<u64>,
+    /// Number format of the matrix products. [`Precision::Mixed`] runs them in f16 with f32
+    /// accumulation and dynamic loss scaling on GPUs with f16 cooperative matrices (tensor
+    /// cores); elsewhere it would only be slower, so the run falls back to f32 unless
+    /// `emulate_mixed` is set. [`Trainer::precision`] says which one runs.
+    pub precision: Precision,
+    /// Run [`Precision::Mixed`] even without f16 matrix units, rounding operands to f16 in f32
+    /// arithmetic: the numbers of a mixed-precision run without its speed, to check on any
+    /// machine (the CPU included) how a model trains in mixed precision.
+    pub emulate_mixed: bool,
 }
 
 /// The response to steps whose gradient was NaN or infinite, seen at the next report.
@@ -95,6 +104,8 @@ impl TrainConfig {
             clip_grad_norm: None,
             on_nonfinite: NonFinitePolicy::Stop,
             max_resident_bytes: None,
+            precision: Precision::F32,
+            emulate_mixed: false,
         }
     }
 }
@@ -106,6 +117,10 @@ pub struct LossReport {
     pub terms: Vec<(&'static str, f64)>,
     /// Steps of the run so far skipped for a non-finite gradient.
     pub skipped_steps: u64,
+    /// Mixed precision: the dynamic loss scale after the step, and the steps of the run so far
+    /// skipped because the scaled gradients overflowed f16 (which halves the scale; these are
+    /// not faults and not counted in `skipped_steps`).
+    pub loss_scale: Option<(f32, u64)>,
 }
 
 impl LossReport {
@@ -146,6 +161,8 @@ pub struct TrainState {
     pub params: Parameters,
     /// Optimizer state arenas (Adam m and v, or SGD velocity).
     pub optimizer: Vec<Vec<f32>>,
+    /// Mixed precision's loss-scale state (see [`crate::graph::Op::LossScale`]).
+    pub loss_scale: Option<Vec<f32>>,
 }
 
 /// A model being trained on one device.
@@ -197,6 +214,8 @@ pub struct Trainer {
     skipped_seen: u64,
     /// Set when the data set does not stay on the device.
     streaming: Option<Streaming>,
+    /// What the products run in (the config's choice after any fallback).
+    precision: Precision,
 }
 
 /// A data set too large to keep on the device: the host gathers each submission's batches
@@ -272,6 +291,14 @@ impl Trainer {
             order: Vec::new(),
         });
         let resident_rows = streaming.as_ref().map_or(data.rows, |s| s.window * batch);
+        let precision = match (config.precision, device) {
+            (Precision::F32, _) => Precision::F32,
+            _ if config.emulate_mixed => Precision::Mixed,
+            (Precision::Mixed, Device::Gpu(ctx)) if ctx.has_f16_matrix_units() => {
+                Precision::Mixed
+            }
+            (Precision::Mixed, _) => Precision::F32,
+        };
         let tg = build_training_graph_with_tail(
             spec,
             batch,
@@ -279,6 +306,7 @@ impl Trainer {
             resident_rows,
             &config.optimizer,
             config.clip_grad_norm,
+            precision,
         );
         let params = match init {
             Some(p) => {
@@ -299,6 +327,9 @@ impl Trainer {
             backend.write(tg.data.buf, &data.values);
         }
         backend.write(tg.params.buf, &params.arena);
+        if let Some(t) = tg.loss_scale {
+            backend.write(t.buf, &TrainingGraph::initial_loss_scale());
+        }
         Ok(Trainer {
             spec: spec.clone(),
             config: config.clone(),
@@ -313,7 +344,14 @@ impl Trainer {
             lr_scale: 1.0,
             skipped_seen: 0,
             streaming,
+            precision,
         })
+    }
+
+    /// What the matrix products run in: the config's precision, or f32 where
+    /// [`Precision::Mixed`] fell back (no f16 matrix units and no `emulate_mixed`).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The model being trained.
@@ -531,9 +569,17 @@ impl Trainer {
                     }
                     terms.push((term.name, value));
                 }
+                let loss_scale = match self.tg.loss_scale {
+                    Some(t) => {
+                        let v = self.backend.read(t)?;
+                        Some((v[0], v[2] as u64))
+                    }
+                    None => None,
+                };
                 loss = Some(LossReport {
                     terms,
                     skipped_steps: skipped,
+                    loss_scale,
                 });
             }
         }
@@ -581,10 +627,15 @@ impl Trainer {
         for t in self.tg.optimizer_state.clone() {
             optimizer.push(self.backend.read(t)?);
         }
+        let loss_scale = match self.tg.loss_scale {
+            Some(t) => Some(self.backend.read(t)?),
+            None => None,
+        };
         Ok(TrainState {
             step: self.step,
             params: self.parameters()?,
             optimizer,
+            loss_scale,
         })
     }
 
@@ -605,6 +656,17 @@ impl Trainer {
         self.backend.write(self.tg.params.buf, &state.params.arena);
         for (t, values) in self.tg.optimizer_state.clone().iter().zip(&state.optimizer) {
             self.backend.write(t.buf, values);
+        }
+        // A state saved by an f32 run (or a malformed one) restarts the loss scale.
+        if let Some(t) = self.tg.loss_scale {
+            match &state.loss_scale {
+                Some(v) if v.len() == t.len() && v[0].is_finite() && v[0] > 0.0 => {
+                    self.backend.write(t.buf, v)
+                }
+                _ => self
+                    .backend
+                    .write(t.buf, &TrainingGraph::initial_loss_scale()),
+            }
         }
         self.step = state.step;
         self.order_epoch = None;

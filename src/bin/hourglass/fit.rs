@@ -51,6 +51,8 @@ struct Mean {
     reads: usize,
     /// The run's count of skipped steps at the last read.
     skipped: u64,
+    /// Mixed precision's loss scale and overflow count at the last read.
+    loss_scale: Option<(f32, u64)>,
 }
 
 impl Mean {
@@ -63,6 +65,7 @@ impl Mean {
         }
         self.reads += 1;
         self.skipped = report.skipped_steps;
+        self.loss_scale = report.loss_scale;
     }
 
     /// The mean total loss so far.
@@ -76,11 +79,13 @@ impl Mean {
         let skipped_steps = self.skipped;
         *self = Mean {
             skipped: skipped_steps,
+            loss_scale: self.loss_scale,
             ..Mean::default()
         };
         LossReport {
             terms,
             skipped_steps,
+            loss_scale: self.loss_scale,
         }
     }
 }

@@ -9,7 +9,8 @@ use hourglass::io::checkpoint;
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
-use hourglass::train::{NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
+use hourglass::graph::Precision;
+use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
 use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +159,17 @@ pub struct TrainArgs {
         value_name = "POLICY"
     )]
     pub on_nonfinite: String,
+    /// Matrix products in f32, or mixed: f16 operands, f32 accumulation and dynamic loss
+    /// scaling, on GPUs with f16 cooperative matrices (tensor cores), else falling back to f32
+    /// with a note; mixed-emulated gives mixed's numbers on any device, the CPU included
+    /// (slower: to check how a model trains in mixed precision).
+    #[arg(
+        help_heading = "Training",
+        long,
+        default_value = "f32",
+        value_name = "f32|mixed|mixed-emulated"
+    )]
+    pub precision: String,
     /// Optimizer steps in the whole run (instead of --epochs).
     #[arg(help_heading = "Training", long, conflicts_with = "epochs")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -498,9 +510,27 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         clip_grad_norm: args.clip_grad_norm,
         on_nonfinite: NonFinitePolicy::parse(&args.on_nonfinite)?,
         max_resident_bytes: None,
+        precision: match args.precision.as_str() {
+            "mixed-emulated" => Precision::Mixed,
+            p => Precision::parse(p).map_err(|e| {
+                Error::Config(format!("--precision: {e}, or mixed-emulated"))
+            })?,
+        },
+        emulate_mixed: args.precision == "mixed-emulated",
     };
     let device = args.device.open(ui)?;
     let mut trainer = Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?;
+    if train_config.precision != trainer.precision() {
+        ui.note(&format!(
+            "--precision mixed needs a GPU with f16 cooperative matrices (tensor cores), which \
+             {} does not have; training in f32 (--precision mixed-emulated gives mixed \
+             precision's numbers here, slowly)",
+            match &device {
+                Device::Gpu(ctx) => ctx.adapter.name.clone(),
+                Device::Cpu => "the CPU".to_string(),
+            }
+        ));
+    }
     if let Some(state) = &state {
         trainer.restore(state)?;
         if state.step > total {

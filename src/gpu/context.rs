@@ -66,8 +66,8 @@ const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
 ];
 
 /// The features the cooperative-matrix matmul needs.
-const F16_MATRIX_FEATURES: wgpu::Features = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX
-    .union(wgpu::Features::SHADER_F16);
+const F16_MATRIX_FEATURES: wgpu::Features =
+    wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16);
 
 /// Whether `adapter` can run shaders/matmul_coop.wgsl: 16×16×16 f16 cooperative matrices with
 /// f32 accumulators, and subgroups of exactly 32 (the kernel gives each of its four subgroups

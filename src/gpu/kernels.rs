@@ -229,9 +229,7 @@ impl Kernel {
             Kernel::SparseKl => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
-            Kernel::CheckFinite | Kernel::LossScale => {
-                &[Read, ReadWrite, Read, ReadWrite, Uniform]
-            }
+            Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
         }
     }
 }

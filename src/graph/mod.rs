@@ -94,7 +94,9 @@ impl Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "mixed" => Ok(Precision::Mixed),
-            other => Err(format!("unknown precision '{other}' (expected f32 or mixed)")),
+            other => Err(format!(
+                "unknown precision '{other}' (expected f32 or mixed)"
+            )),
         }
     }
 

@@ -294,9 +294,7 @@ impl Trainer {
         let precision = match (config.precision, device) {
             (Precision::F32, _) => Precision::F32,
             _ if config.emulate_mixed => Precision::Mixed,
-            (Precision::Mixed, Device::Gpu(ctx)) if ctx.has_f16_matrix_units() => {
-                Precision::Mixed
-            }
+            (Precision::Mixed, Device::Gpu(ctx)) if ctx.has_f16_matrix_units() => Precision::Mixed,
             (Precision::Mixed, _) => Precision::F32,
         };
         let tg = build_training_graph_with_tail(

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, ArgMatches, Args};
 use hourglass::data::{self, Dataset};
+use hourglass::graph::Precision;
 use hourglass::io::checkpoint;
 use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
-use hourglass::graph::Precision;
 use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
 use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -512,9 +512,8 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         max_resident_bytes: None,
         precision: match args.precision.as_str() {
             "mixed-emulated" => Precision::Mixed,
-            p => Precision::parse(p).map_err(|e| {
-                Error::Config(format!("--precision: {e}, or mixed-emulated"))
-            })?,
+            p => Precision::parse(p)
+                .map_err(|e| Error::Config(format!("--precision: {e}, or mixed-emulated")))?,
         },
         emulate_mixed: args.precision == "mixed-emulated",
     };

@@ -910,3 +910,60 @@ fn train_and_eval_on_the_gpu_device() {
     let (g, c) = (gpu["loss"].as_f64().unwrap(), cpu["loss"].as_f64().unwrap());
     assert!((g - c).abs() <= 1e-4 * c.abs(), "GPU {g} vs CPU {c}");
 }
+
+#[test]
+fn precision_mixed_falls_back_with_a_note_and_mixed_emulated_trains() {
+    let dir = scratch("precision");
+    let data = fixture(&dir, "x.npy", 48, 20, 12);
+    let run = |precision: &str, device: &str, out: &Path| {
+        hourglass(&[
+            "train",
+            "--data",
+            s(&data),
+            "--encoder",
+            "20,6",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+            "--precision",
+            precision,
+            "--device",
+            device,
+            "--out",
+            s(out),
+        ])
+    };
+    // No tensor cores on the CPU: a note says so and the run is an f32 run.
+    let f32_run = dir.join("f32");
+    let out = run("mixed", "cpu", &f32_run);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("training in f32"), "{err}");
+    assert!(!tensors(&f32_run.join("train_state.safetensors")).contains_key("loss_scale"));
+    assert!(metrics(&f32_run)[0].get("loss_scale").is_none());
+
+    // Emulated mixed precision keeps its loss scale in the metrics and the training state.
+    let mixed_run = dir.join("mixed");
+    let out = run("mixed-emulated", "cpu", &mixed_run);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = metrics(&mixed_run);
+    let scale = m[1]["loss_scale"].as_f64().expect("loss_scale in metrics");
+    assert!(scale > 0.0 && scale.log2().fract() == 0.0, "{scale}");
+    assert!(m[1]["overflow_steps"].as_u64().is_some());
+    assert!(tensors(&mixed_run.join("train_state.safetensors")).contains_key("loss_scale"));
+    let config = std::fs::read_to_string(mixed_run.join("config.toml")).expect("config.toml");
+    assert!(
+        config.contains("precision = \"mixed-emulated\""),
+        "{config}"
+    );
+
+    fails(
+        &["train", "--data", s(&data), "--precision", "f8"],
+        "--precision",
+    );
+}

@@ -4,7 +4,9 @@
 //! Keys: `epoch`, `step`, `train_loss` and `train_<term>` (the mean of the losses read during
 //! the epoch), `val_loss` and `val_<term>` (on all of the validation data at the epoch's end;
 //! absent without validation data), `skipped_steps` (steps of this session skipped so far for a
-//! non-finite gradient), `samples_per_sec`, `lr` (of the epoch's last step) and
+//! non-finite gradient), with `--precision mixed` `loss_scale` and `overflow_steps` (the dynamic
+//! loss scale at the epoch's end and the steps so far skipped for an f16 overflow, which
+//! halve it), `samples_per_sec`, `lr` (of the epoch's last step) and
 //! `elapsed_s` (wall-clock seconds since the run started, resumed sessions included).
 
 use std::io::Write;
@@ -50,6 +52,10 @@ impl EpochRecord {
             put("val", val);
         }
         f.push(("skipped_steps".into(), json!(self.train.skipped_steps)));
+        if let Some((scale, overflows)) = self.train.loss_scale {
+            f.push(("loss_scale".into(), json!(scale)));
+            f.push(("overflow_steps".into(), json!(overflows)));
+        }
         f.push(("samples_per_sec".into(), json!(self.samples_per_sec)));
         // The f32 rate in its shortest form (0.001, not 0.0010000000474974513).
         let lr = self

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::gpu::autotune::{MatmulShape, TileTable};
 use crate::gpu::kernels::{DiskCache, KernelCache};
 
 /// What `info` prints about one adapter.
@@ -159,6 +160,8 @@ pub struct GpuContext {
     /// The device was created with f16 cooperative matrices that the mixed-precision matmul
     /// can use (see [`GpuContext::has_f16_matrix_units`]).
     f16_matrix_units: bool,
+    /// The matmul tile of each product shape met so far (see `gpu::autotune`).
+    tiles: Mutex<TileTable>,
     /// The first error not yet returned to a caller.
     fault: Arc<Mutex<Option<String>>>,
     /// True when the application owns the device: errors are caught with error scopes.
@@ -274,6 +277,7 @@ impl GpuContext {
             limits,
             kernels: KernelCache::with_disk(disk),
             f16_matrix_units,
+            tiles: Mutex::new(TileTable::open(&adapter.get_info())),
             fault,
             external: false,
         }))
@@ -358,6 +362,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::default(),
+            tiles: Mutex::new(TileTable::open(&info)),
             // The device's own features say whether it may use cooperative matrices; the
             // shapes it offers cannot be asked of a device, only of its adapter.
             f16_matrix_units: features.contains(F16_MATRIX_FEATURES)
@@ -375,6 +380,21 @@ impl GpuContext {
     /// created it with those features (and `wgpu::ExperimentalFeatures::enabled()`).
     pub fn has_f16_matrix_units(&self) -> bool {
         self.f16_matrix_units
+    }
+
+    /// The tile (64 or 128) products of `shape` run with on this device, timing both the
+    /// first time a shape could use either (see `gpu::autotune`).
+    pub fn matmul_tile(&self, shape: MatmulShape) -> usize {
+        let mut t = self.tiles.lock().unwrap_or_else(|p| p.into_inner());
+        t.tile(&self.device, &self.queue, &self.kernels, shape)
+    }
+
+    /// Product shapes this process has timed to choose their tile.
+    pub fn tiles_measured(&self) -> usize {
+        self.tiles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .measured
     }
 
     /// The least a device must allow for Hourglass's kernels (see [`GpuContext::from_wgpu`]):

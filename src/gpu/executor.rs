@@ -9,6 +9,7 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
+use crate::gpu::autotune::MatmulShape;
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::{Constants, Kernel, Slot};
 use crate::graph::{
@@ -90,25 +91,6 @@ fn grid_rows(n: usize) -> [u32; 3] {
     } else {
         [65_535, n.div_ceil(65_535), 1]
     }
-}
-
-/// The output tile of a product's kernel: 128×128 when there are enough such tiles to fill a
-/// large GPU (at least 256, e.g. large_ae's layers), else 64×64, whose more numerous
-/// workgroups keep small products (mnist_ae at batch 256) spread over the device.
-/// `HOURGLASS_MATMUL_TILE=64|128` forces one, for tests and measurements.
-fn matmul_tile(m: usize, n: usize) -> usize {
-    static FORCED: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
-    let forced = *FORCED.get_or_init(|| {
-        std::env::var("HOURGLASS_MATMUL_TILE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|t| *t == 64 || *t == 128)
-    });
-    forced.unwrap_or(if m.div_ceil(128) * n.div_ceil(128) >= 256 {
-        128
-    } else {
-        64
-    })
 }
 
 /// A uniform of 32-bit words; floats go in by their bits.
@@ -213,10 +195,18 @@ impl GpuExecutor {
             op_start: vec![0],
             staging: HashMap::new(),
         };
-        let mut plans = Vec::new();
         let f16_matrix_units = ctx.has_f16_matrix_units();
+        let mut tiles = HashMap::new();
         for op in &exec.graph.ops {
-            plans.extend(plan(op, f16_matrix_units));
+            if let Some(shape) = matmul_shape(op)
+                && !(shape.half && f16_matrix_units)
+            {
+                tiles.entry(shape).or_insert_with(|| ctx.matmul_tile(shape));
+            }
+        }
+        let mut plans = Vec::new();
+        for op in &exec.graph.ops {
+            plans.extend(plan(op, f16_matrix_units, &tiles));
             exec.op_start.push(plans.len());
         }
         for Plan {
@@ -533,8 +523,35 @@ fn one(
     }]
 }
 
-/// The dispatches of one op, in the order they run.
-fn plan(op: &Op, f16_matrix_units: bool) -> Vec<Plan> {
+/// The shape a product's tile is chosen by.
+fn matmul_shape(op: &Op) -> Option<MatmulShape> {
+    match *op {
+        Op::Matmul {
+            a,
+            c,
+            trans_a,
+            trans_b,
+            loss_scale,
+            ..
+        } => {
+            let (m, k) = a.shape(trans_a);
+            Some(MatmulShape {
+                m,
+                n: c.cols,
+                k,
+                trans_a,
+                trans_b,
+                half: loss_scale.is_some(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The dispatches of one op, in the order they run; products take the tile `tiles` gives
+/// their shape (64×64 when absent), or the cooperative-matrix kernel in mixed precision where
+/// the device has f16 matrix units.
+fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) -> Vec<Plan> {
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
     use Word::{F, U as N};
     match *op {
@@ -587,8 +604,8 @@ fn plan(op: &Op, f16_matrix_units: bool) -> Vec<Plan> {
             debug_assert!(loss_scale.is_none_or(|t| t.offset == 0));
             let (kernel, tile) = match loss_scale {
                 Some(_) if f16_matrix_units => (Kernel::MatmulCoop, 64),
-                _ => match matmul_tile(m, n) {
-                    128 => (Kernel::MatmulLarge, 128),
+                _ => match matmul_shape(op).and_then(|s| tiles.get(&s)) {
+                    Some(128) => (Kernel::MatmulLarge, 128),
                     _ => (Kernel::Matmul, 64),
                 },
             };

@@ -266,6 +266,18 @@ pub struct DiskCache {
     dirty: AtomicBool,
 }
 
+/// Where Hourglass keeps what it learns about a device between runs: `$XDG_CACHE_HOME/hourglass`
+/// (when absolute), else `~/.cache/hourglass`.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    Some(
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
+            .join("hourglass"),
+    )
+}
+
 impl DiskCache {
     /// Opens the cache file of `info`'s adapter on `device`, which must have been created with
     /// `Features::PIPELINE_CACHE`. `None` when there is nowhere to keep it, the backend has no
@@ -274,12 +286,7 @@ impl DiskCache {
         if std::env::var("HOURGLASS_PIPELINE_CACHE").is_ok_and(|v| v == "0") {
             return None;
         }
-        let dir = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?
-            .join("hourglass");
-        let path = dir.join(wgpu::util::pipeline_cache_key(info)?);
+        let path = cache_dir()?.join(wgpu::util::pipeline_cache_key(info)?);
         let data = std::fs::read(&path).ok();
         // SAFETY: wgpu checks the data's header (driver, device, version) and, with
         // `fallback`, starts empty on any mismatch or corruption instead of using it.

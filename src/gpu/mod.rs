@@ -4,11 +4,13 @@
 //! [`GpuContext::from_wgpu`]) and pass it to [`Device::Gpu`](crate::train::Device::Gpu); the
 //! executor and kernels are the machinery underneath.
 
+pub mod autotune;
 pub mod context;
 pub mod executor;
 pub mod kernels;
 pub mod matrix;
 
+pub use autotune::MatmulShape;
 pub use context::{AdapterSummary, GpuContext, list_adapters};
 pub use executor::{BufferCopy, GpuExecutor};
 pub use kernels::Kernel;

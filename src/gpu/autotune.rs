@@ -1,0 +1,285 @@
+//! The tile of each matrix product, chosen per device by measurement: the first time a device
+//! meets a product shape that both the 64×64 and the 128×128 kernel could run, it times both and
+//! remembers the faster, in memory and in a file beside the pipeline cache, so later runs start
+//! without measuring. Products too small for 128×128 tiles always take 64×64.
+//!
+//! `HOURGLASS_MATMUL_TILE=64|128` forces a tile; `HOURGLASS_AUTOTUNE=0` turns measuring off
+//! (a shape then takes 128×128 tiles when that still gives at least 256 workgroups), and
+//! `HOURGLASS_AUTOTUNE=1` turns it on for software adapters, which are not tuned by default.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use wgpu::util::DeviceExt;
+
+use crate::gpu::kernels::{Constants, Kernel, KernelCache};
+
+/// What decides a product's best tile: its sizes, transposes and precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatmulShape {
+    /// Rows of the result.
+    pub m: usize,
+    /// Columns of the result.
+    pub n: usize,
+    /// The inner size.
+    pub k: usize,
+    /// The left operand is read transposed.
+    pub trans_a: bool,
+    /// The right operand is read transposed.
+    pub trans_b: bool,
+    /// Mixed precision (operands rounded to f16).
+    pub half: bool,
+}
+
+impl MatmulShape {
+    /// Whether a 128×128 tile is worth trying: at least one full tile each way.
+    fn has_choice(&self) -> bool {
+        self.m >= 128 && self.n >= 128
+    }
+
+    /// The choice without measuring: 128×128 tiles once there are enough of them to fill a
+    /// large GPU (at least 256), else 64×64, whose more numerous workgroups keep small products
+    /// (mnist_ae at batch 256) spread over the device.
+    fn heuristic(&self) -> usize {
+        if self.m.div_ceil(128) * self.n.div_ceil(128) >= 256 {
+            128
+        } else {
+            64
+        }
+    }
+
+    fn line(&self, tile: usize) -> String {
+        format!(
+            "{} {} {} {} {} {} {tile}",
+            self.m, self.n, self.k, self.trans_a as u8, self.trans_b as u8, self.half as u8
+        )
+    }
+
+    fn parse(line: &str) -> Option<(Self, usize)> {
+        let v: Vec<usize> = line
+            .split_whitespace()
+            .map(|w| w.parse().ok())
+            .collect::<Option<_>>()?;
+        let [m, n, k, ta, tb, half, tile] = v[..] else {
+            return None;
+        };
+        let shape = MatmulShape {
+            m,
+            n,
+            k,
+            trans_a: ta == 1,
+            trans_b: tb == 1,
+            half: half == 1,
+        };
+        (tile == 64 || tile == 128).then_some((shape, tile))
+    }
+}
+
+/// The tiles chosen so far on one device, and where they are kept.
+pub(crate) struct TileTable {
+    choices: HashMap<MatmulShape, usize>,
+    /// The file, when there is a cache folder.
+    path: Option<PathBuf>,
+    /// Measure unknown shapes (else use the heuristic).
+    measure: bool,
+    /// A tile every product takes (`HOURGLASS_MATMUL_TILE`).
+    forced: Option<usize>,
+    /// Shapes measured by this process, for tests and the bench.
+    pub(crate) measured: usize,
+}
+
+impl TileTable {
+    /// The table of the adapter `info` describes, read from its file if there is one.
+    pub(crate) fn open(info: &wgpu::AdapterInfo) -> Self {
+        let forced = std::env::var("HOURGLASS_MATMUL_TILE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|t| *t == 64 || *t == 128);
+        let measure = match std::env::var("HOURGLASS_AUTOTUNE").ok().as_deref() {
+            Some("0") => false,
+            Some("1") => true,
+            _ => info.device_type != wgpu::DeviceType::Cpu,
+        };
+        let path = crate::gpu::kernels::cache_dir().map(|d| d.join(file_name(info)));
+        let choices = path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|text| text.lines().filter_map(MatmulShape::parse).collect())
+            .unwrap_or_default();
+        TileTable {
+            choices,
+            path,
+            measure,
+            forced,
+            measured: 0,
+        }
+    }
+
+    /// The tile of `shape`, measured now on `device` if it is new and worth measuring.
+    pub(crate) fn tile(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        kernels: &KernelCache,
+        shape: MatmulShape,
+    ) -> usize {
+        if let Some(t) = self.forced {
+            return t;
+        }
+        if !shape.has_choice() {
+            return 64;
+        }
+        if let Some(&t) = self.choices.get(&shape) {
+            return t;
+        }
+        if !self.measure {
+            return shape.heuristic();
+        }
+        let t64 = time_product(device, queue, kernels, shape, 64);
+        let t128 = time_product(device, queue, kernels, shape, 128);
+        let tile = match (t64, t128) {
+            (Some(a), Some(b)) if b < a => 128,
+            (Some(_), Some(_)) => 64,
+            _ => shape.heuristic(),
+        };
+        self.choices.insert(shape, tile);
+        self.measured += 1;
+        self.persist();
+        tile
+    }
+
+    /// Writes the table back; failing to only costs the next run its measurements.
+    fn persist(&self) {
+        let Some(path) = &self.path else { return };
+        let mut lines: Vec<String> = self.choices.iter().map(|(s, t)| s.line(*t)).collect();
+        lines.sort();
+        let text = format!(
+            "# m n k trans_a trans_b half tile: the faster matmul tile of each product shape\n{}\n",
+            lines.join("\n")
+        );
+        if let Some(dir) = path.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+        {
+            let _ = crate::io::write_atomic(path, text.as_bytes());
+        }
+    }
+}
+
+/// `<adapter>-<driver>.tiles`, with anything but letters, digits, `.` and `-` made `_`.
+fn file_name(info: &wgpu::AdapterInfo) -> String {
+    let raw = format!(
+        "{}-{:?}-{}-{}",
+        info.name, info.backend, info.driver, info.driver_info
+    );
+    let safe: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.tiles")
+}
+
+/// Seconds per product of `shape` with `tile`-sized tiles: the best of three timed
+/// submissions of enough back-to-back products to take a few milliseconds, after one that
+/// compiles and warms up. `None` if the device reported an error.
+fn time_product(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    kernels: &KernelCache,
+    s: MatmulShape,
+    tile: usize,
+) -> Option<f64> {
+    let kernel = if tile == 128 {
+        Kernel::MatmulLarge
+    } else {
+        Kernel::Matmul
+    };
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let storage = |label, len: usize| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: (len as u64 * 4).max(16),
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (a, b, c) = (
+        storage("autotune a", s.m * s.k),
+        storage("autotune b", s.k * s.n),
+        storage("autotune c", s.m * s.n),
+    );
+    let aux = storage("autotune aux", 1);
+    let scale = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("autotune loss scale"),
+        contents: bytemuck::cast_slice(&[1.0f32; 4]),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let (lda, ldb) = (
+        if s.trans_a { s.m } else { s.k },
+        if s.trans_b { s.k } else { s.n },
+    );
+    let dims: [u32; 12] = [
+        s.m as u32, s.n as u32, s.k as u32, 0, 0, 0, 0, lda as u32, ldb as u32, 0, 0, 0,
+    ];
+    let dims = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("autotune dims"),
+        contents: bytemuck::cast_slice(&dims),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let constants: Constants = vec![
+        ("TRANS_A", flag(s.trans_a)),
+        ("TRANS_B", flag(s.trans_b)),
+        ("EPILOGUE", 0.0),
+        ("ACT", 0.0),
+        ("HALF", flag(s.half)),
+        ("SCALE_A", 0.0),
+        ("SCALE_B", 0.0),
+    ];
+    let pipeline = kernels.pipeline(device, kernel, &constants);
+    let layout = kernels.bind_group_layout(device, kernel);
+    let entries: Vec<wgpu::BindGroupEntry> = [&a, &b, &c, &aux, &dims, &scale]
+        .iter()
+        .enumerate()
+        .map(|(i, buf)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: buf.as_entire_binding(),
+        })
+        .collect();
+    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("autotune"),
+        layout: &layout,
+        entries: &entries,
+    });
+    let groups = [s.n.div_ceil(tile) as u32, s.m.div_ceil(tile) as u32];
+    let run = |reps: usize| -> Option<f64> {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(groups[0], groups[1], 1);
+            }
+        }
+        let start = Instant::now();
+        queue.submit([encoder.finish()]);
+        device.poll(wgpu::PollType::wait_indefinitely()).ok()?;
+        Some(start.elapsed().as_secs_f64() / reps as f64)
+    };
+    let once = run(1);
+    let best = once.and_then(|t| {
+        let reps = ((0.005 / t.max(1e-7)) as usize).clamp(1, 64);
+        (0..3).filter_map(|_| run(reps)).reduce(f64::min)
+    });
+    let failed =
+        pollster::block_on(oom.pop()).is_some() | pollster::block_on(scope.pop()).is_some();
+    if failed { None } else { best }
+}

@@ -236,34 +236,36 @@ type Extra = Box<dyn FnOnce(Tensor) -> Op>;
 
 /// Two buffers the layer-by-layer backward pass alternates between for the gradients at the
 /// layers' outputs: each is read by the next layer down and dead after it, so two suffice
-/// however deep the model (large_ae: 256 MiB instead of 400).
-#[derive(Clone, Copy)]
+/// however deep the model (large_ae: 256 MiB instead of 400). Each is declared when first
+/// used, so models with one layer per side (cae) declare none.
 struct GradPingPong {
-    bufs: [crate::graph::BufId; 2],
+    bufs: [Option<crate::graph::BufId>; 2],
+    len: usize,
 }
 
 impl GradPingPong {
-    /// Buffers big enough for `rows × width` of any layer of `layout`.
-    fn new(g: &mut Graph, layout: &ParamLayout, rows: usize) -> Self {
+    /// Room for `rows × width` of any layer of `layout`.
+    fn new(layout: &ParamLayout, rows: usize) -> Self {
         let widest = layout
             .layers
             .iter()
             .map(|l| l.layer.outputs)
             .max()
             .unwrap_or(1);
-        let len = rows * widest;
         GradPingPong {
-            bufs: [
-                g.buffer("activation_grads.0", len, DType::F32),
-                g.buffer("activation_grads.1", len, DType::F32),
-            ],
+            bufs: [None, None],
+            len: rows * widest,
         }
     }
 
     /// The `turn`-th gradient of a pass, `rows × cols`.
-    fn view(&self, turn: usize, rows: usize, cols: usize) -> Tensor {
+    fn view(&mut self, g: &mut Graph, turn: usize, rows: usize, cols: usize) -> Tensor {
+        let len = self.len;
+        let buf = *self.bufs[turn % 2].get_or_insert_with(|| {
+            g.buffer(format!("activation_grads.{}", turn % 2), len, DType::F32)
+        });
         Tensor {
-            buf: self.bufs[turn % 2],
+            buf,
             offset: 0,
             rows,
             cols,
@@ -286,7 +288,7 @@ fn backward(
     mut dz: Tensor,
     extras: &mut [Vec<Extra>],
     input_grad_to: Option<(Tensor, Epilogue)>,
-    pool: GradPingPong,
+    pool: &mut GradPingPong,
 ) {
     for k in (0..layers.len()).rev() {
         for extra in extras[k].drain(..) {
@@ -297,7 +299,7 @@ fn backward(
         w.bias(g, l, dz);
         if k > 0 {
             let prev = layers[k - 1];
-            let dprev = pool.view(layers.len() - 1 - k, dz.rows, prev.layer.outputs);
+            let dprev = pool.view(g, layers.len() - 1 - k, dz.rows, prev.layer.outputs);
             input_grad(
                 g,
                 params,
@@ -869,7 +871,7 @@ fn append_step(
     let mut dec_inputs = vec![decoder_input];
     dec_inputs.extend(&dec_out[..dec_out.len() - 1]);
     let mut no_extras: Vec<Vec<Extra>> = (0..dec.len()).map(|_| Vec::new()).collect();
-    let pool = GradPingPong::new(g, layout, logits.rows);
+    let mut pool = GradPingPong::new(layout, logits.rows);
     backward(
         g,
         params,
@@ -880,7 +882,7 @@ fn append_step(
         dlogits,
         &mut no_extras,
         (!enc.is_empty() || vae.is_some()).then_some((dcode, to_code)),
-        pool,
+        &mut pool,
     );
 
     // Into the encoder: through the VAE's sampler and heads, or straight from the code.
@@ -937,7 +939,7 @@ fn append_step(
             dz,
             &mut extras,
             None,
-            pool,
+            &mut pool,
         );
     }
 

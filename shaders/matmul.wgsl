@@ -19,6 +19,7 @@
 const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 16u;
+const THREADS: u32 = 256u;
 
 // [BK][BM/4] and [BK][BN/4]: one vec4 holds four consecutive rows (A) or columns (B).
 var<workgroup> tile_a: array<vec4<f32>, 256>;

@@ -126,13 +126,13 @@ fn finish_row(row: u32, col: u32, acc: vec4<f32>, poisoned: bool) {
 }
 
 // Stages the k-step at k0 of op(A) (rows row0..row0+BM) and op(B) (columns col0..col0+BN) into
-// tile_a and tile_b, which the kernel file declares with BM, BN and BK (BM·BK = BN·BK = 1024:
-// four elements per thread of 256). Consecutive threads walk each operand's contiguous
+// tile_a and tile_b, which the kernel file declares with BM, BN, BK and its THREADS
+// (BM·BK = BN·BK, a multiple of THREADS). Consecutive threads walk each operand's contiguous
 // dimension so global loads coalesce; a vec4 of a tile holds four consecutive rows (A) or
 // columns (B).
 fn stage_tiles(li: u32, row0: u32, col0: u32, k0: u32) {
-    for (var i = 0u; i < 4u; i++) {
-        let e = li + i * 256u;
+    for (var i = 0u; i < BM * BK / THREADS; i++) {
+        let e = li + i * THREADS;
         var am: u32;
         var ak: u32;
         if (TRANS_A) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }

@@ -24,6 +24,7 @@ enable wgpu_cooperative_matrix;
 const BM: u32 = 64u;
 const BN: u32 = 64u;
 const BK: u32 = 32u;
+const THREADS: u32 = 128u;
 
 // Slab element e is staged by thread e % 128, and its layout follows the operand's contiguous
 // global dimension (see stage_slabs): op(A) is [BM][BK] (k contiguous) or, under TRANS_A,

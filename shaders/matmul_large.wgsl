@@ -11,6 +11,7 @@
 const BM: u32 = 128u;
 const BN: u32 = 128u;
 const BK: u32 = 8u;
+const THREADS: u32 = 256u;
 
 // [BK][BM/4] and [BK][BN/4].
 var<workgroup> tile_a: array<vec4<f32>, 256>;

@@ -121,7 +121,12 @@ fn matmul_specializations_compile_to_spirv() {
     let options = [naga::back::spv::Options::default(), vulkan_like_options()];
     let specializations = mixed_precision_matmul_constants();
     assert_eq!(specializations.len(), 2 * 2 * 5 * 3 * 3);
-    for kernel in [Kernel::Matmul, Kernel::MatmulLarge, Kernel::MatmulCoop] {
+    for kernel in [
+        Kernel::Matmul,
+        Kernel::MatmulSmall,
+        Kernel::MatmulLarge,
+        Kernel::MatmulCoop,
+    ] {
         let module = naga::front::wgsl::parse_str(kernel.source())
             .unwrap_or_else(|e| panic!("{kernel:?}: {}", e.emit_to_string(kernel.source())));
         let info = naga::valid::Validator::new(

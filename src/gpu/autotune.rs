@@ -1,11 +1,12 @@
 //! The tile of each matrix product, chosen per device by measurement: the first time a device
-//! meets a product shape that both the 64×64 and the 128×128 kernel could run, it times both and
-//! remembers the faster, in memory and in a file beside the pipeline cache, so later runs start
-//! without measuring. Products too small for 128×128 tiles always take 64×64.
+//! meets a product shape, it times the 32×32 and 64×64 kernels (and the 128×128 one when the
+//! product has at least one such tile each way) and remembers the fastest, in memory and in a
+//! file beside the pipeline cache, so later runs start without measuring.
 //!
-//! `HOURGLASS_MATMUL_TILE=64|128` forces a tile; `HOURGLASS_AUTOTUNE=0` turns measuring off
-//! (a shape then takes 128×128 tiles when that still gives at least 256 workgroups), and
-//! `HOURGLASS_AUTOTUNE=1` turns it on for software adapters, which are not tuned by default.
+//! `HOURGLASS_MATMUL_TILE=32|64|128` forces a tile; `HOURGLASS_AUTOTUNE=0` turns measuring off
+//! (a shape then takes 128×128 tiles when that still gives at least 256 workgroups, else
+//! 64×64), and `HOURGLASS_AUTOTUNE=1` turns it on for software adapters, which are not tuned by
+//! default.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,9 +34,13 @@ pub struct MatmulShape {
 }
 
 impl MatmulShape {
-    /// Whether a 128×128 tile is worth trying: at least one full tile each way.
-    fn has_choice(&self) -> bool {
-        self.m >= 128 && self.n >= 128
+    /// The tiles worth timing: 128×128 only with at least one full tile each way.
+    fn candidates(&self) -> &'static [usize] {
+        if self.m >= 128 && self.n >= 128 {
+            &[32, 64, 128]
+        } else {
+            &[32, 64]
+        }
     }
 
     /// The choice without measuring: 128×128 tiles once there are enough of them to fill a
@@ -72,7 +77,7 @@ impl MatmulShape {
             trans_b: tb == 1,
             half: half == 1,
         };
-        (tile == 64 || tile == 128).then_some((shape, tile))
+        shape.candidates().contains(&tile).then_some((shape, tile))
     }
 }
 
@@ -95,7 +100,7 @@ impl TileTable {
         let forced = std::env::var("HOURGLASS_MATMUL_TILE")
             .ok()
             .and_then(|v| v.parse().ok())
-            .filter(|t| *t == 64 || *t == 128);
+            .filter(|t| [32, 64, 128].contains(t));
         let measure = match std::env::var("HOURGLASS_AUTOTUNE").ok().as_deref() {
             Some("0") => false,
             Some("1") => true,
@@ -127,22 +132,23 @@ impl TileTable {
         if let Some(t) = self.forced {
             return t;
         }
-        if !shape.has_choice() {
-            return 64;
-        }
         if let Some(&t) = self.choices.get(&shape) {
             return t;
         }
         if !self.measure {
             return shape.heuristic();
         }
-        let t64 = time_product(device, queue, kernels, shape, 64);
-        let t128 = time_product(device, queue, kernels, shape, 128);
-        let tile = match (t64, t128) {
-            (Some(a), Some(b)) if b < a => 128,
-            (Some(_), Some(_)) => 64,
-            _ => shape.heuristic(),
-        };
+        let mut timed = Vec::new();
+        for &tile in shape.candidates() {
+            match time_product(device, queue, kernels, shape, tile) {
+                Some(t) => timed.push((t, tile)),
+                None => return shape.heuristic(),
+            }
+        }
+        let tile = timed
+            .iter()
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(shape.heuristic(), |&(_, tile)| tile);
         self.choices.insert(shape, tile);
         self.measured += 1;
         self.persist();
@@ -195,10 +201,10 @@ fn time_product(
     s: MatmulShape,
     tile: usize,
 ) -> Option<f64> {
-    let kernel = if tile == 128 {
-        Kernel::MatmulLarge
-    } else {
-        Kernel::Matmul
+    let kernel = match tile {
+        128 => Kernel::MatmulLarge,
+        32 => Kernel::MatmulSmall,
+        _ => Kernel::Matmul,
     };
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -606,6 +606,7 @@ fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) ->
                 Some(_) if f16_matrix_units => (Kernel::MatmulCoop, 64),
                 _ => match matmul_shape(op).and_then(|s| tiles.get(&s)) {
                     Some(128) => (Kernel::MatmulLarge, 128),
+                    Some(32) => (Kernel::MatmulSmall, 32),
                     _ => (Kernel::Matmul, 64),
                 },
             };

@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 pub enum Kernel {
     /// `shaders/matmul.wgsl`: 64×64 tiles.
     Matmul,
+    /// `shaders/matmul_small.wgsl`: 32×32 tiles, for products too small to fill a GPU with
+    /// 64×64 ones.
+    MatmulSmall,
     /// `shaders/matmul_large.wgsl`: 128×128 tiles, for products at least 128 on both sides.
     MatmulLarge,
     /// `shaders/matmul_coop.wgsl`: f16 cooperative matrices (tensor cores) with f32
@@ -89,8 +92,9 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 27] = [
         Kernel::Matmul,
+        Kernel::MatmulSmall,
         Kernel::MatmulLarge,
         Kernel::MatmulCoop,
         Kernel::ActivationForward,
@@ -122,6 +126,9 @@ impl Kernel {
     pub fn source(self) -> &'static str {
         match self {
             Kernel::Matmul => wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul.wgsl"),
+            Kernel::MatmulSmall => {
+                wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_small.wgsl")
+            }
             Kernel::MatmulLarge => {
                 wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_large.wgsl")
             }
@@ -190,6 +197,7 @@ impl Kernel {
             Kernel::CheckFinite => "check_finite",
             Kernel::LossScale => "loss_scale",
             Kernel::Matmul
+            | Kernel::MatmulSmall
             | Kernel::MatmulLarge
             | Kernel::MatmulCoop
             | Kernel::ColumnSum
@@ -202,7 +210,7 @@ impl Kernel {
     /// The bindings of group 0, in order.
     pub fn slots(self) -> &'static [Slot] {
         match self {
-            Kernel::Matmul | Kernel::MatmulLarge | Kernel::MatmulCoop => {
+            Kernel::Matmul | Kernel::MatmulSmall | Kernel::MatmulLarge | Kernel::MatmulCoop => {
                 &[Read, Read, ReadWrite, Read, Uniform, Read]
             }
             Kernel::ActivationForward | Kernel::ActivationBackward | Kernel::AddInto => {

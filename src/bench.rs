@@ -84,6 +84,19 @@ impl Workload {
         })
     }
 
+    /// The same workload at another batch size (`hourglass bench --batch`); the batch must be at
+    /// least 1.
+    pub fn with_batch(mut self, batch: usize) -> Result<Workload> {
+        if batch == 0 {
+            return Err(Error::Config(format!(
+                "batch size must be at least 1 (got {batch}) for workload '{}'",
+                self.name
+            )));
+        }
+        self.batch = batch;
+        Ok(self)
+    }
+
     /// Weights (not biases) of the model: FLOPs per sample are counted as 6 × this.
     pub fn weights(&self) -> usize {
         crate::model::ParamLayout::new(&self.spec)
@@ -122,6 +135,113 @@ pub struct BenchResult {
     pub first_step_s: f64,
     /// Loss after the timed steps (a sanity check that training ran).
     pub final_loss: f64,
+    /// CPU rows only: the machine's f32 GEMM ceiling in GFLOP/s, measured in the same run through
+    /// the CPU executor's own matrix product ([`SgemmProbe`]): the better of the measurements taken
+    /// just before and just after this workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_sgemm_gflops: Option<f64>,
+    /// CPU rows only: the training step's FLOP rate (6 × weights × samples/s) over
+    /// `cpu_sgemm_gflops`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_sgemm: Option<f64>,
+}
+
+impl BenchResult {
+    /// Records the CPU GEMM ceiling beside this result and the step's share of it.
+    pub fn with_sgemm_ceiling(mut self, gflops: f64) -> BenchResult {
+        self.cpu_sgemm_gflops = Some(gflops);
+        self.fraction_of_sgemm = Some(self.tflops * 1e3 / gflops);
+        self
+    }
+}
+
+/// Side of the square f32 product [`SgemmProbe`] times.
+pub const SGEMM_CEILING_SIZE: usize = 2048;
+
+/// Times f32 2048×2048×2048 products through [`crate::cpu::kernels::matmul`], the very call
+/// (the `gemm` crate, with the same rayon parallelism) the CPU executor's training steps make,
+/// to give the ceiling of that path in GFLOP/s. One product takes about 0.1 s on two AVX-512
+/// cores. The operands are kept between measurements, so a bench run can measure just before
+/// and just after each CPU workload: on a machine shared with other work the ceiling moves by a
+/// third from one second to the next, and a ceiling taken next to the workload is the fair one.
+pub struct SgemmProbe {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+    /// The best rate seen by any measurement of this probe, in GFLOP/s.
+    pub best_gflops: f64,
+    /// The worst per-measurement best, in GFLOP/s (how much the ceiling moved).
+    pub worst_gflops: f64,
+    /// Measurements taken.
+    pub measurements: u32,
+}
+
+impl SgemmProbe {
+    /// Allocates the operands and runs one untimed product (thread start-up, page faults).
+    pub fn new() -> SgemmProbe {
+        let n = SGEMM_CEILING_SIZE;
+        let mut rng = Sequence::new(1, Stream::Init, 2048);
+        let a: Vec<f32> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let b: Vec<f32> = (0..n * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let mut probe = SgemmProbe {
+            a,
+            b,
+            c: vec![0f32; n * n],
+            best_gflops: 0.0,
+            worst_gflops: f64::INFINITY,
+            measurements: 0,
+        };
+        probe.product();
+        probe
+    }
+
+    fn product(&mut self) -> f64 {
+        use crate::cpu::kernels::{CpuEpilogue, matmul};
+        let n = SGEMM_CEILING_SIZE;
+        let t = Instant::now();
+        matmul(
+            &self.a,
+            (n, n),
+            false,
+            &self.b,
+            (n, n),
+            false,
+            &mut self.c,
+            CpuEpilogue::Store,
+        );
+        std::hint::black_box(&self.c);
+        t.elapsed().as_secs_f64()
+    }
+
+    /// The best rate, in GFLOP/s, of products repeated until `seconds` have passed (at least
+    /// one, at most ten).
+    pub fn measure(&mut self, seconds: f64) -> f64 {
+        let flops = 2.0 * (SGEMM_CEILING_SIZE as f64).powi(3);
+        let start = Instant::now();
+        let mut best = f64::INFINITY;
+        let mut reps = 0;
+        while reps < 1 || (reps < 10 && start.elapsed().as_secs_f64() < seconds) {
+            best = best.min(self.product());
+            reps += 1;
+        }
+        let gflops = flops / best / 1e9;
+        self.best_gflops = self.best_gflops.max(gflops);
+        self.worst_gflops = self.worst_gflops.min(gflops);
+        self.measurements += 1;
+        gflops
+    }
+}
+
+impl Default for SgemmProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The f32 GEMM ceiling of the CPU executor's matrix-product path in GFLOP/s: a warm-up product,
+/// then the best of products repeated for about `seconds` (see [`SgemmProbe`]).
+pub fn sgemm_ceiling(seconds: f64) -> f64 {
+    SgemmProbe::new().measure(seconds)
 }
 
 /// Synthetic inputs in [0, 1).
@@ -196,12 +316,44 @@ pub fn run(
         allocated_bytes,
         first_step_s,
         final_loss: loss,
+        cpu_sgemm_gflops: None,
+        fraction_of_sgemm: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_batch_overrides_and_rejects_zero() {
+        let w = Workload::named("cae").unwrap().with_batch(1024).unwrap();
+        assert_eq!(w.batch, 1024);
+        let e = Workload::named("cae").unwrap().with_batch(0).unwrap_err();
+        assert!(e.to_string().contains("at least 1"), "{e}");
+    }
+
+    #[test]
+    fn sgemm_result_fraction() {
+        let r = BenchResult {
+            workload: "mnist_ae".into(),
+            device: "cpu".into(),
+            adapter: String::new(),
+            batch: 1,
+            steps: 1,
+            samples_per_s: 1.0,
+            ms_per_step: 1.0,
+            tflops: 0.1,
+            allocated_bytes: 0,
+            first_step_s: 0.0,
+            final_loss: 0.0,
+            cpu_sgemm_gflops: None,
+            fraction_of_sgemm: None,
+        }
+        .with_sgemm_ceiling(200.0);
+        assert_eq!(r.cpu_sgemm_gflops, Some(200.0));
+        assert!((r.fraction_of_sgemm.unwrap() - 0.5).abs() < 1e-12);
+    }
 
     #[test]
     fn workload_weights_match_workloads_md() {

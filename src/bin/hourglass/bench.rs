@@ -1,7 +1,7 @@
 //! `hourglass bench`: the benchmark workloads on the GPU and the CPU, side by side in one run.
 
 use clap::Args;
-use hourglass::bench::{BenchResult, Workload, run};
+use hourglass::bench::{BenchResult, SGEMM_CEILING_SIZE, SgemmProbe, Workload, run};
 use hourglass::train::{Device, DeviceChoice};
 use hourglass::{Error, Result};
 
@@ -9,7 +9,8 @@ use crate::Ui;
 
 pub const EXAMPLES: &str = "Examples:
   hourglass bench --workload all --device both
-  hourglass bench --workload mnist_ae --device gpu --seconds 10 --json";
+  hourglass bench --workload mnist_ae --device gpu --seconds 10 --json
+  hourglass bench --workload mnist_ae,cae --device cpu --batch 1024 --seconds 10";
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -22,6 +23,9 @@ pub struct BenchArgs {
     /// f32, or mixed (f16 cooperative-matrix matmuls; not built yet: runs f32 and says so).
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Examples per step for every workload, instead of each workload's own batch size.
+    #[arg(long)]
+    batch: Option<usize>,
     /// Seconds of timed training per workload and device.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -41,6 +45,18 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
             .split(',')
             .map(|w| Workload::named(w.trim()))
             .collect::<Result<_>>()?
+    };
+    let workloads: Vec<Workload> = match args.batch {
+        None => workloads,
+        Some(0) => {
+            return Err(Error::Config(
+                "--batch must be at least 1 (got 0)".to_string(),
+            ));
+        }
+        Some(b) => workloads
+            .into_iter()
+            .map(|w| w.with_batch(b))
+            .collect::<Result<_>>()?,
     };
     match args.precision.as_str() {
         "f32" => {}
@@ -67,15 +83,24 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         .into_iter()
         .map(|c| Device::open(c).map(|(d, _)| d))
         .collect::<Result<_>>()?;
+    // The CPU's GEMM ceiling through the executor's own matrix product, measured just before
+    // and just after each CPU workload (the operands stay allocated between measurements); each
+    // CPU row is compared with the better of its two. Each measurement takes a quarter of
+    // --seconds, at most 1 s and at least one 2048³ product (~0.1 s), so a 0.5 s smoke run
+    // spends well under a second on it in all.
+    let sgemm_seconds = (args.seconds / 4.0).min(1.0);
+    let mut sgemm: Option<(SgemmProbe, f64)> = None;
     if !args.json {
         println!(
-            "{:<9} {:<4} {:>6} {:>12} {:>10} {:>9} {:>10} {:>9} {:>10}  adapter",
+            "{:<9} {:<4} {:>6} {:>12} {:>10} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10}  adapter",
             "workload",
             "dev",
             "batch",
             "samples/s",
             "ms/step",
             "TFLOP/s",
+            "sgemm GF",
+            "of sgemm",
             "alloc MiB",
             "first s",
             "loss"
@@ -84,18 +109,33 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
     for w in &workloads {
         let mut results: Vec<BenchResult> = Vec::new();
         for d in &devices {
-            let r = run(w, d, args.seconds, 2, args.max_steps)?;
+            let cpu = matches!(d, Device::Cpu);
+            if cpu && sgemm.is_none() {
+                let mut probe = SgemmProbe::new();
+                let g = probe.measure(sgemm_seconds);
+                sgemm = Some((probe, g));
+            }
+            let mut r = run(w, d, args.seconds, 2, args.max_steps)?;
+            if let (true, Some((probe, before))) = (cpu, sgemm.as_mut()) {
+                let after = probe.measure(sgemm_seconds);
+                r = r.with_sgemm_ceiling(before.max(after));
+                *before = after;
+            }
             if args.json {
                 println!("{}", serde_json::to_string(&r).expect("results serialize"));
             } else {
                 println!(
-                    "{:<9} {:<4} {:>6} {:>12.0} {:>10.3} {:>9.3} {:>10.1} {:>9.2} {:>10.4}  {}",
+                    "{:<9} {:<4} {:>6} {:>12.0} {:>10.3} {:>9.3} {:>9} {:>8} {:>10.1} {:>9.2} {:>10.4}  {}",
                     r.workload,
                     r.device,
                     r.batch,
                     r.samples_per_s,
                     r.ms_per_step,
                     r.tflops,
+                    r.cpu_sgemm_gflops
+                        .map_or("-".to_string(), |g| format!("{g:.1}")),
+                    r.fraction_of_sgemm
+                        .map_or("-".to_string(), |f| format!("{:.1}%", 100.0 * f)),
                     r.allocated_bytes as f64 / (1 << 20) as f64,
                     r.first_step_s,
                     r.final_loss,
@@ -115,6 +155,14 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
                 println!("{:<9} GPU/CPU samples/s ratio: {ratio:.2}", w.name);
             }
         }
+    }
+    if let (false, Some((probe, _))) = (args.json, &sgemm) {
+        let n = SGEMM_CEILING_SIZE;
+        println!(
+            "CPU sgemm ceiling ({n}x{n}x{n} f32 through the CPU executor's gemm path): \
+             best {:.1} GFLOP/s, worst measurement {:.1}, {} measurements",
+            probe.best_gflops, probe.worst_gflops, probe.measurements
+        );
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::graph::Precision;
 use crate::model::{Activation, Loss, ModelSpec, Variant};
 use crate::rng::{Sequence, Stream};
 use crate::train::{Device, TrainConfig, Trainer};
@@ -135,6 +136,9 @@ pub struct BenchResult {
     pub first_step_s: f64,
     /// Loss after the timed steps (a sanity check that training ran).
     pub final_loss: f64,
+    /// `f32` or `mixed`: what the products ran in (mixed falls back to f32 on devices without
+    /// f16 cooperative matrices).
+    pub precision: String,
     /// CPU rows only: the machine's f32 GEMM ceiling in GFLOP/s, measured in the same run through
     /// the CPU executor's own matrix product ([`SgemmProbe`]): the better of the measurements taken
     /// just before and just after this workload.
@@ -268,10 +272,12 @@ pub fn run(
     seconds: f64,
     min_steps: u64,
     max_steps: u64,
+    precision: Precision,
 ) -> Result<BenchResult> {
     let data = synthetic(w);
     let config = TrainConfig {
         shuffle: false,
+        precision,
         ..TrainConfig::new(w.batch, 1e-3)
     };
     let start = Instant::now();
@@ -316,6 +322,7 @@ pub fn run(
         allocated_bytes,
         first_step_s,
         final_loss: loss,
+        precision: trainer.precision().name().into(),
         cpu_sgemm_gflops: None,
         fraction_of_sgemm: None,
     })
@@ -347,6 +354,7 @@ mod tests {
             allocated_bytes: 0,
             first_step_s: 0.0,
             final_loss: 0.0,
+            precision: "f32".into(),
             cpu_sgemm_gflops: None,
             fraction_of_sgemm: None,
         }

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use hourglass::bench::{BenchResult, SGEMM_CEILING_SIZE, SgemmProbe, Workload, run};
+use hourglass::graph::Precision;
 use hourglass::train::{Device, DeviceChoice};
 use hourglass::{Error, Result};
 
@@ -20,7 +21,8 @@ pub struct BenchArgs {
     /// gpu, cpu or both (then the GPU/CPU ratio is reported).
     #[arg(long, default_value = "both")]
     device: String,
-    /// f32, or mixed (f16 cooperative-matrix matmuls; not built yet: runs f32 and says so).
+    /// f32, or mixed: f16 cooperative-matrix products with f32 accumulation and dynamic loss
+    /// scaling, where the GPU has them (elsewhere the run falls back to f32 and says so).
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Examples per step for every workload, instead of each workload's own batch size.
@@ -58,17 +60,8 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
             .map(|w| w.with_batch(b))
             .collect::<Result<_>>()?,
     };
-    match args.precision.as_str() {
-        "f32" => {}
-        "mixed" => ui.note(
-            "mixed precision (f16 cooperative matrices) is not implemented yet; measuring the f32 path",
-        ),
-        other => {
-            return Err(Error::Config(format!(
-                "unknown precision '{other}' (expected f32 or mixed)"
-            )));
-        }
-    }
+    let precision = Precision::parse(&args.precision)
+        .map_err(|e| Error::Config(format!("--precision: {e}")))?;
     let choices = match args.device.as_str() {
         "gpu" => vec![DeviceChoice::Gpu],
         "cpu" => vec![DeviceChoice::Cpu],
@@ -115,7 +108,16 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
                 let g = probe.measure(sgemm_seconds);
                 sgemm = Some((probe, g));
             }
-            let mut r = run(w, d, args.seconds, 2, args.max_steps)?;
+            let mut r = run(w, d, args.seconds, 2, args.max_steps, precision)?;
+            if r.precision != precision.name() {
+                ui.note(&format!(
+                    "{} on {}: no f16 cooperative matrices (tensor cores), so --precision {} \
+                     fell back to f32",
+                    w.name,
+                    r.adapter,
+                    precision.name()
+                ));
+            }
             if let (true, Some((probe, before))) = (cpu, sgemm.as_mut()) {
                 let after = probe.measure(sgemm_seconds);
                 r = r.with_sgemm_ceiling(before.max(after));

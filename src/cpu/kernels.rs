@@ -365,9 +365,10 @@ pub fn adam<T: Real>(
         [h.beta1, h.beta2, h.eps, h.weight_decay, lr, bc1, bc2].map(|x| T::of(f64::from(x)));
     let sqrt_bc2 = bc2.sqrt();
     let step = lr / bc1;
-    let update = |p: &mut T, g: T, m: &mut T, v: &mut T| {
+    // Decoupled or not is decided once per chunk, so each loop is branch-free and vectorizes.
+    let update = |decoupled: bool, p: &mut T, g: T, m: &mut T, v: &mut T| {
         let (mut pv, mut g) = (*p, g * scale);
-        if h.decoupled {
+        if decoupled {
             pv = pv * (T::one() - lr * wd);
         } else {
             g = g + wd * pv;
@@ -385,10 +386,27 @@ pub fn adam<T: Real>(
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((p, g), m), v)| {
-            for i in 0..p.len() {
-                update(&mut p[i], g[i], &mut m[i], &mut v[i]);
+            let each = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+            if h.decoupled {
+                each.for_each(|(((p, &g), m), v)| update(true, p, g, m, v));
+            } else {
+                each.for_each(|(((p, &g), m), v)| update(false, p, g, m, v));
             }
         });
+}
+
+/// Σ x² in eight interleaved partial sums, so the loop vectorizes (one running sum would make
+/// every addition wait for the last).
+pub fn sum_squares<T: Real>(x: &[T]) -> T {
+    let mut lanes = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &g) in lanes.iter_mut().zip(c) {
+            *l = *l + g * g;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |a, &g| a + g * g);
+    lanes.iter().fold(tail, |a, &l| a + l)
 }
 
 /// Σ g² of each block of 2048 gradients into `partials`, and their total, as the GPU sums.
@@ -396,7 +414,7 @@ pub fn grad_norm_sq<T: Real>(grads: &[T], partials: &mut [T]) -> T {
     partials
         .par_iter_mut()
         .zip(grads.par_chunks(2048))
-        .for_each(|(p, c)| *p = c.iter().fold(T::zero(), |a, &g| a + g * g));
+        .for_each(|(p, c)| *p = sum_squares(c));
     partials.iter().fold(T::zero(), |a, &p| a + p)
 }
 

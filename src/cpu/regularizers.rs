@@ -3,7 +3,9 @@
 //! (`shaders/sampler.wgsl`). Random numbers come from [`crate::rng`] exactly as the WGSL draws
 //! them: one Philox block per element, keyed by (seed, step, element index).
 
-use crate::cpu::kernels::{Real, activation_grad_from_output};
+use rayon::prelude::*;
+
+use crate::cpu::kernels::{self, Real, activation_grad_from_output};
 use crate::graph::StepParams;
 use crate::model::{Activation, Noise};
 use crate::rng::{Stream, element_block, gaussian_f32, unit_f32};
@@ -115,33 +117,48 @@ pub fn contractive_closed_form<T: Real>(
     let units = h.len() / batch;
     let lambda = T::of(f64::from(lambda));
     let (norms, s2) = scratch.split_at_mut(units);
-    for (j, n) in norms.iter_mut().enumerate() {
-        *n = w[j * inputs..(j + 1) * inputs]
-            .iter()
-            .fold(T::zero(), |a, &v| a + v * v);
-    }
-    s2[..units].fill(T::zero());
+    // ‖W_j‖² per unit, threaded over units.
+    norms
+        .par_iter_mut()
+        .zip(w.par_chunks(inputs))
+        .for_each(|(n, wj)| *n = kernels::sum_squares(wj));
+    let norms = &*norms;
     let two = T::of(2.0);
     let inv_b = T::one() / T::of(batch as f64);
-    for b in 0..batch {
-        let mut p = T::zero();
-        for j in 0..units {
-            let y = h[b * units + j];
+    let g = lambda * inv_b * two;
+    // Per example, threaded over examples; each loop runs over units with no carried sum but
+    // the penalty's, kept in eight lanes.
+    rows.par_iter_mut()
+        .zip(dz.par_chunks_mut(units))
+        .zip(h.par_chunks(units))
+        .for_each(|((row, dz), h)| {
+            let mut lanes = [T::zero(); 8];
+            for (j, ((d, &y), &n)) in dz.iter_mut().zip(h).zip(norms).enumerate() {
+                let s = y * (T::one() - y);
+                lanes[j % 8] = lanes[j % 8] + s * s * n;
+                // ∂(s² n)/∂a = 2 s n · s(1 − 2y)
+                *d = *d + g * s * n * s * (T::one() - two * y);
+            }
+            *row = lambda * lanes.iter().fold(T::zero(), |a, &l| a + l);
+        });
+    // Σ_b s² per unit: examples in order, units side by side.
+    s2[..units].fill(T::zero());
+    for hb in h.chunks(units) {
+        for (acc, &y) in s2.iter_mut().zip(hb) {
             let s = y * (T::one() - y);
-            p = p + s * s * norms[j];
-            s2[j] = s2[j] + s * s;
-            // ∂(s² n)/∂a = 2 s n · s(1 − 2y)
-            dz[b * units + j] =
-                dz[b * units + j] + lambda * inv_b * two * s * norms[j] * s * (T::one() - two * y);
-        }
-        rows[b] = lambda * p;
-    }
-    for j in 0..units {
-        let c = lambda * inv_b * two * s2[j];
-        for i in 0..inputs {
-            dw[j * inputs + i] = c * w[j * inputs + i];
+            *acc = *acc + s * s;
         }
     }
+    let s2 = &*s2;
+    dw.par_chunks_mut(inputs)
+        .zip(w.par_chunks(inputs))
+        .zip(s2.par_iter())
+        .for_each(|((dwj, wj), &s)| {
+            let c = g * s;
+            for (d, &v) in dwj.iter_mut().zip(wj) {
+                *d = c * v;
+            }
+        });
 }
 
 /// L1 sparsity (see `Op::SparseL1`).

@@ -229,28 +229,40 @@ impl GpuContext {
         // Optional features: a pipeline cache that survives the process (adapters without it
         // compile every run, which is slower to start but otherwise the same), and f16
         // cooperative matrices for mixed precision (without them it falls back to f32).
-        let f16_matrix_units = offers_f16_matrix_units(&adapter);
-        let mut features = adapter.features() & wgpu::Features::PIPELINE_CACHE;
-        if f16_matrix_units {
-            features |= F16_MATRIX_FEATURES;
-        }
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("hourglass"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: if f16_matrix_units {
-                // SAFETY: wgpu marks cooperative matrices experimental (possible driver or
-                // translation bugs). Only the mixed-precision matmul uses them, and only when
-                // the user asks for mixed precision; its results are checked against the f32
-                // path by `tests/mixed_precision.rs` wherever the hardware exists.
-                unsafe { wgpu::ExperimentalFeatures::enabled() }
-            } else {
-                wgpu::ExperimentalFeatures::disabled()
-            },
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::NoAdapter(format!("{}: {e}", summary.name)))?;
+        let base = adapter.features() & wgpu::Features::PIPELINE_CACHE;
+        let request = |with_matrix_units: bool| {
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("hourglass"),
+                required_features: if with_matrix_units {
+                    base | F16_MATRIX_FEATURES
+                } else {
+                    base
+                },
+                required_limits: limits.clone(),
+                experimental_features: if with_matrix_units {
+                    // SAFETY: wgpu marks cooperative matrices experimental (possible driver or
+                    // translation bugs). Only the mixed-precision matmul uses them, and only
+                    // when the user asks for mixed precision; its results are checked against
+                    // the f32 path by `tests/mixed_precision.rs` wherever the hardware exists.
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+        };
+        // Should a driver refuse the experimental features, the device is still opened without
+        // them: f32 training must never depend on them.
+        let offered = offers_f16_matrix_units(&adapter);
+        let (f16_matrix_units, (device, queue)) = match offered.then(|| request(true)) {
+            Some(Ok(pair)) => (true, pair),
+            _ => (
+                false,
+                request(false).map_err(|e| Error::NoAdapter(format!("{}: {e}", summary.name)))?,
+            ),
+        };
+        let features = device.features();
 
         let fault = Arc::new(Mutex::new(None));
         let sink = fault.clone();

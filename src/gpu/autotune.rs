@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use wgpu::util::DeviceExt;
 
+use crate::gpu::executor::flag;
 use crate::gpu::kernels::{Constants, Kernel, KernelCache};
 
 /// What decides a product's best tile: its sizes, transposes and precision.
@@ -239,7 +240,6 @@ fn time_product(
         contents: bytemuck::cast_slice(&dims),
         usage: wgpu::BufferUsages::UNIFORM,
     });
-    let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let constants: Constants = vec![
         ("TRANS_A", flag(s.trans_a)),
         ("TRANS_B", flag(s.trans_b)),

@@ -117,7 +117,8 @@ fn u32s(v: &[usize]) -> Vec<u8> {
     bytemuck::cast_slice(&words).to_vec()
 }
 
-fn flag(b: bool) -> f64 {
+/// A boolean specialization constant.
+pub(crate) fn flag(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }
 }
 

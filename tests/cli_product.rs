@@ -967,3 +967,18 @@ fn precision_mixed_falls_back_with_a_note_and_mixed_emulated_trains() {
         "--precision",
     );
 }
+
+#[test]
+fn info_says_whether_mixed_precision_runs_on_tensor_cores() {
+    let text = ok(&["info"]);
+    assert!(text.contains("CPU: the reference executor"), "{text}");
+    if let Some(ctx) = common::gpu() {
+        assert!(text.contains(&ctx.adapter.name), "{text}");
+        let want = if ctx.has_f16_matrix_units() {
+            "mixed precision: f16 cooperative matrices (tensor cores)"
+        } else {
+            "mixed precision: no f16 cooperative matrices: --precision mixed falls back to f32"
+        };
+        assert!(text.contains(want), "{text}");
+    }
+}

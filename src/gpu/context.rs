@@ -27,6 +27,9 @@ pub struct AdapterSummary {
     pub max_storage_binding: u64,
     /// Largest buffer, bytes.
     pub max_buffer: u64,
+    /// Mixed precision runs on f16 cooperative matrices (tensor cores) here; without them it
+    /// falls back to f32 (see [`GpuContext::has_f16_matrix_units`]).
+    pub f16_matrix_units: bool,
 }
 
 fn instance() -> wgpu::Instance {
@@ -70,6 +73,15 @@ const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
 const F16_MATRIX_FEATURES: wgpu::Features =
     wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16);
 
+/// Whether a device with `features` on the adapter `info` describes may run
+/// shaders/matmul_coop.wgsl: the device's own features say whether it may use cooperative
+/// matrices; the shapes it offers cannot be asked of a device, only of its adapter.
+fn f16_matrix_units(features: &wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+    features.contains(F16_MATRIX_FEATURES)
+        && info.subgroup_min_size == 32
+        && info.subgroup_max_size == 32
+}
+
 /// Whether `adapter` can run shaders/matmul_coop.wgsl: 16×16×16 f16 cooperative matrices with
 /// f32 accumulators, and subgroups of exactly 32 (the kernel gives each of its four subgroups
 /// a quarter of the tile). `HOURGLASS_COOPERATIVE_MATRIX=0` says no, to measure without them.
@@ -77,10 +89,7 @@ fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
     if std::env::var("HOURGLASS_COOPERATIVE_MATRIX").is_ok_and(|v| v == "0") {
         return false;
     }
-    let info = adapter.get_info();
-    adapter.features().contains(F16_MATRIX_FEATURES)
-        && info.subgroup_min_size == 32
-        && info.subgroup_max_size == 32
+    f16_matrix_units(&adapter.features(), &adapter.get_info())
         && adapter.cooperative_matrix_properties().iter().any(|p| {
             (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
@@ -107,6 +116,7 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
             .collect(),
         max_storage_binding: limits.max_storage_buffer_binding_size,
         max_buffer: limits.max_buffer_size,
+        f16_matrix_units: offers_f16_matrix_units(a),
     }
 }
 
@@ -367,6 +377,7 @@ impl GpuContext {
                 .collect(),
             max_storage_binding: limits.max_storage_buffer_binding_size,
             max_buffer: limits.max_buffer_size,
+            f16_matrix_units: f16_matrix_units(&features, &info),
         };
         Ok(Arc::new(GpuContext {
             adapter: summary,
@@ -375,11 +386,7 @@ impl GpuContext {
             limits,
             kernels: KernelCache::default(),
             tiles: Mutex::new(TileTable::open(&info)),
-            // The device's own features say whether it may use cooperative matrices; the
-            // shapes it offers cannot be asked of a device, only of its adapter.
-            f16_matrix_units: features.contains(F16_MATRIX_FEATURES)
-                && info.subgroup_min_size == 32
-                && info.subgroup_max_size == 32,
+            f16_matrix_units: f16_matrix_units(&features, &info),
             fault: Arc::new(Mutex::new(None)),
             external: true,
         }))

@@ -46,6 +46,14 @@ pub fn run() -> hourglass::Result<()> {
                 a.features.join(", ")
             }
         );
+        println!(
+            "    mixed precision: {}",
+            if a.f16_matrix_units {
+                "f16 cooperative matrices (tensor cores)"
+            } else {
+                "no f16 cooperative matrices: --precision mixed falls back to f32"
+            }
+        );
         // The limits the device is created with (all the adapter offers).
         match GpuContext::new(Some(a.index)) {
             Ok(ctx) => {

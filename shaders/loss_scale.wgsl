@@ -12,7 +12,7 @@
 //                 The scale stays a power of two within [lo, hi], so unscaling is exact.
 // Bindings: 0 src (read), 1 dst (read_write), 2 flag (read), 3 health (read_write, u32),
 //           4 Dims (loss_scale only: 2, 3).
-// Prepended: workgroup.wgsl.
+// Prepended: workgroup.wgsl, finite.wgsl.
 
 struct Dims {
     len: u32, src_off: u32, dst_off: u32, flag_off: u32,
@@ -25,15 +25,11 @@ struct Dims {
 @group(0) @binding(3) var<storage, read_write> health: array<u32>;
 @group(0) @binding(4) var<uniform> d: Dims;
 
-fn finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 @compute @workgroup_size(256)
 fn check_finite(@builtin(local_invocation_index) li: u32) {
     var bad = 0.0;
     for (var i = li; i < d.len; i += 256u) {
-        if (!finite(src[d.src_off + i])) { bad += 1.0; }
+        if (!is_finite(src[d.src_off + i])) { bad += 1.0; }
     }
     let total = workgroup_sum(li, bad);
     if (li == 0u) { dst[d.dst_off] = select(0.0, 1.0, total == 0.0); }
@@ -43,7 +39,7 @@ fn check_finite(@builtin(local_invocation_index) li: u32) {
 fn loss_scale() {
     let o = d.dst_off;
     let scale = dst[o];
-    if (finite(src[d.src_off])) {
+    if (is_finite(src[d.src_off])) {
         let run = u32(dst[o + 1u]) + 1u;
         if (run >= d.interval) {
             dst[o] = min(scale * 2.0, d.hi);

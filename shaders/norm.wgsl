@@ -16,10 +16,6 @@ struct Dims { len: u32, blocks: u32, grads_off: u32, partials_off: u32, norm_off
 @group(0) @binding(4) var<uniform> d: Dims;
 @group(0) @binding(5) var<uniform> s: Step;
 
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 @compute @workgroup_size(256)
 fn sum_squares(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {

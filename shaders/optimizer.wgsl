@@ -26,7 +26,7 @@ struct Hyper { len: u32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32, mo
 fn gradient_scale() -> f32 {
     if (!GUARD) { return 1.0; }
     let n = norm_sq[h.norm_off];
-    if ((bitcast<u32>(n) & 0x7f800000u) == 0x7f800000u) { return -1.0; }
+    if (!is_finite(n)) { return -1.0; }
     if (h.max_norm > 0.0) { return min(1.0, h.max_norm / (sqrt(n) + 1e-6)); }
     return 1.0;
 }

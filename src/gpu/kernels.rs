@@ -141,7 +141,7 @@ impl Kernel {
             }
             Kernel::ColumnSum => wgsl!("reduce.wgsl"),
             Kernel::ReconstructionLoss => wgsl!("activation.wgsl", "loss.wgsl"),
-            Kernel::Adam | Kernel::Sgd => wgsl!("step.wgsl", "optimizer.wgsl"),
+            Kernel::Adam | Kernel::Sgd => wgsl!("step.wgsl", "finite.wgsl", "optimizer.wgsl"),
             Kernel::Gather => wgsl!("step.wgsl", "gather.wgsl"),
             Kernel::Corrupt => wgsl!("step.wgsl", "rng.wgsl", "noise.wgsl"),
             Kernel::Directions
@@ -166,10 +166,10 @@ impl Kernel {
                 wgsl!("step.wgsl", "rng.wgsl", "workgroup.wgsl", "sampler.wgsl")
             }
             Kernel::SumSquares | Kernel::SumSquaresFinal => {
-                wgsl!("step.wgsl", "workgroup.wgsl", "norm.wgsl")
+                wgsl!("step.wgsl", "workgroup.wgsl", "finite.wgsl", "norm.wgsl")
             }
             Kernel::CheckFinite | Kernel::LossScale => {
-                wgsl!("workgroup.wgsl", "loss_scale.wgsl")
+                wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
         }
     }

@@ -74,6 +74,16 @@ fn bad_files(dir: &Path) -> Vec<(&'static str, String)> {
             v.truncate(v.len() / 2);
             v
         }),
+        (
+            "IDX: gzip bomb (over the inflate limit)",
+            "bomb-idx3-ubyte.gz",
+            {
+                // 4 MiB of zero pixels in a few KiB; `run` caps inflating at 1 MiB.
+                let mut v = vec![0, 0, 8, 2, 0, 0, 16, 0, 0, 0, 4, 0];
+                v.resize(12 + (4 << 20), 0);
+                gz(&v)
+            },
+        ),
         ("CSV: ragged rows", "ragged.csv", b"1,2,3\n4,5\n".to_vec()),
         (
             "CSV: non-numeric cell",
@@ -97,6 +107,8 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hourglass"))
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        // Small enough for the gzip bomb to hit, far above every other fixture.
+        .env("HOURGLASS_MAX_INFLATE_BYTES", (1 << 20).to_string())
         .output()
         .expect("run hourglass");
     (

@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Reads a whole file into memory, gunzipping it when its name ends in `.gz` or its bytes start
-/// with the gzip magic. Broken gzip data is an error naming the file.
+/// with the gzip magic. Broken gzip data is an error naming the file, and so is gzip data that
+/// inflates beyond [`inflate_limit`] (a gzip bomb stops there instead of exhausting memory).
 pub(crate) fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     let named_gz = path
@@ -33,11 +34,47 @@ pub(crate) fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
     if !named_gz && !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
+    let (limit, why) = inflate_limit();
+    gunzip(&bytes, limit, why, path)
+}
+
+/// `bytes` gunzipped, refusing output beyond `limit` bytes (`why`: where the limit comes from).
+fn gunzip(bytes: &[u8], limit: u64, why: &str, path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    MultiGzDecoder::new(bytes.as_slice())
+    MultiGzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| Error::bad_file(path, format!("broken gzip data: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "gzip data inflates to more than {limit} bytes ({why}); decompress it \
+                 yourself if it is meant to be that large, or set HOURGLASS_MAX_INFLATE_BYTES"
+            ),
+        ));
+    }
     Ok(out)
+}
+
+/// The most a gzipped input may inflate to, and why: `HOURGLASS_MAX_INFLATE_BYTES`, else half
+/// the memory the system reports available (Linux `MemAvailable`), else no limit.
+fn inflate_limit() -> (u64, &'static str) {
+    if let Some(v) = std::env::var("HOURGLASS_MAX_INFLATE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return (v, "HOURGLASS_MAX_INFLATE_BYTES");
+    }
+    let half_available = fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024 / 2)
+    });
+    match half_available {
+        Some(bytes) => (bytes, "half the memory available"),
+        None => (u64::MAX, "no limit"),
+    }
 }
 
 /// Reads an IDX file (gzipped or not) into a [`Dataset`]: first dimension = rows, the others
@@ -387,6 +424,27 @@ mod tests {
     #[test]
     fn rejects_extra_data() {
         assert!(error(&idx(0x08, &[1, 2], &[0; 5])).contains("3 bytes after the data"));
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        // 4 MiB of zeros compress to about 4 KiB: a small bomb.
+        let bomb = gzip(&vec![0u8; 4 << 20]);
+        assert!(bomb.len() < 16 << 10, "{}", bomb.len());
+        let path = Path::new("bomb.gz");
+        let e = gunzip(&bomb, 1 << 20, "a test", path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bomb.gz") && e.contains("more than 1048576 bytes"),
+            "{e}"
+        );
+        // At or above its size it inflates whole.
+        assert_eq!(
+            gunzip(&bomb, 4 << 20, "a test", path).unwrap().len(),
+            4 << 20
+        );
+        assert!(inflate_limit().0 > 0);
     }
 
     #[test]

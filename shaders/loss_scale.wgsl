@@ -8,7 +8,8 @@
 //                 non-finite gradient after a finite forward pass → the scaled gradients
 //                 overflowed f16: halve the scale, count the overflow and take the step back
 //                 out of the health counters (it was skipped like a fault, but is not one);
-//                 non-finite forward pass → a real fault, left counted.
+//                 non-finite forward pass, or an overflow at the smallest scale (the gradient
+//                 itself beyond ~1e12) → a real fault, left counted.
 //                 The scale stays a power of two within [lo, hi], so unscaling is exact.
 // Bindings: 0 src (read), 1 dst (read_write), 2 flag (read), 3 health (read_write, u32),
 //           4 Dims (loss_scale only: 2, 3).
@@ -47,7 +48,7 @@ fn loss_scale() {
         } else {
             dst[o + 1u] = f32(run);
         }
-    } else if (flag[d.flag_off] == 1.0) {
+    } else if (flag[d.flag_off] == 1.0 && scale > d.lo) {
         dst[o] = max(scale * 0.5, d.lo);
         dst[o + 1u] = 0.0;
         dst[o + 2u] = dst[o + 2u] + 1.0;

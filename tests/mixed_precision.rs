@@ -10,8 +10,8 @@ use hourglass::cpu::CpuExecutor;
 use hourglass::data::{Dataset, embedded};
 use hourglass::gpu::GpuExecutor;
 use hourglass::graph::{
-    DType, Epilogue, Graph, LOSS_SCALE_GROWTH_INTERVAL, Op, Operand, Precision, StepParams, Tensor,
-    TrainingGraph,
+    DType, Epilogue, Graph, LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL, Op, Operand, Precision,
+    StepParams, Tensor, TrainingGraph,
 };
 use hourglass::model::{Activation, Loss, ModelSpec};
 use hourglass::train::{Device, NonFinitePolicy, TrainConfig, TrainState, Trainer};
@@ -269,17 +269,21 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
     assert_eq!(gh, cpu.view_u32(health), "health: GPU vs CPU");
     let before = state[0];
     let interval = LOSS_SCALE_GROWTH_INTERVAL as f32;
+    let at_floor = before <= LOSS_SCALE_BOUNDS.0;
     if norm_sq.is_finite() {
         let grows = state[1] + 1.0 >= interval;
         assert_eq!(got[0], if grows { before * 2.0 } else { before });
         assert_eq!(got[1], if grows { 0.0 } else { state[1] + 1.0 });
         assert_eq!(gh, counters);
-    } else if forward_finite == 1.0 {
+    } else if forward_finite == 1.0 && !at_floor {
         assert_eq!(got[0], before / 2.0, "an overflow halves the scale");
         assert_eq!(got[2], state[2] + 1.0, "and is counted");
         assert_eq!(gh[0], counters[0] - 1, "and is not a fault");
     } else {
-        assert_eq!(got[0], before, "a non-finite forward pass leaves the scale");
+        assert_eq!(
+            got[0], before,
+            "a non-finite forward pass, or an overflow at the floor, leaves the scale"
+        );
         assert_eq!(gh, counters, "and stays a fault");
     }
 }
@@ -296,6 +300,8 @@ fn the_loss_scale_update_matches_its_twin_in_every_case() {
     loss_scale_case(f32::INFINITY, 1.0, [65_536.0, 7.0, 2.0, 0.0], [1, 9]);
     loss_scale_case(f32::NAN, 1.0, [1024.0, 0.0, 0.0, 0.0], [3, 2]);
     loss_scale_case(f32::NAN, 0.0, [1024.0, 4.0, 0.0, 0.0], [1, 4]);
+    let floor = LOSS_SCALE_BOUNDS.0;
+    loss_scale_case(f32::INFINITY, 1.0, [floor, 3.0, 40.0, 0.0], [1, 6]);
 }
 
 fn small_spec() -> ModelSpec {

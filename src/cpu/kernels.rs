@@ -141,7 +141,7 @@ pub fn loss_scale_update<T: Real>(
         } else {
             state[1] = T::of(f64::from(run));
         }
-    } else if forward_finite {
+    } else if forward_finite && scale > lo {
         state[0] = T::of(f64::from((scale * 0.5).max(lo)));
         state[1] = T::zero();
         state[2] = state[2] + T::one();

@@ -451,7 +451,8 @@ pub enum Op {
     /// towards doubling the scale (every [`LOSS_SCALE_GROWTH_INTERVAL`] steps). A non-finite
     /// gradient after a finite forward pass is an f16 overflow of the scaled gradients: the
     /// scale halves and the step, already skipped by the optimizer, is taken back out of
-    /// `health`, so it is not reported as a fault. A non-finite forward pass stays counted.
+    /// `health`, so it is not reported as a fault. A non-finite forward pass stays counted, and
+    /// so does an overflow at the smallest scale (a gradient beyond what any scale can hold).
     LossScale {
         /// `[1, 4]` the loss-scale state.
         state: Tensor,

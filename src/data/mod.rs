@@ -5,6 +5,7 @@ pub mod embedded;
 pub mod fashion;
 pub mod idx;
 pub mod npy;
+pub mod tensors;
 
 use std::path::Path;
 
@@ -43,8 +44,12 @@ impl Dataset {
 }
 
 /// Reads a data matrix, choosing the format by extension: `.npy`, `.csv`, IDX
-/// (`-ubyte`, `.idx`, optionally `.gz`).
+/// (`-ubyte`, `.idx`, optionally `.gz`), or one tensor of a safetensors file
+/// (`FILE.safetensors:TENSOR`, or `FILE.safetensors` when it holds one tensor).
 pub fn load(path: &Path) -> Result<Dataset> {
+    if let Some((file, tensor)) = path.to_str().and_then(tensors::split_source) {
+        return tensors::read_tensor(Path::new(file), tensor);
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
@@ -59,7 +64,8 @@ pub fn load(path: &Path) -> Result<Dataset> {
     } else {
         Err(Error::bad_file(
             path,
-            "unknown data format: expected .npy, .csv or an IDX file (…-ubyte, .idx, optionally .gz)",
+            "unknown data format: expected .npy, .csv, .safetensors[:TENSOR] or an IDX file \
+             (…-ubyte, .idx, optionally .gz)",
         ))
     }
 }

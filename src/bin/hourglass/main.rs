@@ -11,7 +11,6 @@ mod metrics;
 mod progress;
 mod sample;
 mod source;
-mod tensors;
 mod train;
 
 use std::process::ExitCode;

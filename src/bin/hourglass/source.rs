@@ -12,7 +12,6 @@ use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Ui;
-use crate::tensors;
 
 /// Where `--dataset mnist` looks by default.
 const MNIST_DIR: &str = "/usr/share/datasets/mnist";
@@ -182,13 +181,10 @@ impl Source {
     }
 }
 
-/// Reads a data file by its name: `FILE.safetensors[:TENSOR]`, else whatever
-/// [`hourglass::data::load`] reads. An empty data set is an error.
+/// Reads a data file by its name, as [`hourglass::data::load`] does. An empty data set is an
+/// error.
 pub fn load_file(source: &str) -> Result<Dataset> {
-    let data = match tensors::split_source(source) {
-        Some((path, name)) => tensors::read_tensor(Path::new(path), name)?,
-        None => data::load(Path::new(source))?,
-    };
+    let data = data::load(Path::new(source))?;
     if data.rows == 0 {
         return Err(Error::bad_file(source, "the data set has no rows"));
     }

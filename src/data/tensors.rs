@@ -1,4 +1,5 @@
-//! `--data FILE.safetensors[:TENSOR]`: one tensor of a safetensors file as a data set.
+//! One tensor of a safetensors file as a data set: `FILE.safetensors[:TENSOR]` (what
+//! [`crate::data::load`] and `--data` take).
 //!
 //! The first dimension counts the examples and the rest are flattened into the columns, as for
 //! `.npy` and IDX files; a 1-D tensor is one column. Float tensors (F16, BF16, F32, F64) and
@@ -8,9 +9,10 @@
 
 use std::path::Path;
 
-use hourglass::data::Dataset;
-use hourglass::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
+
+use super::Dataset;
+use crate::error::{Error, Result};
 
 const SUFFIX: &str = ".safetensors";
 
@@ -121,6 +123,32 @@ mod tests {
 
     fn f32_bytes(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn data_load_reads_a_named_tensor_or_the_only_one() {
+        let dir = std::env::temp_dir().join(format!("hourglass-tensors-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let two = dir.join("two.safetensors");
+        let x = f32_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let y = f32_bytes(&[9.0]);
+        std::fs::write(
+            &two,
+            file(&[
+                ("x", Dtype::F32, vec![3, 2], x.clone()),
+                ("y", Dtype::F32, vec![1], y),
+            ]),
+        )
+        .unwrap();
+        let named = crate::data::load(Path::new(&format!("{}:x", two.display()))).unwrap();
+        assert_eq!((named.rows, named.cols), (3, 2));
+        assert_eq!(named.values, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let e = crate::data::load(&two).unwrap_err().to_string();
+        assert!(e.contains("several tensors") && e.contains("x, y"), "{e}");
+        let one = dir.join("one.safetensors");
+        std::fs::write(&one, file(&[("x", Dtype::F32, vec![3, 2], x)])).unwrap();
+        assert_eq!(crate::data::load(&one).unwrap(), named);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -70,6 +70,40 @@ pub fn load(path: &Path) -> Result<Dataset> {
     }
 }
 
+/// Labels from a file: an IDX label file (…-ubyte, .idx, optionally .gz), or anything
+/// [`load`] reads holding one column (or a 1-D `.npy`) of non-negative whole numbers.
+pub fn load_labels(path: &Path) -> Result<Vec<u32>> {
+    let lower = path.to_string_lossy().to_lowercase();
+    let stem = lower.strip_suffix(".gz").unwrap_or(&lower);
+    if stem.ends_with("-ubyte") || stem.contains(".idx") {
+        return idx::read_idx_labels(path);
+    }
+    let d = load(path)?;
+    if d.cols != 1 {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "labels must be one column (one label per row), got {} columns",
+                d.cols
+            ),
+        ));
+    }
+    d.values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f32 {
+                Ok(v as u32)
+            } else {
+                Err(Error::bad_file(
+                    path,
+                    format!("label {i} is {v}, not a non-negative whole number"),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// How features are rescaled before training (`--normalize`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,6 +233,30 @@ impl Normalization {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_one_column_of_whole_numbers() {
+        let dir = std::env::temp_dir().join(format!("hourglass-labels-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        assert_eq!(
+            load_labels(&write("ok.csv", "3\n0\n9\n")).unwrap(),
+            [3, 0, 9]
+        );
+        let e = load_labels(&write("wide.csv", "1,2\n3,4\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("one column") && e.contains("wide.csv"), "{e}");
+        let e = load_labels(&write("frac.csv", "1\n2.5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label 1 is 2.5"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// Three rows of four features: varied, constant, negative, and one with an outlier.
     fn sample() -> Dataset {

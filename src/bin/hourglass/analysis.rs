@@ -14,7 +14,7 @@ use hourglass::analysis::{
 };
 use hourglass::data::fashion::{self, Split};
 use hourglass::data::npy::write_npy;
-use hourglass::data::{Dataset, embedded, idx};
+use hourglass::data::{Dataset, embedded};
 use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
 use hourglass::model::{Noise, Variant};
@@ -52,40 +52,6 @@ Examples:
 /// The most neighbours printed per command unless --show asks for more.
 const SHOW: usize = 10;
 
-/// Labels from a file: an IDX label file (…-ubyte, .idx, optionally .gz), or a `.npy`/`.csv`
-/// of one column (or a 1-D `.npy`) of non-negative whole numbers.
-pub fn load_labels(path: &str) -> Result<Vec<u32>> {
-    let lower = path.to_lowercase();
-    let stem = lower.strip_suffix(".gz").unwrap_or(&lower);
-    if stem.ends_with("-ubyte") || stem.contains(".idx") {
-        return idx::read_idx_labels(Path::new(path));
-    }
-    let d = load_file(path)?;
-    if d.cols != 1 {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "labels must be one column (one label per row), got {} columns",
-                d.cols
-            ),
-        ));
-    }
-    d.values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f32 {
-                Ok(v as u32)
-            } else {
-                Err(Error::bad_file(
-                    path,
-                    format!("label {i} is {v}, not a non-negative whole number"),
-                ))
-            }
-        })
-        .collect()
-}
-
 /// The labels of what [`Source::load_one`] reads, when the source has them: the bundled set's,
 /// or the test split's of a named set.
 pub fn source_labels(source: &Source) -> Result<Option<Vec<u32>>> {
@@ -114,7 +80,7 @@ fn labels_for(
     what: &str,
 ) -> Result<Option<Vec<u32>>> {
     let labels = match file {
-        Some(f) => Some(load_labels(f)?),
+        Some(f) => Some(hourglass::data::load_labels(Path::new(f))?),
         None => auto,
     };
     if let Some(l) = &labels

@@ -14,7 +14,7 @@ use hourglass::viz::{SCATTER_SIZE, image_side, reconstruction_grid, write_scatte
 use hourglass::{Error, Result};
 
 use crate::Ui;
-use crate::analysis::{class_names, load_labels, source_labels};
+use crate::analysis::{class_names, source_labels};
 use crate::source::{DataArgs, DeviceArg, inference_normalization};
 
 pub const ENCODE_EXAMPLES: &str = "\
@@ -116,7 +116,7 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
     let source = args.data.source()?;
     let labels = match (&args.png, &args.labels) {
         (None, _) => None,
-        (Some(_), Some(file)) => Some(load_labels(file)?),
+        (Some(_), Some(file)) => Some(hourglass::data::load_labels(std::path::Path::new(file))?),
         (Some(_), None) => source_labels(&source)?,
     };
     let (mut ae, data, _) = load(&args.model, &args.data, &args.device, ui)?;

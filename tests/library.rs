@@ -37,11 +37,13 @@ fn trainer() -> Trainer {
     Trainer::new(&spec(), &config(), &data(), &Device::Cpu, None).expect("trainer")
 }
 
-/// The events of a fit as short strings: `R<step>` for a read, `E<epoch>@<step>` for an epoch.
+/// The events of a fit as short strings: `R<step>` for a read, `E<epoch>@<step>` for an epoch
+/// (`*` when it is a new best), `C<step>` for a checkpoint.
 fn describe(event: &FitEvent) -> String {
     match event {
         FitEvent::Report { step, epoch, .. } => format!("R{step}/{epoch}"),
         FitEvent::Epoch(e) => format!("E{}@{}", e.epoch, e.step),
+        FitEvent::Checkpoint { step } => format!("C{step}"),
     }
 }
 
@@ -188,6 +190,57 @@ fn the_builder_refuses_invalid_specs_and_says_why() {
 }
 
 #[test]
+fn fit_with_checkpoints_lends_the_trainer_and_continues_a_resumed_best() {
+    let mut trainer = trainer();
+    let mut seen = Vec::new();
+    let mut saved = Vec::new();
+    let options = FitOptions::epochs(2).report_every(4).checkpoint_every(5);
+    let summary = trainer
+        .fit_with(&options, |t, event| {
+            seen.push(describe(event));
+            if let FitEvent::Checkpoint { step } = event {
+                assert_eq!(t.step(), *step, "the trainer stands at the checkpoint");
+                saved.push(t.state().expect("state").step);
+            }
+            ControlFlow::Continue(())
+        })
+        .expect("fit");
+    // Reads every 4 steps and at epoch ends (6, 12), checkpoints at 5 and 10, none at the end.
+    assert_eq!(
+        seen,
+        [
+            "R4/1", "C5", "R6/1", "E1@6", "R8/2", "C10", "R12/2", "E2@12"
+        ]
+    );
+    assert_eq!(saved, [5, 10]);
+    assert!(summary.epochs[0].improved);
+
+    // Checkpoint boundaries never change the result.
+    let mut plain = self::trainer();
+    plain.train_steps(12, false).expect("train");
+    assert_eq!(
+        plain.parameters().expect("p"),
+        trainer.parameters().expect("p")
+    );
+
+    // A resumed run's earlier best: an epoch counts as improved only below it.
+    let mut resumed = self::trainer();
+    let summary = resumed
+        .fit(&FitOptions::epochs(1).best_so_far(-1.0), |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("fit");
+    assert!(!summary.epochs[0].improved && summary.best.is_none());
+    let mut resumed = self::trainer();
+    let summary = resumed
+        .fit(&FitOptions::epochs(1).best_so_far(f64::MAX), |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("fit");
+    assert!(summary.epochs[0].improved && summary.best.is_some());
+}
+
+#[test]
 fn fit_calls_back_with_every_read_then_each_epoch_in_order() {
     let mut trainer = trainer();
     let mut seen = Vec::new();
@@ -200,6 +253,7 @@ fn fit_calls_back_with_every_read_then_each_epoch_in_order() {
                     totals.last_mut().expect("an epoch").push(loss.total())
                 }
                 FitEvent::Epoch(_) => totals.push(Vec::new()),
+                FitEvent::Checkpoint { .. } => panic!("no checkpoints were asked for"),
             }
             ControlFlow::Continue(())
         })

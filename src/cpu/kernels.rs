@@ -113,7 +113,7 @@ pub fn half_operand<T: Real>(x: &[T], scale: Option<f32>) -> Option<Vec<T>> {
     x.iter()
         .map(|&v| {
             let v = v.to_f64() as f32 * s;
-            if !(v.abs() <= half::f16::MAX.to_f32()) {
+            if v.is_nan() || v.abs() > half::f16::MAX.to_f32() {
                 return None;
             }
             Some(T::of(f64::from(half::f16::from_f32(v).to_f32() / s)))

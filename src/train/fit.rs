@@ -2,7 +2,7 @@
 //! loss read and every epoch's summary and can stop the run.
 
 use std::ops::ControlFlow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -34,6 +34,12 @@ pub struct FitOptions<'a> {
     /// loss then decides the best epoch and is what [`EarlyStop`] watches; without it, the
     /// epoch's mean training loss does.
     pub validation: Option<&'a Dataset>,
+    /// Also stop at every multiple of this many steps (before the end) and tell the callback
+    /// ([`FitEvent::Checkpoint`]), e.g. to save the run.
+    pub checkpoint_every: Option<u64>,
+    /// The best monitored loss of earlier sessions of the same run (a resumed run): an epoch
+    /// is a new best ([`EpochReport::improved`], [`FitSummary::best`]) only below it.
+    pub best_so_far: Option<f64>,
 }
 
 impl<'a> FitOptions<'a> {
@@ -43,6 +49,8 @@ impl<'a> FitOptions<'a> {
             length: Length::Epochs(n),
             report_every: None,
             validation: None,
+            checkpoint_every: None,
+            best_so_far: None,
         }
     }
 
@@ -69,6 +77,22 @@ impl<'a> FitOptions<'a> {
             ..self
         }
     }
+
+    /// Stop at every multiple of `steps` steps for a [`FitEvent::Checkpoint`].
+    pub fn checkpoint_every(self, steps: u64) -> Self {
+        FitOptions {
+            checkpoint_every: Some(steps),
+            ..self
+        }
+    }
+
+    /// Count only epochs below `loss` as new bests (resuming a run whose best was `loss`).
+    pub fn best_so_far(self, loss: f64) -> Self {
+        FitOptions {
+            best_so_far: Some(loss),
+            ..self
+        }
+    }
 }
 
 /// What the callback of [`Trainer::fit`] hears, in order: the reads of an epoch, then its
@@ -86,6 +110,11 @@ pub enum FitEvent<'a> {
     },
     /// An epoch ended (the last one may be partial when the length is in steps).
     Epoch(&'a EpochReport),
+    /// `step` is a multiple of [`FitOptions::checkpoint_every`] (and not the run's end).
+    Checkpoint {
+        /// Steps taken so far in the whole run.
+        step: u64,
+    },
 }
 
 /// One epoch of a [`Trainer::fit`] run.
@@ -101,8 +130,10 @@ pub struct EpochReport {
     pub val: Option<LossReport>,
     /// The learning rate of the epoch's last step.
     pub lr: f32,
-    /// Training throughput over the epoch (validation not counted).
+    /// Training throughput over the epoch (validation and the callback not counted).
     pub samples_per_sec: f64,
+    /// Its monitored loss is the lowest yet (see [`FitOptions::best_so_far`]).
+    pub improved: bool,
 }
 
 impl EpochReport {
@@ -167,12 +198,22 @@ impl EarlyStop {
         }
     }
 
+    /// Continues the early stopping of a resumed run whose best loss was `best`,
+    /// `since_best` epochs ago.
+    pub fn resume(patience: u64, best: Option<f64>, since_best: u64) -> Self {
+        EarlyStop {
+            patience,
+            best,
+            since_best,
+        }
+    }
+
     /// The callback part of early stopping: passes reads through and feeds each epoch's
     /// [`EpochReport::monitored`] loss to [`EarlyStop::update`]. Use it as the callback, or call
     /// it from yours: `trainer.fit(&options, |e| stop.observe(e))`.
     pub fn observe(&mut self, event: &FitEvent<'_>) -> ControlFlow<()> {
         match event {
-            FitEvent::Report { .. } => ControlFlow::Continue(()),
+            FitEvent::Report { .. } | FitEvent::Checkpoint { .. } => ControlFlow::Continue(()),
             FitEvent::Epoch(e) => self.update(e.monitored()),
         }
     }
@@ -285,6 +326,17 @@ impl Trainer {
         options: &FitOptions<'_>,
         mut callback: impl FnMut(&FitEvent<'_>) -> ControlFlow<()>,
     ) -> Result<FitSummary> {
+        self.fit_with(options, |_, event| callback(event))
+    }
+
+    /// As [`Trainer::fit`], with the trainer lent to the callback, e.g. to save its
+    /// [`Trainer::state`] at a [`FitEvent::Checkpoint`] or its parameters at an improved epoch
+    /// (what `hourglass train` does).
+    pub fn fit_with(
+        &mut self,
+        options: &FitOptions<'_>,
+        mut callback: impl FnMut(&mut Trainer, &FitEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<FitSummary> {
         let per_epoch = self.steps_per_epoch();
         let total = match options.length {
             Length::Epochs(n) => n.saturating_mul(per_epoch),
@@ -293,8 +345,10 @@ impl Trainer {
         let read_every = options
             .report_every
             .unwrap_or((per_epoch / 16).clamp(1, 64));
-        if read_every == 0 {
-            return Err(Error::Config("report_every must be at least 1 step".into()));
+        if read_every == 0 || options.checkpoint_every == Some(0) {
+            return Err(Error::Config(
+                "report_every and checkpoint_every must be at least 1 step".into(),
+            ));
         }
         if let Some(val) = options.validation
             && (val.cols != self.spec.input_dim() || val.rows == 0)
@@ -308,15 +362,22 @@ impl Trainer {
             )));
         }
         let mut summary = FitSummary::default();
+        let mut best = options.best_so_far;
         let mut mean = Mean::default();
-        let mut epoch_started = Instant::now();
+        // Time in `train_steps` only: validation and the callback are not training.
+        let mut epoch_time = Duration::ZERO;
         let mut epoch_first_step = self.step;
         while self.step < total {
             let step = self.step;
             let epoch_end = ((step / per_epoch + 1) * per_epoch).min(total);
-            let end = epoch_end.min((step / read_every + 1) * read_every);
+            let mut end = epoch_end.min((step / read_every + 1) * read_every);
+            if let Some(every) = options.checkpoint_every {
+                end = end.min((step / every + 1) * every);
+            }
             let report = end == epoch_end || end.is_multiple_of(read_every);
+            let started = Instant::now();
             let loss = self.train_steps(end - step, report)?;
+            epoch_time += started.elapsed();
             let epoch = end.div_ceil(per_epoch);
             if let Some(loss) = loss {
                 mean.add(&loss);
@@ -325,15 +386,24 @@ impl Trainer {
                     epoch,
                     loss: &loss,
                 };
-                if callback(&event).is_break() {
+                if callback(self, &event).is_break() {
                     summary.stopped = true;
                     break;
                 }
             }
+            if options
+                .checkpoint_every
+                .is_some_and(|every| end.is_multiple_of(every))
+                && end < total
+                && callback(self, &FitEvent::Checkpoint { step: end }).is_break()
+            {
+                summary.stopped = true;
+                break;
+            }
             if end < epoch_end {
                 continue;
             }
-            let seconds = epoch_started.elapsed().as_secs_f64();
+            let seconds = epoch_time.as_secs_f64();
             let samples = self.examples_in_steps(epoch_first_step..end) as f64;
             let params = match options.validation {
                 Some(_) => Some(self.parameters()?),
@@ -345,7 +415,7 @@ impl Trainer {
                 }
                 _ => None,
             };
-            let record = EpochReport {
+            let mut record = EpochReport {
                 epoch,
                 step: end,
                 train: mean.take(),
@@ -356,9 +426,12 @@ impl Trainer {
                         .schedule
                         .lr_at(self.config.optimizer.lr, self.config.warmup, end),
                 samples_per_sec: samples / seconds.max(1e-9),
+                improved: false,
             };
             let monitored = record.monitored();
-            if summary.best.as_ref().is_none_or(|b| monitored < b.loss) {
+            record.improved = best.is_none_or(|b| monitored < b);
+            if record.improved {
+                best = Some(monitored);
                 let params = match params {
                     Some(p) => p,
                     None => self.parameters()?,
@@ -370,13 +443,13 @@ impl Trainer {
                     params,
                 });
             }
-            let flow = callback(&FitEvent::Epoch(&record));
+            let flow = callback(self, &FitEvent::Epoch(&record));
             summary.epochs.push(record);
             if flow.is_break() {
                 summary.stopped = true;
                 break;
             }
-            epoch_started = Instant::now();
+            epoch_time = Duration::ZERO;
             epoch_first_step = end;
         }
         Ok(summary)

@@ -2,16 +2,17 @@
 //! one metrics line per epoch with validation, the best model, and at the end the final model,
 //! the resumable state and the pictures.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hourglass::data::npy::write_npy;
 use hourglass::data::{Dataset, Normalization};
-use hourglass::infer::{Autoencoder, evaluate};
+use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
 use hourglass::model::{ModelSpec, Parameters};
-use hourglass::train::{Device, LossReport, TrainConfig, Trainer};
+use hourglass::train::{Device, EarlyStop, FitEvent, FitOptions, TrainConfig, Trainer};
 use hourglass::viz::{image_side, reconstruction_grid, write_loss_plot};
 use hourglass::{Error, Result};
 
@@ -44,60 +45,14 @@ pub struct Run<'a> {
     pub ui: Ui,
 }
 
-/// Sums of loss terms over the reads of an epoch.
-#[derive(Default)]
-struct Mean {
-    sums: Vec<(&'static str, f64)>,
-    reads: usize,
-    /// The run's count of skipped steps at the last read.
-    skipped: u64,
-    /// Mixed precision's loss scale and overflow count at the last read.
-    loss_scale: Option<(f32, u64)>,
-}
-
-impl Mean {
-    fn add(&mut self, report: &LossReport) {
-        for (k, &(name, value)) in report.terms.iter().enumerate() {
-            if self.sums.len() <= k {
-                self.sums.push((name, 0.0));
-            }
-            self.sums[k].1 += value;
-        }
-        self.reads += 1;
-        self.skipped = report.skipped_steps;
-        self.loss_scale = report.loss_scale;
-    }
-
-    /// The mean total loss so far.
-    fn total(&self) -> f64 {
-        self.sums.iter().map(|(_, s)| s).sum::<f64>() / self.reads.max(1) as f64
-    }
-
-    fn take(&mut self) -> LossReport {
-        let n = self.reads.max(1) as f64;
-        let terms = self.sums.iter().map(|&(name, s)| (name, s / n)).collect();
-        let skipped_steps = self.skipped;
-        *self = Mean {
-            skipped: skipped_steps,
-            loss_scale: self.loss_scale,
-            ..Mean::default()
-        };
-        LossReport {
-            terms,
-            skipped_steps,
-            loss_scale: self.loss_scale,
-        }
-    }
-}
-
-fn save_state(run: &mut Run, path: &Path) -> Result<()> {
-    let state = run.trainer.state()?;
-    checkpoint::save_state(
-        path,
-        run.spec,
-        &state,
-        &[(CONFIG_KEY, run.config_toml.to_string())],
-    )
+fn save_state(
+    trainer: &mut Trainer,
+    spec: &ModelSpec,
+    config_toml: &str,
+    path: &Path,
+) -> Result<()> {
+    let state = trainer.state()?;
+    checkpoint::save_state(path, spec, &state, &[(CONFIG_KEY, config_toml.to_string())])
 }
 
 fn remove_stale(path: &Path) -> Result<()> {
@@ -128,7 +83,7 @@ fn catch_interrupts(ui: Ui) {
     }
 }
 
-pub fn fit(mut run: Run) -> Result<()> {
+pub fn fit(run: Run) -> Result<()> {
     let ui = run.ui;
     catch_interrupts(ui);
     let out = run.args.out.clone();
@@ -186,130 +141,137 @@ pub fn fit(mut run: Run) -> Result<()> {
         ui.note("--early-stop watches the training loss: there is no validation data");
     }
 
-    let read_every = run.args.log_every.unwrap_or((per_epoch / 16).clamp(1, 64));
     let started = Instant::now();
     let elapsed_before = history.elapsed();
     let mut best = history.best();
-    let mut since_best = history.epochs_since_best();
+    let mut early_stop = run.args.early_stop.map(|patience| {
+        EarlyStop::resume(patience, best.map(|(_, l)| l), history.epochs_since_best())
+    });
     let progress = Progress::start(total, run.trainer.step(), ui, run.args.log_every.is_some());
-    let mut mean = Mean::default();
-    // Examples trained on (not steps × batch: a tail step of --drop-last false is smaller).
-    let (mut epoch_time, mut epoch_examples) = (Duration::ZERO, 0u64);
-    let (mut read_time, mut read_examples) = (Duration::ZERO, 0u64);
+    let mut options = FitOptions::steps(total);
+    options.report_every = run.args.log_every;
+    options.validation = run.val;
+    options.checkpoint_every = run.args.checkpoint_every;
+    options.best_so_far = best.map(|(_, loss)| loss);
+    // The epoch's reads so far (for the running mean the progress line shows), and where the
+    // last event left off (for the rate: training time only, never validation or saving).
+    let (mut read_sum, mut reads) = (0.0, 0u32);
+    let (mut last_step, mut last_time) = (run.trainer.step(), Instant::now());
     let mut stopped_early = false;
     let mut skipped_before = 0;
-    while run.trainer.step() < total {
-        let step = run.trainer.step();
-        let epoch_end = ((step / per_epoch + 1) * per_epoch).min(total);
-        let mut end = epoch_end.min((step / read_every + 1) * read_every);
-        if let Some(every) = run.args.checkpoint_every {
-            end = end.min((step / every + 1) * every);
-        }
-        let report = end == epoch_end || end.is_multiple_of(read_every);
-        let t0 = Instant::now();
-        let loss = run.trainer.train_steps(end - step, report)?;
-        let dt = t0.elapsed();
-        let examples = run.trainer.examples_in_steps(step..end);
-        (epoch_time, epoch_examples) = (epoch_time + dt, epoch_examples + examples);
-        (read_time, read_examples) = (read_time + dt, read_examples + examples);
-        let epoch = end.div_ceil(per_epoch);
-        if let Some(loss) = loss {
-            mean.add(&loss);
-            let rate = read_examples as f64 / read_time.as_secs_f64().max(1e-9);
-            progress.read(end, total, epoch, epochs, &loss, mean.total(), rate);
-            (read_time, read_examples) = (Duration::ZERO, 0);
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            progress.finish();
-            checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
-            save_state(&mut run, &state_path)?;
-            eprintln!(
-                "interrupted at step {end}: saved model.safetensors and train_state.safetensors; \
-                 continue with: hourglass train --resume {}",
-                out.display()
-            );
-            return Ok(());
-        }
-        if run
-            .args
-            .checkpoint_every
-            .is_some_and(|every| end.is_multiple_of(every))
-            && end < total
-        {
-            checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
-            save_state(&mut run, &state_path)?;
-        }
-        if end < epoch_end {
-            continue;
-        }
-        // The end of an epoch: validate, record, keep the best, maybe stop.
-        let params = run.trainer.parameters()?;
-        let val = match run.val {
-            Some(v) => Some(evaluate(spec, &params, v, run.device, run.config.seed)?),
-            None => None,
-        };
-        let record = EpochRecord {
-            epoch,
-            step: end,
-            train: mean.take(),
-            val,
-            samples_per_sec: epoch_examples as f64 / epoch_time.as_secs_f64().max(1e-9),
-            lr: run
-                .config
-                .schedule
-                .lr_at(run.config.optimizer.lr, run.config.warmup, end),
-            elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
-        };
-        (epoch_time, epoch_examples) = (Duration::ZERO, 0);
-        history.push(&record)?;
-        let monitored = record.monitored();
-        let improved = best.is_none_or(|(_, b)| monitored < b);
-        progress.line(&format!(
-            "epoch {epoch:>3}/{epochs}  step {end}/{total}  loss {}{}  {:.0} samples/s  lr {:.2e}{}",
-            record.train,
-            match &record.val {
-                Some(v) => format!("  val {v}"),
-                None => String::new(),
-            },
-            record.samples_per_sec,
-            record.lr,
-            if improved { "  *" } else { "" },
-        ));
-        if record.train.skipped_steps > skipped_before {
-            progress.line(&format!(
-                "  {} steps skipped so far for a non-finite gradient (--on-nonfinite {})",
-                record.train.skipped_steps, run.args.on_nonfinite
-            ));
-            skipped_before = record.train.skipped_steps;
-        }
-        if improved {
-            best = Some((epoch, monitored));
-            since_best = 0;
-            checkpoint::save(&best_path, spec, &params)?;
-        } else {
-            since_best += 1;
-        }
-        if let Some(patience) = run.args.early_stop
-            && since_best >= patience
-        {
-            progress.line(&format!(
-                "early stop: no better {} loss in {patience} epochs",
-                if run.val.is_some() {
-                    "validation"
-                } else {
-                    "training"
+    let mut failure = None;
+    let (spec_ref, config_toml, val) = (run.spec, run.config_toml, run.val);
+    let on_nonfinite = run.args.on_nonfinite.as_str();
+    let mut on_event = |trainer: &mut Trainer, event: &FitEvent<'_>| -> Result<ControlFlow<()>> {
+        match event {
+            FitEvent::Report { step, epoch, loss } => {
+                let examples = trainer.examples_in_steps(last_step..*step);
+                let rate = examples as f64 / last_time.elapsed().as_secs_f64().max(1e-9);
+                read_sum += loss.total();
+                reads += 1;
+                progress.read(
+                    *step,
+                    total,
+                    *epoch,
+                    epochs,
+                    loss,
+                    read_sum / f64::from(reads),
+                    rate,
+                );
+            }
+            FitEvent::Checkpoint { .. } => {
+                if !INTERRUPTED.load(Ordering::SeqCst) {
+                    checkpoint::save(&model_path, spec_ref, &trainer.parameters()?)?;
+                    save_state(trainer, spec_ref, config_toml, &state_path)?;
                 }
-            ));
-            stopped_early = true;
-            break;
+            }
+            FitEvent::Epoch(e) => {
+                (read_sum, reads) = (0.0, 0);
+                let record = EpochRecord {
+                    epoch: e.epoch,
+                    step: e.step,
+                    train: e.train.clone(),
+                    val: e.val.clone(),
+                    samples_per_sec: e.samples_per_sec,
+                    lr: e.lr,
+                    elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
+                };
+                history.push(&record)?;
+                progress.line(&format!(
+                    "epoch {:>3}/{epochs}  step {}/{total}  loss {}{}  {:.0} samples/s  lr {:.2e}{}",
+                    e.epoch,
+                    e.step,
+                    record.train,
+                    match &record.val {
+                        Some(v) => format!("  val {v}"),
+                        None => String::new(),
+                    },
+                    record.samples_per_sec,
+                    record.lr,
+                    if e.improved { "  *" } else { "" },
+                ));
+                if record.train.skipped_steps > skipped_before {
+                    progress.line(&format!(
+                        "  {} steps skipped so far for a non-finite gradient (--on-nonfinite {on_nonfinite})",
+                        record.train.skipped_steps
+                    ));
+                    skipped_before = record.train.skipped_steps;
+                }
+                if e.improved {
+                    best = Some((e.epoch, e.monitored()));
+                    checkpoint::save(&best_path, spec_ref, &trainer.parameters()?)?;
+                }
+                if let Some(stop) = &mut early_stop
+                    && stop.update(e.monitored()).is_break()
+                {
+                    progress.line(&format!(
+                        "early stop: no better {} loss in {} epochs",
+                        if val.is_some() {
+                            "validation"
+                        } else {
+                            "training"
+                        },
+                        run.args.early_stop.unwrap_or(0)
+                    ));
+                    stopped_early = true;
+                    return Ok(ControlFlow::Break(()));
+                }
+            }
         }
+        (last_step, last_time) = (trainer.step(), Instant::now());
+        Ok(if INTERRUPTED.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    };
+    run.trainer.fit_with(&options, |trainer, event| {
+        on_event(trainer, event).unwrap_or_else(|e| {
+            failure = Some(e);
+            ControlFlow::Break(())
+        })
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        progress.finish();
+        checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
+        save_state(run.trainer, spec, run.config_toml, &state_path)?;
+        eprintln!(
+            "interrupted at step {}: saved model.safetensors and train_state.safetensors; \
+             continue with: hourglass train --resume {}",
+            run.trainer.step(),
+            out.display()
+        );
+        return Ok(());
     }
     progress.finish();
 
     // The final model, the state to resume from, and the best model when no epoch ended.
     let params = run.trainer.parameters()?;
     checkpoint::save(&model_path, spec, &params)?;
-    save_state(&mut run, &state_path)?;
+    save_state(run.trainer, spec, run.config_toml, &state_path)?;
     if best.is_none() || !best_path.exists() {
         checkpoint::save(&best_path, spec, &params)?;
     }

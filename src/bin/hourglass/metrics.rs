@@ -67,11 +67,6 @@ impl EpochRecord {
         f.push(("elapsed_s".into(), json!(self.elapsed_s)));
         f
     }
-
-    /// The loss that decides the best model: validation when there is any, else training.
-    pub fn monitored(&self) -> f64 {
-        self.val.as_ref().unwrap_or(&self.train).total()
-    }
 }
 
 /// The epochs of a run so far, as written to `metrics.jsonl`.

@@ -313,6 +313,7 @@ impl Trainer {
     ///     match event {
     ///         FitEvent::Report { .. } => reads += 1,
     ///         FitEvent::Epoch(e) => println!("epoch {} loss {}", e.epoch, e.train),
+    ///         FitEvent::Checkpoint { .. } => {} // none: no checkpoint_every
     ///     }
     ///     stop.observe(event)
     /// })?;

@@ -326,7 +326,8 @@ impl Autoencoder {
 /// The loss terms of `spec`'s training objective for `params` on all of `data`: row-weighted
 /// means over chunks of up to 256 rows, in file order. Stochastic terms (denoising noise, VAE
 /// samples, random projections) draw from `seed`. A denoising model is scored on corrupted
-/// inputs; score it on clean ones by evaluating with `Variant::Plain`.
+/// inputs; score it on clean ones by evaluating with `Variant::Plain`. To score many parameter
+/// sets on the same data (validation every epoch), build an [`Evaluator`] once.
 pub fn evaluate(
     spec: &ModelSpec,
     params: &Parameters,
@@ -334,55 +335,103 @@ pub fn evaluate(
     device: &Device,
     seed: u64,
 ) -> Result<LossReport> {
-    spec.validate()?;
-    if data.rows == 0 {
-        return Err(Error::Config("cannot evaluate on an empty data set".into()));
+    Evaluator::new(spec, data, device, seed)?.evaluate(params)
+}
+
+/// [`evaluate`] on one data set, built once: the graphs, device buffers and the uploaded data
+/// are kept, so each [`Evaluator::evaluate`] only writes the parameters and runs (what
+/// [`Trainer::fit`](crate::train::Trainer::fit) validates with every epoch).
+pub struct Evaluator {
+    /// One graph per chunk size (full 256-row chunks, then the remainder), with its data.
+    parts: Vec<EvalPart>,
+    rows: usize,
+    seed: u64,
+}
+
+struct EvalPart {
+    tg: crate::graph::TrainingGraph,
+    backend: Backend,
+    batch: usize,
+    chunks: usize,
+}
+
+impl Evaluator {
+    /// Uploads `data` for scoring models of `spec` on `device`, with stochastic terms drawn
+    /// from `seed`.
+    pub fn new(spec: &ModelSpec, data: &Dataset, device: &Device, seed: u64) -> Result<Self> {
+        spec.validate()?;
+        if data.rows == 0 {
+            return Err(Error::Config("cannot evaluate on an empty data set".into()));
+        }
+        if data.cols != spec.input_dim() {
+            return Err(Error::Config(format!(
+                "the data has {} columns but the model's input size is {}",
+                data.cols,
+                spec.input_dim()
+            )));
+        }
+        let mut parts = Vec::new();
+        for (batch, chunks, first_row) in chunk_groups(data.rows) {
+            let rows = chunks * batch;
+            let tg = build_training_graph(spec, batch, rows, &OptimizerConfig::adam(1e-3));
+            let mut backend = Backend::new(device, tg.graph.clone())?;
+            backend.write(
+                tg.data.buf,
+                &data.values[first_row * data.cols..(first_row + rows) * data.cols],
+            );
+            backend.write_u32(tg.order.buf, &(0..rows as u32).collect::<Vec<_>>());
+            parts.push(EvalPart {
+                tg,
+                backend,
+                batch,
+                chunks,
+            });
+        }
+        Ok(Evaluator {
+            parts,
+            rows: data.rows,
+            seed,
+        })
     }
-    if data.cols != spec.input_dim() {
-        return Err(Error::Config(format!(
-            "the data has {} columns but the model's input size is {}",
-            data.cols,
-            spec.input_dim()
-        )));
-    }
-    let mut sums: Vec<(&'static str, f64)> = Vec::new();
-    for (batch, chunks, first_row) in chunk_groups(data.rows) {
-        let rows = chunks * batch;
-        let tg = build_training_graph(spec, batch, rows, &OptimizerConfig::adam(1e-3));
-        let mut backend = Backend::new(device, tg.graph.clone())?;
-        backend.write(tg.params.buf, &params.arena);
-        backend.write(
-            tg.data.buf,
-            &data.values[first_row * data.cols..(first_row + rows) * data.cols],
-        );
-        backend.write_u32(tg.order.buf, &(0..rows as u32).collect::<Vec<_>>());
-        for c in 0..chunks {
-            let step = StepParams {
-                step: c as u32 + 1,
-                batch_start: (c * batch) as u32,
-                seed_lo: seed as u32,
-                seed_hi: (seed >> 32) as u32,
-                ..StepParams::default()
-            };
-            backend.run(0..tg.graph.update_start, &[step])?;
-            for (k, term) in tg.terms.iter().enumerate() {
-                let v = backend.read(term.values)?;
-                let value = term.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
-                if sums.len() <= k {
-                    sums.push((term.name, 0.0));
+
+    /// The loss terms for `params` (see [`evaluate`]).
+    pub fn evaluate(&mut self, params: &Parameters) -> Result<LossReport> {
+        let mut sums: Vec<(&'static str, f64)> = Vec::new();
+        for part in &mut self.parts {
+            if params.layout != part.tg.layout {
+                return Err(Error::Config(
+                    "the parameters do not fit the model this evaluator was built for".into(),
+                ));
+            }
+            part.backend.write(part.tg.params.buf, &params.arena);
+            for c in 0..part.chunks {
+                let step = StepParams {
+                    step: c as u32 + 1,
+                    batch_start: (c * part.batch) as u32,
+                    seed_lo: self.seed as u32,
+                    seed_hi: (self.seed >> 32) as u32,
+                    ..StepParams::default()
+                };
+                part.backend.run(0..part.tg.graph.update_start, &[step])?;
+                for (k, term) in part.tg.terms.iter().enumerate() {
+                    let v = part.backend.read(term.values)?;
+                    let value = term.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
+                    if sums.len() <= k {
+                        sums.push((term.name, 0.0));
+                    }
+                    sums[k].1 += value * part.batch as f64;
                 }
-                sums[k].1 += value * batch as f64;
             }
         }
+        Ok(LossReport {
+            terms: sums
+                .into_iter()
+                .map(|(n, s)| (n, s / self.rows as f64))
+                .collect(),
+            skipped_steps: 0,
+            loss_scale: None,
+        })
     }
-    Ok(LossReport {
-        terms: sums
-            .into_iter()
-            .map(|(n, s)| (n, s / data.rows as f64))
-            .collect(),
-        skipped_steps: 0,
-        loss_scale: None,
-    })
 }
 
 /// The Frobenius norm ‖∂h/∂x‖_F of the encoder's Jacobian at every row of `data`, computed

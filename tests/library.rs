@@ -455,3 +455,23 @@ fn encoding_into_a_gpu_buffer_on_the_cpu_device_is_a_clear_error() {
         .expect_err("no GPU buffer on the CPU");
     assert!(err.to_string().contains("needs a GPU device"), "{err}");
 }
+
+#[test]
+fn an_evaluator_built_once_scores_any_parameters_like_evaluate() {
+    use hourglass::infer::{Evaluator, evaluate};
+    let (spec, data) = (spec(), data());
+    let mut t = trainer();
+    let before = t.parameters().expect("p");
+    t.train_steps(10, false).expect("train");
+    let after = t.parameters().expect("p");
+    // The evaluator keeps its graphs and data; evaluate builds them anew each call.
+    let mut evaluator = Evaluator::new(&spec, &data, &Device::Cpu, 3).expect("evaluator");
+    for params in [&before, &after, &before] {
+        let once = evaluate(&spec, params, &data, &Device::Cpu, 3).expect("evaluate");
+        assert_eq!(evaluator.evaluate(params).expect("reused"), once);
+    }
+    let other = ModelSpec::mirrored(&[spec.input_dim(), 3]);
+    let wrong = hourglass::model::Parameters::init(&other, 1);
+    let e = evaluator.evaluate(&wrong).unwrap_err().to_string();
+    assert!(e.contains("do not fit"), "{e}");
+}

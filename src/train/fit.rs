@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::infer::evaluate;
+use crate::infer::Evaluator;
 use crate::model::Parameters;
 use crate::train::{LossReport, Trainer};
 
@@ -30,7 +30,8 @@ pub struct FitOptions<'a> {
     /// epoch, at most every 64 steps, as `hourglass train`. Each read waits for the device,
     /// and reading never changes the result.
     pub report_every: Option<u64>,
-    /// Data to evaluate on after every epoch ([`evaluate`], seeded with the run's seed). Its
+    /// Data to evaluate on after every epoch ([`crate::infer::evaluate`], seeded with the run's
+    /// seed, the data uploaded once). Its
     /// loss then decides the best epoch and is what [`EarlyStop`] watches; without it, the
     /// epoch's mean training loss does.
     pub validation: Option<&'a Dataset>,
@@ -362,6 +363,16 @@ impl Trainer {
                 self.spec.input_dim()
             )));
         }
+        // Built once: the validation data stays on the device between epochs.
+        let mut evaluator = match options.validation {
+            Some(v) => Some(Evaluator::new(
+                &self.spec,
+                v,
+                &self.device,
+                self.config.seed,
+            )?),
+            None => None,
+        };
         let mut summary = FitSummary::default();
         let mut best = options.best_so_far;
         let mut mean = Mean::default();
@@ -406,14 +417,12 @@ impl Trainer {
             }
             let seconds = epoch_time.as_secs_f64();
             let samples = self.examples_in_steps(epoch_first_step..end) as f64;
-            let params = match options.validation {
+            let params = match evaluator {
                 Some(_) => Some(self.parameters()?),
                 None => None,
             };
-            let val = match (options.validation, &params) {
-                (Some(v), Some(p)) => {
-                    Some(evaluate(&self.spec, p, v, &self.device, self.config.seed)?)
-                }
+            let val = match (&mut evaluator, &params) {
+                (Some(e), Some(p)) => Some(e.evaluate(p)?),
                 _ => None,
             };
             let mut record = EpochReport {

@@ -1,4 +1,4 @@
-// The part of the tiled matmuls shared by matmul.wgsl (64×64 tiles), matmul_large.wgsl
+// The part of the tiled matmuls shared by matmul.wgsl (64×64 or 32×32 tiles), matmul_large.wgsl
 // (128×128 tiles) and matmul_coop.wgsl (f16 cooperative matrices): specialization constants,
 // bindings, bounds-checked operand loads, mixed-precision operand preparation and the fused
 // epilogue. See matmul.wgsl for the math and the epilogues.

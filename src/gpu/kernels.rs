@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 /// One compute entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `shaders/matmul.wgsl`: 64×64 tiles.
+    /// `shaders/matmul.wgsl` with `matmul_tile64.wgsl`: 64×64 tiles.
     Matmul,
-    /// `shaders/matmul_small.wgsl`: 32×32 tiles, for products too small to fill a GPU with
-    /// 64×64 ones.
+    /// `shaders/matmul.wgsl` with `matmul_tile32.wgsl`: 32×32 tiles, for products too small to
+    /// fill a GPU with 64×64 ones.
     MatmulSmall,
     /// `shaders/matmul_large.wgsl`: 128×128 tiles, for products at least 128 on both sides.
     MatmulLarge,
@@ -125,10 +125,18 @@ impl Kernel {
     /// The WGSL module, with the shared preludes it needs prepended.
     pub fn source(self) -> &'static str {
         match self {
-            Kernel::Matmul => wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul.wgsl"),
-            Kernel::MatmulSmall => {
-                wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_small.wgsl")
-            }
+            Kernel::Matmul => wgsl!(
+                "activation.wgsl",
+                "matmul_common.wgsl",
+                "matmul_tile64.wgsl",
+                "matmul.wgsl"
+            ),
+            Kernel::MatmulSmall => wgsl!(
+                "activation.wgsl",
+                "matmul_common.wgsl",
+                "matmul_tile32.wgsl",
+                "matmul.wgsl"
+            ),
             Kernel::MatmulLarge => {
                 wgsl!("activation.wgsl", "matmul_common.wgsl", "matmul_large.wgsl")
             }

@@ -98,12 +98,26 @@ fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
 }
 
 fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
-    let info = a.get_info();
-    let f = a.features();
-    let limits = a.limits();
+    describe(
+        index,
+        &a.get_info(),
+        a.features(),
+        &a.limits(),
+        offers_f16_matrix_units(a),
+    )
+}
+
+/// The summary of an adapter (or an application's device) from what wgpu reports of it.
+fn describe(
+    index: usize,
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    limits: &wgpu::Limits,
+    f16_matrix_units: bool,
+) -> AdapterSummary {
     AdapterSummary {
         index,
-        name: info.name,
+        name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         driver: format!("{} {}", info.driver, info.driver_info)
@@ -111,12 +125,12 @@ fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
             .to_string(),
         features: NAMED_FEATURES
             .iter()
-            .filter(|(flag, _)| f.contains(*flag))
+            .filter(|(flag, _)| features.contains(*flag))
             .map(|(_, n)| *n)
             .collect(),
         max_storage_binding: limits.max_storage_buffer_binding_size,
         max_buffer: limits.max_buffer_size,
-        f16_matrix_units: offers_f16_matrix_units(a),
+        f16_matrix_units,
     }
 }
 
@@ -167,9 +181,6 @@ pub struct GpuContext {
     /// The limits the device was created with.
     pub limits: wgpu::Limits,
     pub(crate) kernels: KernelCache,
-    /// The device was created with f16 cooperative matrices that the mixed-precision matmul
-    /// can use (see [`GpuContext::has_f16_matrix_units`]).
-    f16_matrix_units: bool,
     /// The matmul tile of each product shape met so far (see `gpu::autotune`).
     tiles: Mutex<TileTable>,
     /// The first error not yet returned to a caller.
@@ -233,7 +244,7 @@ impl GpuContext {
                 )
             })?,
         };
-        let summary = summarize(index.unwrap_or(0), &adapter);
+        let mut summary = summarize(index.unwrap_or(0), &adapter);
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
         // Optional features: a pipeline cache that survives the process (adapters without it
@@ -264,14 +275,15 @@ impl GpuContext {
         };
         // Should a driver refuse the experimental features, the device is still opened without
         // them: f32 training must never depend on them.
-        let offered = offers_f16_matrix_units(&adapter);
-        let (f16_matrix_units, (device, queue)) = match offered.then(|| request(true)) {
-            Some(Ok(pair)) => (true, pair),
-            _ => (
-                false,
-                request(false).map_err(|e| Error::NoAdapter(format!("{}: {e}", summary.name)))?,
-            ),
-        };
+        let (f16_matrix_units, (device, queue)) =
+            match summary.f16_matrix_units.then(|| request(true)) {
+                Some(Ok(pair)) => (true, pair),
+                _ => (
+                    false,
+                    request(false)
+                        .map_err(|e| Error::NoAdapter(format!("{}: {e}", summary.name)))?,
+                ),
+            };
         let features = device.features();
 
         let fault = Arc::new(Mutex::new(None));
@@ -292,13 +304,14 @@ impl GpuContext {
         } else {
             DiskCache::open(&device, &adapter.get_info())
         };
+        // What the device got, which a refusing driver may make less than the adapter offered.
+        summary.f16_matrix_units = f16_matrix_units;
         Ok(Arc::new(GpuContext {
             adapter: summary,
             device,
             queue,
             limits,
             kernels: KernelCache::with_disk(disk),
-            f16_matrix_units,
             tiles: Mutex::new(TileTable::open(&adapter.get_info())),
             fault,
             external: false,
@@ -362,23 +375,13 @@ impl GpuContext {
             )));
         }
         let features = device.features();
-        let summary = AdapterSummary {
-            index: 0,
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info)
-                .trim()
-                .to_string(),
-            features: NAMED_FEATURES
-                .iter()
-                .filter(|(flag, _)| features.contains(*flag))
-                .map(|(_, n)| *n)
-                .collect(),
-            max_storage_binding: limits.max_storage_buffer_binding_size,
-            max_buffer: limits.max_buffer_size,
-            f16_matrix_units: f16_matrix_units(&features, &info),
-        };
+        let summary = describe(
+            0,
+            &info,
+            features,
+            &limits,
+            f16_matrix_units(&features, &info),
+        );
         Ok(Arc::new(GpuContext {
             adapter: summary,
             device,
@@ -386,7 +389,6 @@ impl GpuContext {
             limits,
             kernels: KernelCache::default(),
             tiles: Mutex::new(TileTable::open(&info)),
-            f16_matrix_units: f16_matrix_units(&features, &info),
             fault: Arc::new(Mutex::new(None)),
             external: true,
         }))
@@ -398,7 +400,7 @@ impl GpuContext {
     /// adapter has them; a device from [`GpuContext::from_wgpu`] has them when the application
     /// created it with those features (and `wgpu::ExperimentalFeatures::enabled()`).
     pub fn has_f16_matrix_units(&self) -> bool {
-        self.f16_matrix_units
+        self.adapter.f16_matrix_units
     }
 
     /// The tile (64 or 128) products of `shape` run with on this device, timing both the

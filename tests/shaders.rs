@@ -3,34 +3,61 @@
 
 use hourglass::gpu::Kernel;
 
-#[test]
-fn every_kernel_compiles_to_spirv() {
-    for kernel in Kernel::ALL {
-        let module = naga::front::wgsl::parse_str(kernel.source())
-            .unwrap_or_else(|e| panic!("{kernel:?}: {}", e.emit_to_string(kernel.source())));
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{kernel:?}: {e:?}"));
-        let (module, info) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            Some((naga::ShaderStage::Compute, kernel.entry())),
-            &Default::default(),
-        )
-        .unwrap_or_else(|e| panic!("{kernel:?}: {e:?}"));
+/// `kernel`'s module, parsed and validated with every capability.
+fn validated(kernel: Kernel) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(kernel.source())
+        .unwrap_or_else(|e| panic!("{kernel:?}: {}", e.emit_to_string(kernel.source())));
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{kernel:?}: {e:?}"));
+    (module, info)
+}
+
+/// The SPIR-V of `kernel`'s entry point specialized with `constants`. naga's SPIR-V writer
+/// panics on some cooperative-matrix code (`Expression [N] is not cached!`,
+/// ../shared/gpu/README.md); the panic is caught to name the specialization (`what`).
+fn spirv(
+    kernel: Kernel,
+    (module, info): &(naga::Module, naga::valid::ModuleInfo),
+    constants: &naga::back::PipelineConstants,
+    options: &naga::back::spv::Options,
+    what: &str,
+) -> Vec<u32> {
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        module,
+        info,
+        Some((naga::ShaderStage::Compute, kernel.entry())),
+        constants,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    std::panic::catch_unwind(|| {
         naga::back::spv::write_vec(
             &module,
             &info,
-            &naga::back::spv::Options::default(),
+            options,
             Some(&naga::back::spv::PipelineOptions {
                 shader_stage: naga::ShaderStage::Compute,
                 entry_point: kernel.entry().into(),
             }),
         )
-        .unwrap_or_else(|e| panic!("{kernel:?}: {e:?}"));
+    })
+    .unwrap_or_else(|_| panic!("{what}: the SPIR-V writer panicked"))
+    .unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+#[test]
+fn every_kernel_compiles_to_spirv() {
+    for kernel in Kernel::ALL {
+        spirv(
+            kernel,
+            &validated(kernel),
+            &Default::default(),
+            &Default::default(),
+            &format!("{kernel:?}"),
+        );
     }
 }
 
@@ -114,8 +141,6 @@ fn mixed_precision_matmul_constants() -> Vec<(String, naga::back::PipelineConsta
 /// Every mixed-precision specialization of the matmul kernels specializes, validates and
 /// translates to SPIR-V, with naga's default options and with wgpu's Vulkan ones; only
 /// `MatmulCoop` multiplies on cooperative matrices (its four accumulators' multiply-adds).
-/// naga's SPIR-V writer panics on some cooperative-matrix code (`Expression [N] is not
-/// cached!`, ../shared/gpu/README.md); the panic is caught to name the specialization.
 #[test]
 fn matmul_specializations_compile_to_spirv() {
     let options = [naga::back::spv::Options::default(), vulkan_like_options()];
@@ -127,38 +152,12 @@ fn matmul_specializations_compile_to_spirv() {
         Kernel::MatmulLarge,
         Kernel::MatmulCoop,
     ] {
-        let module = naga::front::wgsl::parse_str(kernel.source())
-            .unwrap_or_else(|e| panic!("{kernel:?}: {}", e.emit_to_string(kernel.source())));
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{kernel:?}: {e:?}"));
+        let validated = validated(kernel);
         let expected_mul_adds = if kernel == Kernel::MatmulCoop { 4 } else { 0 };
         for (name, constants) in &specializations {
             let what = format!("{kernel:?} {name}");
-            let (module, info) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, kernel.entry())),
-                constants,
-            )
-            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
             for options in &options {
-                let words = std::panic::catch_unwind(|| {
-                    naga::back::spv::write_vec(
-                        &module,
-                        &info,
-                        options,
-                        Some(&naga::back::spv::PipelineOptions {
-                            shader_stage: naga::ShaderStage::Compute,
-                            entry_point: kernel.entry().into(),
-                        }),
-                    )
-                })
-                .unwrap_or_else(|_| panic!("{what}: the SPIR-V writer panicked"))
-                .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                let words = spirv(kernel, &validated, constants, options, &what);
                 assert_eq!(
                     count_opcode(&words, OP_COOPERATIVE_MATRIX_MUL_ADD_KHR),
                     expected_mul_adds,

@@ -6,7 +6,7 @@ mod common;
 use common::{gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::gpu::GpuExecutor;
-use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Guard, Op, StepParams, Tensor};
+use hourglass::graph::{BufferDesc, Epilogue, Graph, Guard, Op, StepParams, Tensor};
 use hourglass::model::{Activation, Loss};
 
 const FORWARD_TOL: f64 = 1e-5;
@@ -256,13 +256,7 @@ fn guarded(g: &mut Graph, grads: Tensor, max_norm: Option<f32>) -> Option<Guard>
     let max_norm = max_norm?;
     let partials = g.matrix("partials", 1, grads.len().div_ceil(2048));
     let norm_sq = g.matrix("norm_sq", 1, 1);
-    let health_buf = g.buffer("health", 2, DType::U32);
-    let health = Tensor {
-        buf: health_buf,
-        offset: 0,
-        rows: 1,
-        cols: 2,
-    };
+    let health = g.u32_matrix("health", 1, 2);
     g.push(Op::GradNorm {
         grads,
         partials,
@@ -412,13 +406,7 @@ fn gather_matches_cpu() {
     for (n, d, batch, start) in [(10, 1, 1, 9), (100, 33, 7, 50), (300, 257, 33, 0)] {
         let mut g = Graph::default();
         let data = g.matrix("data", n, d);
-        let order_buf = g.buffer("order", n, DType::U32);
-        let order = Tensor {
-            buf: order_buf,
-            offset: 0,
-            rows: 1,
-            cols: n,
-        };
+        let order = g.u32_matrix("order", 1, n);
         let out = g.matrix("out", batch, d);
         g.push(Op::Gather { data, order, out });
         let perm = hourglass::rng::permutation(n, 5, 0);
@@ -426,7 +414,7 @@ fn gather_matches_cpu() {
             batch_start: start as u32,
             ..step()
         };
-        let err = compare("gather", g, sym, &[(order_buf, perm)], s, 0.0);
+        let err = compare("gather", g, sym, &[(order.buf, perm)], s, 0.0);
         assert_eq!(err, 0.0, "a gather copies exactly");
     }
 }

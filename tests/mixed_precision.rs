@@ -10,8 +10,8 @@ use hourglass::cpu::CpuExecutor;
 use hourglass::data::{Dataset, embedded};
 use hourglass::gpu::GpuExecutor;
 use hourglass::graph::{
-    DType, Epilogue, Graph, LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL, Op, Operand, Precision,
-    StepParams, Tensor, TrainingGraph,
+    Epilogue, Graph, LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL, Op, Operand, Precision,
+    StepParams, TrainingGraph,
 };
 use hourglass::model::{Activation, Loss, ModelSpec};
 use hourglass::train::{Device, NonFinitePolicy, TrainConfig, TrainState, Trainer};
@@ -229,13 +229,7 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
     let n = g.matrix("norm_sq", 1, 1);
     let f = g.matrix("forward_finite", 1, 1);
     let s = g.matrix("state", 1, 4);
-    let h = g.buffer("health", 2, DType::U32);
-    let health = Tensor {
-        buf: h,
-        offset: 0,
-        rows: 1,
-        cols: 2,
-    };
+    let health = g.u32_matrix("health", 1, 2);
     g.push(Op::LossScale {
         state: s,
         norm_sq: n,
@@ -253,8 +247,8 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
         cpu.write(id, &v);
         dev.write(id, &v);
     }
-    cpu.write_u32(h, &counters);
-    dev.write_u32(h, &counters);
+    cpu.write_u32(health.buf, &counters);
+    dev.write_u32(health.buf, &counters);
     cpu.run(0..1, &[StepParams::default()]);
     dev.run(0..1, &[StepParams::default()]).expect("GPU run");
     let got = dev.read_buffer(2).expect("read");

@@ -521,13 +521,7 @@ pub fn build_training_graph_with_tail(
     let layout = ParamLayout::new(spec);
     let mut g = Graph::default();
     let data = g.matrix("data", rows, spec.input_dim());
-    let order_buf = g.buffer("order", rows, DType::U32);
-    let order = Tensor {
-        buf: order_buf,
-        offset: 0,
-        rows: 1,
-        cols: rows,
-    };
+    let order = g.u32_matrix("order", 1, rows);
     let params = g.matrix("params", 1, layout.len);
     let grads = g.matrix("grads", 1, layout.len);
     let forward_finite =
@@ -546,13 +540,7 @@ pub fn build_training_graph_with_tail(
     // is clipped when asked.
     let norm_sq = g.matrix("grads.norm_sq", 1, 1);
     let partials = g.matrix("grads.norm_partials", 1, layout.len.div_ceil(2048));
-    let health_buf = g.buffer("health", 2, DType::U32);
-    let health = Tensor {
-        buf: health_buf,
-        offset: 0,
-        rows: 1,
-        cols: 2,
-    };
+    let health = g.u32_matrix("health", 1, 2);
     g.push(Op::GradNorm {
         grads,
         partials,

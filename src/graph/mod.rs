@@ -634,6 +634,18 @@ impl Graph {
         }
     }
 
+    /// Declares a buffer holding one `rows × cols` matrix of u32 (row orders, counters) and
+    /// returns its view.
+    pub fn u32_matrix(&mut self, name: impl Into<String>, rows: usize, cols: usize) -> Tensor {
+        let buf = self.buffer(name, rows * cols, DType::U32);
+        Tensor {
+            buf,
+            offset: 0,
+            rows,
+            cols,
+        }
+    }
+
     /// Appends an op.
     pub fn push(&mut self, op: Op) {
         self.ops.push(op);

@@ -5,16 +5,19 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{Stored, TileProduct, product};
 use crate::model::{Activation, Loss, spec::LEAKY_RELU_SLOPE};
 
 /// A float the reference executor can run in (f32 or f64: the GEMM supports those).
-pub trait Real:
-    ndarray::LinalgScalar + num_traits::Float + Send + Sync + std::fmt::Debug + 'static
-{
+pub trait Real: ndarray::LinalgScalar + num_traits::Float + TileProduct + std::fmt::Debug {
     /// Converts from f64 (rounding for f32).
     fn of(x: f64) -> Self;
     /// Converts to f64.
     fn to_f64(self) -> f64;
+    /// eˣ in a form a loop vectorizes (f32: [`super::vmath::exp`]; f64: the library's).
+    fn exp_v(self) -> Self;
+    /// ln x in a form a loop vectorizes (f32: [`super::vmath::ln`]; f64: the library's).
+    fn ln_v(self) -> Self;
 }
 
 impl Real for f32 {
@@ -23,6 +26,14 @@ impl Real for f32 {
     }
     fn to_f64(self) -> f64 {
         f64::from(self)
+    }
+    #[inline(always)]
+    fn exp_v(self) -> Self {
+        super::vmath::exp(self)
+    }
+    #[inline(always)]
+    fn ln_v(self) -> Self {
+        super::vmath::ln(self)
     }
 }
 
@@ -33,17 +44,23 @@ impl Real for f64 {
     fn to_f64(self) -> f64 {
         self
     }
+    fn exp_v(self) -> Self {
+        self.exp()
+    }
+    fn ln_v(self) -> Self {
+        self.ln()
+    }
 }
 
 /// Logistic sigmoid.
 pub fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).exp_v())
 }
 
 /// tanh through exp(−2|x|), which cannot overflow (some GPU tanh builtins return NaN for
 /// large |x|); the WGSL uses the same form.
 pub fn tanh<T: Real>(x: T) -> T {
-    let e = (T::of(-2.0) * x.abs()).exp();
+    let e = (T::of(-2.0) * x.abs()).exp_v();
     let t = (T::one() - e) / (T::one() + e);
     if x < T::zero() { -t } else { t }
 }
@@ -157,6 +174,8 @@ pub fn loss_scale_update<T: Real>(
 }
 
 /// `c[M×N] = op(a) · op(b)` then the epilogue; `a` is stored `a_rows × a_cols`, likewise `b`.
+/// The product runs in tiles over the threads, each tile finished by the epilogue while in cache
+/// (see [`super::gemm`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Real>(
     a: &[T],
@@ -168,85 +187,49 @@ pub fn matmul<T: Real>(
     c: &mut [T],
     epilogue: CpuEpilogue<T>,
 ) {
-    let (m, k) = if trans_a {
-        (a_shape.1, a_shape.0)
-    } else {
-        a_shape
+    let stored = |data, (rows, cols): (usize, usize), trans| Stored {
+        data,
+        rows,
+        cols,
+        trans,
     };
-    let n = if trans_b { b_shape.0 } else { b_shape.1 };
-    assert_eq!(a.len(), a_shape.0 * a_shape.1, "a matches its shape");
-    assert_eq!(b.len(), b_shape.0 * b_shape.1, "b matches its shape");
-    assert_eq!(c.len(), m * n, "c is M×N");
-    assert_eq!(
-        if trans_b { b_shape.1 } else { b_shape.0 },
-        k,
-        "inner sizes agree"
-    );
-    // Row-major strides (row, column) of op(a) and op(b): a transpose only swaps them.
-    let strides = |cols: usize, t: bool| {
-        if t {
-            (1, cols as isize)
-        } else {
-            (cols as isize, 1)
-        }
-    };
-    let (a_rs, a_cs) = strides(a_shape.1, trans_a);
-    let (b_rs, b_cs) = strides(b_shape.1, trans_b);
+    let (a, b) = (stored(a, a_shape, trans_a), stored(b, b_shape, trans_b));
+    let n = b.op_shape().1;
     let accumulate = matches!(
         epilogue,
         CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
     );
-    // Threads pay off only on products big enough to split.
-    let parallelism = if m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    if m * n > 0 {
-        // SAFETY: the asserts above bound every index gemm forms from (m, n, k) and the
-        // strides by the slices' lengths; `c` does not alias `a` or `b` (distinct borrows).
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                accumulate,
-                a.as_ptr(),
-                a_cs,
-                a_rs,
-                b.as_ptr(),
-                b_cs,
-                b_rs,
-                T::one(),
-                T::one(),
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
-    }
-    match epilogue {
+    product(a, b, c, accumulate, |row, col, part| match epilogue {
         CpuEpilogue::Store | CpuEpilogue::Accumulate => {}
-        CpuEpilogue::BiasAct(bias, act) => {
-            c.par_chunks_mut(n).for_each(|row| {
-                for (v, &bj) in row.iter_mut().zip(bias) {
-                    *v = activate(act, *v + bj);
-                }
-            });
-        }
+        CpuEpilogue::BiasAct(bias, act) => bias_act(act, &bias[col..col + part.len()], part),
         CpuEpilogue::ActGrad(y, act) | CpuEpilogue::AccumulateActGrad(y, act) => {
-            c.par_chunks_mut(n)
-                .zip(y.par_chunks(n))
-                .for_each(|(row, yrow)| {
-                    for (v, &yv) in row.iter_mut().zip(yrow) {
-                        *v = *v * activation_grad_from_output(act, yv);
-                    }
-                });
+            let start = row * n + col;
+            act_grad(act, &y[start..start + part.len()], part)
         }
+    });
+}
+
+/// `v = act(v + bias)` elementwise; one loop per activation so each vectorizes.
+pub fn bias_act<T: Real>(act: Activation, bias: &[T], v: &mut [T]) {
+    let pairs = v.iter_mut().zip(bias);
+    match act {
+        Activation::Identity => pairs.for_each(|(x, &b)| *x = *x + b),
+        Activation::Relu => pairs.for_each(|(x, &b)| *x = (*x + b).max(T::zero())),
+        Activation::Sigmoid => pairs.for_each(|(x, &b)| *x = sigmoid(*x + b)),
+        _ => pairs.for_each(|(x, &b)| *x = activate(act, *x + b)),
+    }
+}
+
+/// `v = v · act'(y)` elementwise, `act'` through the activation's output.
+pub fn act_grad<T: Real>(act: Activation, y: &[T], v: &mut [T]) {
+    let pairs = v.iter_mut().zip(y);
+    // Multiplications even by 0 and 1, as on the GPU: a NaN gradient stays NaN.
+    match act {
+        Activation::Relu => {
+            pairs.for_each(|(x, &y)| *x = *x * if y > T::zero() { T::one() } else { T::zero() })
+        }
+        Activation::Sigmoid => pairs.for_each(|(x, &y)| *x = *x * (y * (T::one() - y))),
+        _ => pairs.for_each(|(x, &y)| *x = *x * activation_grad_from_output(act, y)),
     }
 }
 
@@ -281,8 +264,8 @@ pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, 
     match (loss, output) {
         // softplus(z) − x·z and σ(z) − x from one exp(−|z|), which never overflows.
         (Loss::Bce, _) => {
-            let e = (-z.abs()).exp();
-            let l = z.max(T::zero()) - x * z + (T::one() + e).ln();
+            let e = (-z.abs()).exp_v();
+            let l = z.max(T::zero()) - x * z + (T::one() + e).ln_v();
             let s = if z >= T::zero() {
                 T::one() / (T::one() + e)
             } else {
@@ -313,23 +296,65 @@ pub fn reconstruction_loss<T: Real>(
     grad: &mut [T],
     row_loss: &mut [T],
 ) {
+    // One loop per loss form (the form is then a constant in it) so the loop vectorizes.
+    match (loss, output) {
+        (Loss::Bce, _) => loss_rows(logits, target, cols, grad, row_loss, |z, x| {
+            loss_element(Loss::Bce, Activation::Identity, z, x)
+        }),
+        (Loss::Mse, Activation::Sigmoid) => {
+            loss_rows(logits, target, cols, grad, row_loss, |z, x| {
+                loss_element(Loss::Mse, Activation::Sigmoid, z, x)
+            })
+        }
+        (Loss::Mse, _) => loss_rows(logits, target, cols, grad, row_loss, |z, x| {
+            loss_element(Loss::Mse, Activation::Identity, z, x)
+        }),
+    }
+}
+
+/// [`reconstruction_loss`] with the element's loss and gradient `element(z, x)`.
+fn loss_rows<T: Real>(
+    logits: &[T],
+    target: &[T],
+    cols: usize,
+    grad: &mut [T],
+    row_loss: &mut [T],
+    element: impl Fn(T, T) -> (T, T) + Sync,
+) {
     let rows = row_loss.len();
     let target_rows = target.len() / cols;
     let inv_batch = T::one() / T::of(rows as f64);
-    // Rows are independent: one task per row.
+    // Rows are independent: one task per row. Each row goes in blocks: one plain loop writes
+    // the gradients and the block's losses (it vectorizes: no running sum in it), then eight
+    // running sums take the losses.
+    const BLOCK: usize = 64;
     grad.par_chunks_mut(cols)
         .zip(row_loss.par_iter_mut())
         .enumerate()
         .for_each(|(r, (grad_row, out))| {
-            let z_row = &logits[r * cols..(r + 1) * cols];
             let t = (r % target_rows) * cols;
-            let mut sum = T::zero();
-            for ((g, &z), &x) in grad_row.iter_mut().zip(z_row).zip(&target[t..t + cols]) {
-                let (l, d) = loss_element(loss, output, z, x);
-                sum = sum + l;
-                *g = d * inv_batch;
+            let blocks = grad_row
+                .chunks_mut(BLOCK)
+                .zip(logits[r * cols..(r + 1) * cols].chunks(BLOCK))
+                .zip(target[t..t + cols].chunks(BLOCK));
+            let mut lanes = [T::zero(); 8];
+            let mut losses = [T::zero(); BLOCK];
+            for ((g, z), x) in blocks {
+                let losses = &mut losses[..g.len()];
+                for (((g, l), &z), &x) in g.iter_mut().zip(losses.iter_mut()).zip(z).zip(x) {
+                    let (loss, d) = element(z, x);
+                    *l = loss;
+                    *g = d * inv_batch;
+                }
+                let mut eights = losses.chunks_exact(8);
+                for c in &mut eights {
+                    for (lane, &l) in lanes.iter_mut().zip(c) {
+                        *lane = *lane + l;
+                    }
+                }
+                lanes[0] = eights.remainder().iter().fold(lanes[0], |a, &l| a + l);
             }
-            *out = sum;
+            *out = lanes.iter().fold(T::zero(), |a, &l| a + l);
         });
 }
 

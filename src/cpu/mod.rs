@@ -1,7 +1,9 @@
 //! The CPU reference executor: runs a [`Graph`] op by op with the twins in [`kernels`].
 
+pub mod gemm;
 pub mod kernels;
 pub mod regularizers;
+pub mod vmath;
 
 use std::ops::Range;
 

@@ -1,0 +1,450 @@
+//! The CPU executor's matrix product: `c = op(a) · op(b)` cut into one tile per thread, each
+//! tile one single-threaded GEMM call followed by the op's epilogue on that tile while it is
+//! still in cache.
+//!
+//! Why tiles on rayon's threads rather than a threaded GEMM: the executor's other kernels run on
+//! rayon, and a BLAS with its own thread pool spins beside it on the same cores; one pool keeps
+//! the machine's cores for one thing at a time, and the epilogue (bias + activation, activation
+//! gradient) then costs one pass over a tile in cache instead of a pass over the whole product
+//! (it was 7% of an mnist_ae step as a separate pass).
+//!
+//! The per-tile GEMM is OpenBLAS's `cblas_sgemm` for f32 with the `openblas` feature (on by
+//! default) and the pure-Rust `gemm` crate otherwise, and always for f64 (the finite-difference
+//! path). OpenBLAS is there for the forward products, `x · wᵀ`: the `gemm` crate packs a
+//! row-major weight matrix whose row length is a power of two at 100–130 GFLOP/s on this
+//! project's 2-core machine against OpenBLAS's 180–190 (BENCHMARKS.md has the table).
+
+use rayon::prelude::*;
+
+/// A row-major matrix as stored, and whether the product reads its transpose.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored<'a, T> {
+    /// `rows × cols` elements, row-major.
+    pub data: &'a [T],
+    /// Stored rows.
+    pub rows: usize,
+    /// Stored columns (the row stride).
+    pub cols: usize,
+    /// The product reads the transpose.
+    pub trans: bool,
+}
+
+impl<T> Stored<'_, T> {
+    /// Rows and columns of the operand the product reads.
+    pub fn op_shape(&self) -> (usize, usize) {
+        if self.trans {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+
+    /// Element `(i, j)` of the operand the product reads; in bounds for `i`, `j` within
+    /// [`Stored::op_shape`] (or one past, for an empty range).
+    fn at(&self, i: usize, j: usize) -> *const T {
+        let (r, c) = if self.trans { (j, i) } else { (i, j) };
+        self.data.as_ptr().wrapping_add(r * self.cols + c)
+    }
+}
+
+/// One single-threaded GEMM on a tile.
+pub trait TileProduct: Copy + Send + Sync + 'static {
+    /// `c[m×n] = op(a)[m×k] · op(b)[k×n]`, or `+=` with `accumulate`; `a` and `b` point at
+    /// the tile's first element of op(a) and op(b) inside matrices of row stride `a_ld`, `b_ld`
+    /// (stored, before the transpose), `c` at the tile's first element with row stride `c_ld`.
+    ///
+    /// # Safety
+    /// Every element the tile reads or writes lies inside live allocations, `c`'s tile is
+    /// written by nobody else meanwhile, and it does not overlap `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_product(
+        shape: (usize, usize, usize),
+        a: (*const Self, usize, bool),
+        b: (*const Self, usize, bool),
+        c: (*mut Self, usize),
+        accumulate: bool,
+    );
+}
+
+/// The `gemm` crate's product on one thread.
+///
+/// # Safety
+/// As [`TileProduct::tile_product`].
+unsafe fn gemm_crate<T: TileProduct + num_traits::One>(
+    (m, n, k): (usize, usize, usize),
+    (a, a_ld, trans_a): (*const T, usize, bool),
+    (b, b_ld, trans_b): (*const T, usize, bool),
+    (c, c_ld): (*mut T, usize),
+    accumulate: bool,
+) {
+    // Row and column strides of op(x): a transpose swaps them.
+    let strides = |ld: usize, t: bool| {
+        if t {
+            (1, ld as isize)
+        } else {
+            (ld as isize, 1)
+        }
+    };
+    let (a_rs, a_cs) = strides(a_ld, trans_a);
+    let (b_rs, b_cs) = strides(b_ld, trans_b);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            c_ld as isize,
+            accumulate,
+            a,
+            a_cs,
+            a_rs,
+            b,
+            b_cs,
+            b_rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl TileProduct for f64 {
+    unsafe fn tile_product(
+        shape: (usize, usize, usize),
+        a: (*const Self, usize, bool),
+        b: (*const Self, usize, bool),
+        c: (*mut Self, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_crate(shape, a, b, c, accumulate) }
+    }
+}
+
+#[cfg(not(feature = "openblas"))]
+impl TileProduct for f32 {
+    unsafe fn tile_product(
+        shape: (usize, usize, usize),
+        a: (*const Self, usize, bool),
+        b: (*const Self, usize, bool),
+        c: (*mut Self, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_crate(shape, a, b, c, accumulate) }
+    }
+}
+
+#[cfg(feature = "openblas")]
+mod openblas {
+    use std::ffi::c_int;
+
+    const ROW_MAJOR: c_int = 101;
+    const NO_TRANS: c_int = 111;
+    const TRANS: c_int = 112;
+
+    // Two functions of the system's libopenblas (Debian: libopenblas-dev); a binding crate
+    // would add a build script that downloads OpenBLAS sources to declare the same two lines.
+    #[link(name = "openblas")]
+    unsafe extern "C" {
+        fn cblas_sgemm(
+            layout: c_int,
+            trans_a: c_int,
+            trans_b: c_int,
+            m: c_int,
+            n: c_int,
+            k: c_int,
+            alpha: f32,
+            a: *const f32,
+            lda: c_int,
+            b: *const f32,
+            ldb: c_int,
+            beta: f32,
+            c: *mut f32,
+            ldc: c_int,
+        );
+        fn openblas_set_num_threads(threads: c_int);
+    }
+
+    /// `cblas_sgemm` on the calling thread; `None` (nothing done) where a size does not fit
+    /// BLAS's `int`.
+    ///
+    /// # Safety
+    /// As [`super::TileProduct::tile_product`].
+    pub(super) unsafe fn sgemm(
+        (m, n, k): (usize, usize, usize),
+        (a, a_ld, trans_a): (*const f32, usize, bool),
+        (b, b_ld, trans_b): (*const f32, usize, bool),
+        (c, c_ld): (*mut f32, usize),
+        accumulate: bool,
+    ) -> Option<()> {
+        static SERIAL: std::sync::Once = std::sync::Once::new();
+        // Tiles already use every core (see the module comment); OpenBLAS's own threads would
+        // only compete with them.
+        // SAFETY: sets a process-wide thread count; callable at any time.
+        SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
+        let int = |x: usize| c_int::try_from(x.max(1)).ok();
+        let flag = |t: bool| if t { TRANS } else { NO_TRANS };
+        let (m, n, k) = (int(m)?, int(n)?, int(k)?);
+        let (a_ld, b_ld, c_ld) = (int(a_ld)?, int(b_ld)?, int(c_ld)?);
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        // SAFETY: forwarded from the caller; the leading dimensions are the stored row strides
+        // (at least 1, as BLAS requires even of an empty operand).
+        unsafe {
+            cblas_sgemm(
+                ROW_MAJOR,
+                flag(trans_a),
+                flag(trans_b),
+                m,
+                n,
+                k,
+                1.0,
+                a,
+                a_ld,
+                b,
+                b_ld,
+                beta,
+                c,
+                c_ld,
+            );
+        }
+        Some(())
+    }
+}
+
+#[cfg(feature = "openblas")]
+impl TileProduct for f32 {
+    unsafe fn tile_product(
+        shape: (usize, usize, usize),
+        a: (*const Self, usize, bool),
+        b: (*const Self, usize, bool),
+        c: (*mut Self, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if shape.2 == 0 || openblas::sgemm(shape, a, b, c, accumulate).is_none() {
+                gemm_crate(shape, a, b, c, accumulate)
+            }
+        }
+    }
+}
+
+/// Smallest tile side worth a thread of its own.
+const MIN_TILE: usize = 64;
+/// Tile sides are multiples of this (the GEMM kernels' register blocks divide it).
+const ALIGN: usize = 16;
+
+/// Row and column blocks for `threads` threads: rows first (tiles of whole rows are contiguous),
+/// columns where there are too few rows; one tile for a product too small to split.
+fn grid(m: usize, n: usize, k: usize, threads: usize) -> (usize, usize) {
+    if threads < 2 || m * n * k < 1 << 18 {
+        return (1, 1);
+    }
+    let rows = threads.min(m.div_ceil(MIN_TILE)).max(1);
+    let cols = (threads / rows).min(n.div_ceil(MIN_TILE)).max(1);
+    (rows, cols)
+}
+
+/// Cuts `0..len` into `blocks` ranges of [`ALIGN`]-multiple length (the last takes the rest).
+fn block(len: usize, blocks: usize, i: usize) -> std::ops::Range<usize> {
+    let size = len.div_ceil(blocks).next_multiple_of(ALIGN);
+    (i * size).min(len)..((i + 1) * size).min(len)
+}
+
+/// The output matrix, shared by the tiles that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct Output<T>(*mut T);
+// SAFETY: every tile writes only its own rows × columns of the buffer (see `product`).
+unsafe impl<T: Send> Send for Output<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Output<T> {}
+
+impl<T> Output<T> {
+    /// The element at `offset` (a method, so closures capture the whole `Output`, which is
+    /// `Sync`, not its raw-pointer field).
+    fn at(self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `c[m×n] = op(a) · op(b)` (`+=` with `accumulate`), then `finish(row, first_col, part)` on
+/// every row part of every tile, on the thread that computed it.
+///
+/// # Panics
+/// If the operands' lengths, shapes and `c` disagree.
+pub fn product<T: TileProduct>(
+    a: Stored<'_, T>,
+    b: Stored<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+    finish: impl Fn(usize, usize, &mut [T]) + Sync,
+) {
+    let (m, k) = a.op_shape();
+    let (kb, n) = b.op_shape();
+    assert_eq!(a.data.len(), a.rows * a.cols, "a matches its shape");
+    assert_eq!(b.data.len(), b.rows * b.cols, "b matches its shape");
+    assert_eq!(k, kb, "inner sizes agree");
+    assert_eq!(c.len(), m * n, "c is m×n");
+    if m * n == 0 {
+        return;
+    }
+    let (row_blocks, col_blocks) = grid(m, n, k, rayon::current_num_threads());
+    let out = Output(c.as_mut_ptr());
+    let tile = |t: usize| {
+        let (rows, cols) = (
+            block(m, row_blocks, t / col_blocks),
+            block(n, col_blocks, t % col_blocks),
+        );
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        let c0 = rows.start * n + cols.start;
+        // SAFETY: the tile's rows × columns lie inside `c` (m×n, asserted) and no other tile's;
+        // op(a)'s rows and op(b)'s columns it reads lie inside `a` and `b` (shapes asserted);
+        // `c` is a distinct &mut borrow, so it overlaps neither.
+        unsafe {
+            T::tile_product(
+                (rows.len(), cols.len(), k),
+                (a.at(rows.start, 0), a.cols, a.trans),
+                (b.at(0, cols.start), b.cols, b.trans),
+                (out.at(c0), n),
+                accumulate,
+            );
+        }
+        for r in rows {
+            // SAFETY: row `r`'s columns of this tile, written by this thread alone.
+            let part =
+                unsafe { std::slice::from_raw_parts_mut(out.at(r * n + cols.start), cols.len()) };
+            finish(r, cols.start, part);
+        }
+    };
+    let tiles = row_blocks * col_blocks;
+    if tiles == 1 {
+        tile(0);
+    } else {
+        (0..tiles).into_par_iter().for_each(tile);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product by the definition, in f64.
+    fn naive(a: Stored<'_, f32>, b: Stored<'_, f32>) -> Vec<f64> {
+        let ((m, k), (_, n)) = (a.op_shape(), b.op_shape());
+        let get = |x: &Stored<'_, f32>, i: usize, j: usize| {
+            let (r, c) = if x.trans { (j, i) } else { (i, j) };
+            f64::from(x.data[r * x.cols + c])
+        };
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| get(&a, i, p) * get(&b, p, j)).sum();
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tiles_cover_the_product_in_every_layout() {
+        // Shapes off the tile and alignment sizes, large enough to be split over threads.
+        for &(m, n, k) in &[
+            (257, 33, 70),
+            (33, 257, 70),
+            (1, 300, 1000),
+            (130, 130, 20),
+            (7, 1, 3),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a_data = values(m * k, 1);
+                let b_data = values(k * n, 2);
+                let a = Stored {
+                    data: &a_data,
+                    rows: if ta { k } else { m },
+                    cols: if ta { m } else { k },
+                    trans: ta,
+                };
+                let b = Stored {
+                    data: &b_data,
+                    rows: if tb { n } else { k },
+                    cols: if tb { k } else { n },
+                    trans: tb,
+                };
+                let want = naive(a, b);
+                let mut c = vec![0.5f32; m * n];
+                let seen = std::sync::Mutex::new(vec![0u8; m * n]);
+                product(a, b, &mut c, false, |r, c0, part| {
+                    let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    for j in 0..part.len() {
+                        s[r * n + c0 + j] += 1;
+                    }
+                });
+                assert!(
+                    seen.into_inner()
+                        .unwrap_or_default()
+                        .iter()
+                        .all(|&x| x == 1),
+                    "{m}x{n}x{k}: each element finished once"
+                );
+                for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{n}x{k} ta {ta} tb {tb} [{i}]: {got} vs {w}"
+                    );
+                }
+                // Accumulating adds the same product again.
+                product(a, b, &mut c, true, |_, _, _| {});
+                for (&got, &w) in c.iter().zip(&want) {
+                    assert!((f64::from(got) - 2.0 * w).abs() <= 2e-4 * (1.0 + w.abs()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_inner_dimension_stores_zeros_or_keeps_c() {
+        let a = Stored {
+            data: &[][..],
+            rows: 3,
+            cols: 0,
+            trans: false,
+        };
+        let b = Stored {
+            data: &[][..],
+            rows: 0,
+            cols: 2,
+            trans: false,
+        };
+        let mut c = vec![7.0f32; 6];
+        product(a, b, &mut c, true, |_, _, _| {});
+        assert_eq!(c, vec![7.0; 6]);
+        product(a, b, &mut c, false, |_, _, _| {});
+        assert_eq!(c, vec![0.0; 6]);
+    }
+
+    #[test]
+    fn grid_splits_rows_first_and_small_products_not_at_all() {
+        assert_eq!(grid(256, 512, 784, 2), (2, 1));
+        assert_eq!(grid(32, 256, 256, 2), (1, 2));
+        assert_eq!(grid(256, 32, 8, 2), (1, 1));
+        assert_eq!(grid(256, 512, 784, 1), (1, 1));
+        assert_eq!(grid(784, 512, 256, 16), (13, 1));
+        assert_eq!(block(100, 2, 0), 0..64);
+        assert_eq!(block(100, 2, 1), 64..100);
+    }
+}

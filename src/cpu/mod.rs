@@ -108,6 +108,12 @@ impl<T: Real> CpuExecutor<T> {
 
     /// Runs `ops` once for each step in `steps`.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) {
+        // The kernels' parallel loops start cheapest from one of rayon's own threads (a job on
+        // its local queue) rather than from outside the pool (injected, then waited for on a
+        // condvar, once per op): the steps run there. 7% off a median mnist_ae step.
+        if rayon::current_thread_index().is_none() {
+            return rayon::scope(|_| self.run(ops, steps));
+        }
         for s in steps {
             for i in ops.clone() {
                 let op = self.graph.ops[i].clone();

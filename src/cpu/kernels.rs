@@ -53,12 +53,14 @@ impl Real for f64 {
 }
 
 /// Logistic sigmoid.
+#[inline(always)]
 pub fn sigmoid<T: Real>(x: T) -> T {
     T::one() / (T::one() + (-x).exp_v())
 }
 
 /// tanh through exp(−2|x|), which cannot overflow (some GPU tanh builtins return NaN for
 /// large |x|); the WGSL uses the same form.
+#[inline(always)]
 pub fn tanh<T: Real>(x: T) -> T {
     let e = (T::of(-2.0) * x.abs()).exp_v();
     let t = (T::one() - e) / (T::one() + e);
@@ -66,6 +68,7 @@ pub fn tanh<T: Real>(x: T) -> T {
 }
 
 /// `act(x)`.
+#[inline(always)]
 pub fn activate<T: Real>(act: Activation, x: T) -> T {
     match act {
         Activation::Identity => x,
@@ -83,6 +86,7 @@ pub fn activate<T: Real>(act: Activation, x: T) -> T {
 }
 
 /// `act'` expressed through the activation's output `y = act(x)`.
+#[inline(always)]
 pub fn activation_grad_from_output<T: Real>(act: Activation, y: T) -> T {
     match act {
         Activation::Identity => T::one(),
@@ -209,27 +213,63 @@ pub fn matmul<T: Real>(
     });
 }
 
-/// `v = act(v + bias)` elementwise; one loop per activation so each vectorizes.
-pub fn bias_act<T: Real>(act: Activation, bias: &[T], v: &mut [T]) {
-    let pairs = v.iter_mut().zip(bias);
+crate::widest! {
+    /// `v = act(v + bias)` elementwise.
+    pub fn bias_act<T: Real>(act: Activation, bias: &[T], v: &mut [T]) = bias_act_body;
+}
+
+/// [`bias_act`], one loop per activation so each vectorizes.
+#[inline(always)]
+fn bias_act_body<T: Real>(act: Activation, bias: &[T], v: &mut [T]) {
     match act {
-        Activation::Identity => pairs.for_each(|(x, &b)| *x = *x + b),
-        Activation::Relu => pairs.for_each(|(x, &b)| *x = (*x + b).max(T::zero())),
-        Activation::Sigmoid => pairs.for_each(|(x, &b)| *x = sigmoid(*x + b)),
-        _ => pairs.for_each(|(x, &b)| *x = activate(act, *x + b)),
+        Activation::Identity => {
+            for (x, &b) in v.iter_mut().zip(bias) {
+                *x = *x + b;
+            }
+        }
+        Activation::Relu => {
+            for (x, &b) in v.iter_mut().zip(bias) {
+                *x = (*x + b).max(T::zero());
+            }
+        }
+        Activation::Sigmoid => {
+            for (x, &b) in v.iter_mut().zip(bias) {
+                *x = sigmoid(*x + b);
+            }
+        }
+        _ => {
+            for (x, &b) in v.iter_mut().zip(bias) {
+                *x = activate(act, *x + b);
+            }
+        }
     }
 }
 
-/// `v = v · act'(y)` elementwise, `act'` through the activation's output.
-pub fn act_grad<T: Real>(act: Activation, y: &[T], v: &mut [T]) {
-    let pairs = v.iter_mut().zip(y);
-    // Multiplications even by 0 and 1, as on the GPU: a NaN gradient stays NaN.
+crate::widest! {
+    /// `v = v · act'(y)` elementwise, `act'` through the activation's output.
+    pub fn act_grad<T: Real>(act: Activation, y: &[T], v: &mut [T]) = act_grad_body;
+}
+
+/// [`act_grad`], one loop per activation. Multiplications even by 0 and 1, as on the GPU: a
+/// NaN gradient stays NaN.
+#[inline(always)]
+fn act_grad_body<T: Real>(act: Activation, y: &[T], v: &mut [T]) {
     match act {
         Activation::Relu => {
-            pairs.for_each(|(x, &y)| *x = *x * if y > T::zero() { T::one() } else { T::zero() })
+            for (x, &y) in v.iter_mut().zip(y) {
+                *x = *x * if y > T::zero() { T::one() } else { T::zero() };
+            }
         }
-        Activation::Sigmoid => pairs.for_each(|(x, &y)| *x = *x * (y * (T::one() - y))),
-        _ => pairs.for_each(|(x, &y)| *x = *x * activation_grad_from_output(act, y)),
+        Activation::Sigmoid => {
+            for (x, &y) in v.iter_mut().zip(y) {
+                *x = *x * (y * (T::one() - y));
+            }
+        }
+        _ => {
+            for (x, &y) in v.iter_mut().zip(y) {
+                *x = *x * activation_grad_from_output(act, y);
+            }
+        }
     }
 }
 
@@ -260,29 +300,42 @@ pub fn column_sum<T: Real>(x: &[T], cols: usize, out: &mut [T], accumulate: bool
 }
 
 /// Loss and dL/dz of one element from the logit `z` and the target `x`, before batch averaging.
+#[inline(always)]
 pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, T) {
     match (loss, output) {
-        // softplus(z) − x·z and σ(z) − x from one exp(−|z|), which never overflows.
-        (Loss::Bce, _) => {
-            let e = (-z.abs()).exp_v();
-            let l = z.max(T::zero()) - x * z + (T::one() + e).ln_v();
-            let s = if z >= T::zero() {
-                T::one() / (T::one() + e)
-            } else {
-                e / (T::one() + e)
-            };
-            (l, s - x)
-        }
-        (Loss::Mse, Activation::Sigmoid) => {
-            let y = sigmoid(z);
-            let d = y - x;
-            (d * d, T::of(2.0) * d * y * (T::one() - y))
-        }
-        (Loss::Mse, _) => {
-            let d = z - x;
-            (d * d, T::of(2.0) * d)
-        }
+        (Loss::Bce, _) => bce_element(z, x),
+        (Loss::Mse, Activation::Sigmoid) => mse_sigmoid_element(z, x),
+        (Loss::Mse, _) => mse_element(z, x),
     }
+}
+
+/// Bernoulli cross-entropy on the logit: softplus(z) − x·z and σ(z) − x from one exp(−|z|),
+/// which never overflows.
+#[inline(always)]
+fn bce_element<T: Real>(z: T, x: T) -> (T, T) {
+    let e = (-z.abs()).exp_v();
+    let l = z.max(T::zero()) - x * z + (T::one() + e).ln_v();
+    let s = if z >= T::zero() {
+        T::one() / (T::one() + e)
+    } else {
+        e / (T::one() + e)
+    };
+    (l, s - x)
+}
+
+/// Squared error of σ(z).
+#[inline(always)]
+fn mse_sigmoid_element<T: Real>(z: T, x: T) -> (T, T) {
+    let y = sigmoid(z);
+    let d = y - x;
+    (d * d, T::of(2.0) * d * y * (T::one() - y))
+}
+
+/// Squared error of z.
+#[inline(always)]
+fn mse_element<T: Real>(z: T, x: T) -> (T, T) {
+    let d = z - x;
+    (d * d, T::of(2.0) * d)
 }
 
 /// Per-row loss sums and the row-averaged gradient with respect to the logits; logits row `r`
@@ -296,66 +349,82 @@ pub fn reconstruction_loss<T: Real>(
     grad: &mut [T],
     row_loss: &mut [T],
 ) {
-    // One loop per loss form (the form is then a constant in it) so the loop vectorizes.
-    match (loss, output) {
-        (Loss::Bce, _) => loss_rows(logits, target, cols, grad, row_loss, |z, x| {
-            loss_element(Loss::Bce, Activation::Identity, z, x)
-        }),
-        (Loss::Mse, Activation::Sigmoid) => {
-            loss_rows(logits, target, cols, grad, row_loss, |z, x| {
-                loss_element(Loss::Mse, Activation::Sigmoid, z, x)
-            })
-        }
-        (Loss::Mse, _) => loss_rows(logits, target, cols, grad, row_loss, |z, x| {
-            loss_element(Loss::Mse, Activation::Identity, z, x)
-        }),
-    }
-}
-
-/// [`reconstruction_loss`] with the element's loss and gradient `element(z, x)`.
-fn loss_rows<T: Real>(
-    logits: &[T],
-    target: &[T],
-    cols: usize,
-    grad: &mut [T],
-    row_loss: &mut [T],
-    element: impl Fn(T, T) -> (T, T) + Sync,
-) {
     let rows = row_loss.len();
     let target_rows = target.len() / cols;
     let inv_batch = T::one() / T::of(rows as f64);
-    // Rows are independent: one task per row. Each row goes in blocks: one plain loop writes
-    // the gradients and the block's losses (it vectorizes: no running sum in it), then eight
-    // running sums take the losses.
-    const BLOCK: usize = 64;
+    // Rows are independent: one task per row.
     grad.par_chunks_mut(cols)
         .zip(row_loss.par_iter_mut())
         .enumerate()
         .for_each(|(r, (grad_row, out))| {
+            let z = &logits[r * cols..(r + 1) * cols];
             let t = (r % target_rows) * cols;
-            let blocks = grad_row
-                .chunks_mut(BLOCK)
-                .zip(logits[r * cols..(r + 1) * cols].chunks(BLOCK))
-                .zip(target[t..t + cols].chunks(BLOCK));
-            let mut lanes = [T::zero(); 8];
-            let mut losses = [T::zero(); BLOCK];
-            for ((g, z), x) in blocks {
-                let losses = &mut losses[..g.len()];
-                for (((g, l), &z), &x) in g.iter_mut().zip(losses.iter_mut()).zip(z).zip(x) {
-                    let (loss, d) = element(z, x);
-                    *l = loss;
-                    *g = d * inv_batch;
-                }
-                let mut eights = losses.chunks_exact(8);
-                for c in &mut eights {
-                    for (lane, &l) in lanes.iter_mut().zip(c) {
-                        *lane = *lane + l;
-                    }
-                }
-                lanes[0] = eights.remainder().iter().fold(lanes[0], |a, &l| a + l);
-            }
-            *out = lanes.iter().fold(T::zero(), |a, &l| a + l);
+            *out = loss_row(loss, output, z, &target[t..t + cols], grad_row, inv_batch);
         });
+}
+
+crate::widest! {
+    /// One row of [`reconstruction_loss`]; returns the row's loss.
+    fn loss_row<T: Real>(
+        loss: Loss,
+        output: Activation,
+        z: &[T],
+        x: &[T],
+        grad: &mut [T],
+        inv_batch: T,
+    ) -> T = loss_row_body;
+}
+
+/// [`loss_row`], one loop per loss form (the form is then a constant in it).
+#[inline(always)]
+fn loss_row_body<T: Real>(
+    loss: Loss,
+    output: Activation,
+    z: &[T],
+    x: &[T],
+    grad: &mut [T],
+    inv_batch: T,
+) -> T {
+    match (loss, output) {
+        (Loss::Bce, _) => loss_blocks(bce_element, z, x, grad, inv_batch),
+        (Loss::Mse, Activation::Sigmoid) => loss_blocks(mse_sigmoid_element, z, x, grad, inv_batch),
+        (Loss::Mse, _) => loss_blocks(mse_element, z, x, grad, inv_batch),
+    }
+}
+
+/// A row in blocks: one plain loop writes the gradients and the block's losses (it vectorizes:
+/// no running sum in it), then eight running sums take the losses.
+#[inline(always)]
+fn loss_blocks<T: Real>(
+    element: fn(T, T) -> (T, T),
+    z: &[T],
+    x: &[T],
+    grad: &mut [T],
+    inv_batch: T,
+) -> T {
+    const BLOCK: usize = 64;
+    let mut lanes = [T::zero(); 8];
+    let mut losses = [T::zero(); BLOCK];
+    for ((g, z), x) in grad
+        .chunks_mut(BLOCK)
+        .zip(z.chunks(BLOCK))
+        .zip(x.chunks(BLOCK))
+    {
+        let losses = &mut losses[..g.len()];
+        for (((g, l), &z), &x) in g.iter_mut().zip(losses.iter_mut()).zip(z).zip(x) {
+            let (loss, d) = element(z, x);
+            *l = loss;
+            *g = d * inv_batch;
+        }
+        let mut eights = losses.chunks_exact(8);
+        for c in &mut eights {
+            for (lane, &l) in lanes.iter_mut().zip(c) {
+                *lane = *lane + l;
+            }
+        }
+        lanes[0] = eights.remainder().iter().fold(lanes[0], |a, &l| a + l);
+    }
+    lanes.iter().fold(T::zero(), |a, &l| a + l)
 }
 
 /// Hyperparameters of [`adam`] that do not change between steps.
@@ -388,20 +457,16 @@ pub fn adam<T: Real>(
 ) {
     let [b1, b2, eps, wd, lr, bc1, bc2] =
         [h.beta1, h.beta2, h.eps, h.weight_decay, lr, bc1, bc2].map(|x| T::of(f64::from(x)));
-    let sqrt_bc2 = bc2.sqrt();
-    let step = lr / bc1;
-    // Decoupled or not is decided once per chunk, so each loop is branch-free and vectorizes.
-    let update = |decoupled: bool, p: &mut T, g: T, m: &mut T, v: &mut T| {
-        let (mut pv, mut g) = (*p, g * scale);
-        if decoupled {
-            pv = pv * (T::one() - lr * wd);
-        } else {
-            g = g + wd * pv;
-        }
-        *m = b1 * *m + (T::one() - b1) * g;
-        *v = b2 * *v + (T::one() - b2) * g * g;
-        let denom = v.sqrt() / sqrt_bc2 + eps;
-        *p = pv - step * *m / denom;
+    let c = AdamConstants {
+        b1,
+        b2,
+        eps,
+        wd,
+        lr,
+        sqrt_bc2: bc2.sqrt(),
+        step: lr / bc1,
+        scale,
+        decoupled: h.decoupled,
     };
     // Element-wise and independent: split the arena into chunks across threads.
     const CHUNK: usize = 1 << 14;
@@ -410,14 +475,49 @@ pub fn adam<T: Real>(
         .zip(grads.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
-        .for_each(|(((p, g), m), v)| {
-            let each = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-            if h.decoupled {
-                each.for_each(|(((p, &g), m), v)| update(true, p, g, m, v));
-            } else {
-                each.for_each(|(((p, &g), m), v)| update(false, p, g, m, v));
-            }
-        });
+        .for_each(|(((p, g), m), v)| adam_chunk(c, p, g, m, v));
+}
+
+/// What [`adam_chunk`] needs of one step, in `T`.
+#[derive(Clone, Copy)]
+struct AdamConstants<T> {
+    b1: T,
+    b2: T,
+    eps: T,
+    wd: T,
+    lr: T,
+    sqrt_bc2: T,
+    step: T,
+    scale: T,
+    decoupled: bool,
+}
+
+crate::widest! {
+    /// [`adam`] on one chunk of the arena.
+    fn adam_chunk<T: Real>(c: AdamConstants<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) = adam_chunk_body;
+}
+
+/// [`adam_chunk`]; decoupled or not is decided once per chunk, so each loop is branch-free.
+#[inline(always)]
+fn adam_chunk_body<T: Real>(c: AdamConstants<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
+    let one = T::one();
+    let each = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+    if c.decoupled {
+        for (((p, &g), m), v) in each {
+            let (pv, g) = (*p * (one - c.lr * c.wd), g * c.scale);
+            *m = c.b1 * *m + (one - c.b1) * g;
+            *v = c.b2 * *v + (one - c.b2) * g * g;
+            *p = pv - c.step * *m / (v.sqrt() / c.sqrt_bc2 + c.eps);
+        }
+    } else {
+        for (((p, &g), m), v) in each {
+            let pv = *p;
+            let g = g * c.scale + c.wd * pv;
+            *m = c.b1 * *m + (one - c.b1) * g;
+            *v = c.b2 * *v + (one - c.b2) * g * g;
+            *p = pv - c.step * *m / (v.sqrt() / c.sqrt_bc2 + c.eps);
+        }
+    }
 }
 
 /// Σ x² in eight interleaved partial sums, so the loop vectorizes (one running sum would make
@@ -481,5 +581,111 @@ pub fn gather<T: Real>(data: &[T], cols: usize, order: &[u32], start: usize, out
     for (i, row) in out.chunks_exact_mut(cols).enumerate() {
         let src = order[start + i] as usize * cols;
         row.copy_from_slice(&data[src..src + cols]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Logits and targets over the whole range the kernels meet, non-finite values included.
+    fn inputs(len: usize) -> (Vec<f32>, Vec<f32>) {
+        let special = [
+            0.0,
+            -0.0,
+            1e-30,
+            -1e-30,
+            88.0,
+            -88.0,
+            200.0,
+            -200.0,
+            f32::NAN,
+            f32::INFINITY,
+        ];
+        let z = (0..len)
+            .map(|i| match i % 13 {
+                0..10 => special[i % 10],
+                _ => ((i as u32).wrapping_mul(2654435761) % 4000) as f32 / 100.0 - 20.0,
+            })
+            .collect();
+        let x = (0..len).map(|i| (i % 101) as f32 / 100.0).collect();
+        (z, x)
+    }
+
+    /// The bits of each value, every NaN as one (vector and scalar code may set a NaN's sign
+    /// differently; NaN is NaN).
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter()
+            .map(|x| if x.is_nan() { f32::NAN } else { *x }.to_bits())
+            .collect()
+    }
+
+    /// The wide (AVX-512 / AVX2) versions `widest!` dispatches to round exactly like the
+    /// baseline build: compared bit for bit with the bodies called directly.
+    #[test]
+    fn widest_versions_match_the_baseline_bit_for_bit() {
+        let n = 1000; // not a multiple of any vector width or block
+        let (z, x) = inputs(n);
+        for (loss, output) in [
+            (Loss::Bce, Activation::Identity),
+            (Loss::Mse, Activation::Sigmoid),
+            (Loss::Mse, Activation::Identity),
+        ] {
+            let (mut g1, mut g2) = (vec![0.0; n], vec![0.0; n]);
+            let l1 = loss_row(loss, output, &z, &x, &mut g1, 0.25);
+            let l2 = loss_row_body(loss, output, &z, &x, &mut g2, 0.25);
+            assert_eq!(bits(&g1), bits(&g2), "{loss:?} gradients");
+            assert_eq!(bits(&[l1]), bits(&[l2]), "{loss:?} loss");
+        }
+        for act in [
+            Activation::Identity,
+            Activation::Relu,
+            Activation::LeakyRelu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+        ] {
+            let (mut v1, mut v2) = (z.clone(), z.clone());
+            bias_act(act, &x, &mut v1);
+            bias_act_body(act, &x, &mut v2);
+            assert_eq!(bits(&v1), bits(&v2), "{act:?} bias_act");
+            let (mut v1, mut v2) = (z.clone(), z.clone());
+            act_grad(act, &x, &mut v1);
+            act_grad_body(act, &x, &mut v2);
+            assert_eq!(bits(&v1), bits(&v2), "{act:?} act_grad");
+        }
+        for decoupled in [false, true] {
+            let c = AdamConstants {
+                b1: 0.9,
+                b2: 0.999,
+                eps: 1e-8,
+                wd: 0.01,
+                lr: 1e-3,
+                sqrt_bc2: 0.1,
+                step: 0.01,
+                scale: 0.5,
+                decoupled,
+            };
+            let (mut p1, mut m1, mut v1) = (x.clone(), z.clone(), x.clone());
+            let (mut p2, mut m2, mut v2) = (x.clone(), z.clone(), x.clone());
+            adam_chunk(c, &mut p1, &z, &mut m1, &mut v1);
+            adam_chunk_body(c, &mut p2, &z, &mut m2, &mut v2);
+            assert_eq!(bits(&p1), bits(&p2), "adam params");
+            assert_eq!(bits(&m1), bits(&m2), "adam m");
+            assert_eq!(bits(&v1), bits(&v2), "adam v");
+        }
+    }
+
+    #[test]
+    fn loss_elements_agree_with_f64() {
+        let (z, x) = inputs(1000);
+        for (&z, &x) in z.iter().zip(&x).filter(|(z, _)| z.is_finite()) {
+            let (l32, d32) = bce_element(z, x);
+            let (l64, d64) = bce_element(f64::from(z), f64::from(x));
+            assert!(
+                (f64::from(l32) - l64).abs() <= 1e-5 * (1.0 + l64.abs()),
+                "bce({z}, {x})"
+            );
+            assert!((f64::from(d32) - d64).abs() <= 1e-6, "bce'({z}, {x})");
+        }
     }
 }

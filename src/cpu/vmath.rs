@@ -1,9 +1,50 @@
-//! Element-wise math written for the compiler's vectorizer.
+//! Element-wise math written for the compiler's vectorizer, and [`widest!`](crate::widest),
+//! which compiles a loop for the widest vectors the CPU has.
 //!
 //! `exp` and `ln` for f32 are straight-line arithmetic, so a loop that calls them vectorizes;
 //! the libm calls they replace are scalar function calls, which made the fused BCE loss 7% of
 //! an mnist_ae step. Both are within 2 ulp of the correctly rounded result over their whole
 //! range (tested below against f64).
+
+/// Defines `fn $name<T: Real>(args) -> R` that runs the `#[inline(always)]` function `$body`
+/// compiled for AVX-512F or AVX2 where the CPU has them (std caches the check), else as built:
+/// the crate is built for the baseline x86-64 (SSE2) so that it runs anywhere, and the
+/// element-wise kernels (losses, epilogues, Adam) run 2–4× faster on wider vectors (the BCE
+/// loss over an mnist_ae batch: 1.28 ms in SSE2, 0.61 in AVX2, 0.34 in AVX-512, one core).
+/// Only the vector width changes, never a result: every operation used is correctly rounded
+/// in each instruction set, and Rust fuses no `a * b + c` into an FMA unless asked.
+///
+/// `$body` must be `#[inline(always)]` and call only `#[inline(always)]` functions or plain
+/// arithmetic in its loops: a call the compiler does not inline runs in the baseline version.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! widest {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident<$T:ident: Real>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
+        $(#[$meta])*
+        $vis fn $name<$T: $crate::cpu::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512<$T: $crate::cpu::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2<$T: $crate::cpu::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU was just found to have AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU was just found to have AVX2.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
 
 const LN2_HI: f32 = 0.693_145_75; // ln 2 rounded to 16 significant bits: n · LN2_HI is exact.
 const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 − LN2_HI.

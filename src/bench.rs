@@ -163,7 +163,8 @@ impl BenchResult {
 pub const SGEMM_CEILING_SIZE: usize = 2048;
 
 /// Times f32 2048×2048×2048 products through [`crate::cpu::kernels::matmul`], the very call
-/// (the `gemm` crate, with the same rayon parallelism) the CPU executor's training steps make,
+/// (one GEMM per tile on rayon's threads, see [`crate::cpu::gemm`]) the CPU executor's training
+/// steps make,
 /// to give the ceiling of that path in GFLOP/s. One product takes about 0.1 s on two AVX-512
 /// cores. The operands are kept between measurements, so a bench run can measure just before
 /// and just after each CPU workload: on a machine shared with other work the ceiling moves by a

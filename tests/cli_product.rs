@@ -972,6 +972,13 @@ fn precision_mixed_falls_back_with_a_note_and_mixed_emulated_trains() {
 fn info_says_whether_mixed_precision_runs_on_tensor_cores() {
     let text = ok(&["info"]);
     assert!(text.contains("CPU: the reference executor"), "{text}");
+    // How the CPU executor runs here: the GEMM this build links and the element-wise kernels'
+    // vector width on this CPU.
+    let cpu = format!(
+        "OpenBLAS products, {} element-wise kernels",
+        hourglass::cpu::vmath::widest_available()
+    );
+    assert!(text.contains(&cpu), "{text}");
     if let Some(ctx) = common::gpu() {
         assert!(text.contains(&ctx.adapter.name), "{text}");
         let want = if ctx.has_f16_matrix_units() {

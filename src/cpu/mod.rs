@@ -10,6 +10,22 @@ use std::ops::Range;
 use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, Operand, StepParams, Tensor};
 use kernels::{AdamHyper, CpuEpilogue, Real};
 
+/// How this build runs the executor's kernels on this CPU, for reports: the GEMM, the vector
+/// width of the element-wise kernels and the threads, e.g. "OpenBLAS products, AVX-512
+/// element-wise kernels, 2 threads".
+pub fn describe() -> String {
+    let products = if cfg!(feature = "openblas") {
+        "OpenBLAS"
+    } else {
+        "gemm-crate"
+    };
+    format!(
+        "{products} products, {} element-wise kernels, {} threads",
+        vmath::widest_available(),
+        rayon::current_num_threads()
+    )
+}
+
 enum Storage<T> {
     Float(Vec<T>),
     Index(Vec<u32>),

@@ -46,6 +46,20 @@ macro_rules! widest {
     };
 }
 
+/// The instruction set [`widest!`](crate::widest) kernels run in on this CPU.
+pub fn widest_available() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "AVX2";
+        }
+    }
+    "baseline"
+}
+
 const LN2_HI: f32 = 0.693_145_75; // ln 2 rounded to 16 significant bits: n · LN2_HI is exact.
 const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 − LN2_HI.
 /// fdlibm's split of ln 2 for logf.

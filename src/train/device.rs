@@ -90,7 +90,7 @@ impl Device {
     /// A one-line description for logs.
     pub fn describe(&self) -> String {
         match self {
-            Device::Cpu => "CPU (reference executor)".into(),
+            Device::Cpu => format!("CPU (reference executor: {})", crate::cpu::describe()),
             Device::Gpu(ctx) => format!(
                 "GPU: {} ({}, {})",
                 ctx.adapter.name, ctx.adapter.backend, ctx.adapter.device_type

@@ -5,12 +5,20 @@ use hourglass::gpu::{GpuContext, list_adapters};
 const MIB: u64 = 1 << 20;
 
 pub fn run() -> hourglass::Result<()> {
+    let features = if cfg!(feature = "openblas") {
+        "cli, openblas"
+    } else {
+        "cli"
+    };
     println!(
-        "hourglass {} (features: cli); wgpu backends compiled in: {:?}",
+        "hourglass {} (features: {features}); wgpu backends compiled in: {:?}",
         env!("CARGO_PKG_VERSION"),
         wgpu::Instance::enabled_backend_features()
     );
-    println!("CPU: the reference executor, always available (--device cpu)");
+    println!(
+        "CPU: the reference executor, always available (--device cpu): {}",
+        hourglass::cpu::describe()
+    );
     let adapters = list_adapters();
     if adapters.is_empty() {
         println!(

@@ -131,16 +131,7 @@ pub fn contractive_closed_form<T: Real>(
     rows.par_iter_mut()
         .zip(dz.par_chunks_mut(units))
         .zip(h.par_chunks(units))
-        .for_each(|((row, dz), h)| {
-            let mut lanes = [T::zero(); 8];
-            for (j, ((d, &y), &n)) in dz.iter_mut().zip(h).zip(norms).enumerate() {
-                let s = y * (T::one() - y);
-                lanes[j % 8] = lanes[j % 8] + s * s * n;
-                // ∂(s² n)/∂a = 2 s n · s(1 − 2y)
-                *d = *d + g * s * n * s * (T::one() - two * y);
-            }
-            *row = lambda * lanes.iter().fold(T::zero(), |a, &l| a + l);
-        });
+        .for_each(|((row, dz), h)| *row = lambda * contractive_row(g, h, norms, dz));
     // Σ_b s² per unit: examples in order, units side by side.
     s2[..units].fill(T::zero());
     for hb in h.chunks(units) {
@@ -159,6 +150,44 @@ pub fn contractive_closed_form<T: Real>(
                 *d = c * v;
             }
         });
+}
+
+crate::widest! {
+    /// One example of [`contractive_closed_form`]: adds the penalty's gradient to `dz` and
+    /// returns Σ_j s_j² ‖W_j‖² (s = h(1 − h)).
+    fn contractive_row<T: Real>(g: T, h: &[T], norms: &[T], dz: &mut [T]) -> T = contractive_row_body;
+}
+
+/// [`contractive_row`]: unit `j`'s term goes to running sum `j % 8`, so the lanes of a vector
+/// each keep one.
+#[inline(always)]
+fn contractive_row_body<T: Real>(g: T, h: &[T], norms: &[T], dz: &mut [T]) -> T {
+    let (one, two) = (T::one(), T::of(2.0));
+    let mut lanes = [T::zero(); 8];
+    // ∂(s² n)/∂a = 2 s n · s(1 − 2y); the 2 is in g.
+    let unit = |lane: &mut T, d: &mut T, y: T, n: T| {
+        let s = y * (one - y);
+        *lane = *lane + s * s * n;
+        *d = *d + g * s * n * s * (one - two * y);
+    };
+    let mut d8 = dz.chunks_exact_mut(8);
+    let (h8, n8) = (h.chunks_exact(8), norms.chunks_exact(8));
+    let (h_tail, n_tail) = (h8.remainder(), n8.remainder());
+    for ((d, y), n) in (&mut d8).zip(h8).zip(n8) {
+        for j in 0..8 {
+            unit(&mut lanes[j], &mut d[j], y[j], n[j]);
+        }
+    }
+    for (j, ((d, &y), &n)) in d8
+        .into_remainder()
+        .iter_mut()
+        .zip(h_tail)
+        .zip(n_tail)
+        .enumerate()
+    {
+        unit(&mut lanes[j], d, y, n);
+    }
+    lanes.iter().fold(T::zero(), |a, &l| a + l)
 }
 
 /// L1 sparsity (see `Op::SparseL1`).
@@ -267,5 +296,23 @@ pub fn sample_grad<T: Real>(
         }
         dmu[i] = gm + kl * mu[i];
         dlogvar[i] = gl + kl * half * (sigma * sigma - T::one());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wide version rounds exactly like the baseline build (see `widest!`).
+    #[test]
+    fn contractive_row_wide_matches_baseline_bit_for_bit() {
+        let units = 1003; // not a multiple of any vector width
+        let h: Vec<f32> = (0..units).map(|j| (j % 97) as f32 / 96.0).collect();
+        let norms: Vec<f32> = (0..units).map(|j| 0.5 + (j % 13) as f32).collect();
+        let (mut d1, mut d2) = (vec![0.25f32; units], vec![0.25f32; units]);
+        let p1 = contractive_row(0.003, &h, &norms, &mut d1);
+        let p2 = contractive_row_body(0.003, &h, &norms, &mut d2);
+        assert_eq!(p1.to_bits(), p2.to_bits());
+        assert!(d1.iter().zip(&d2).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }

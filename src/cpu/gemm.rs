@@ -47,8 +47,8 @@ impl<T> Stored<'_, T> {
     }
 }
 
-/// One single-threaded GEMM on a tile.
-pub trait TileProduct: Copy + Send + Sync + 'static {
+/// One single-threaded GEMM on a tile; the `gemm` crate's unless a type says otherwise.
+pub trait TileProduct: Copy + Send + Sync + num_traits::One + 'static {
     /// `c[m×n] = op(a)[m×k] · op(b)[k×n]`, or `+=` with `accumulate`; `a` and `b` point at
     /// the tile's first element of op(a) and op(b) inside matrices of row stride `a_ld`, `b_ld`
     /// (stored, before the transpose), `c` at the tile's first element with row stride `c_ld`.
@@ -56,21 +56,23 @@ pub trait TileProduct: Copy + Send + Sync + 'static {
     /// # Safety
     /// Every element the tile reads or writes lies inside live allocations, `c`'s tile is
     /// written by nobody else meanwhile, and it does not overlap `a` or `b`.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn tile_product(
         shape: (usize, usize, usize),
         a: (*const Self, usize, bool),
         b: (*const Self, usize, bool),
         c: (*mut Self, usize),
         accumulate: bool,
-    );
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_crate(shape, a, b, c, accumulate) }
+    }
 }
 
 /// The `gemm` crate's product on one thread.
 ///
 /// # Safety
 /// As [`TileProduct::tile_product`].
-unsafe fn gemm_crate<T: TileProduct + num_traits::One>(
+unsafe fn gemm_crate<T: TileProduct>(
     (m, n, k): (usize, usize, usize),
     (a, a_ld, trans_a): (*const T, usize, bool),
     (b, b_ld, trans_b): (*const T, usize, bool),
@@ -113,32 +115,10 @@ unsafe fn gemm_crate<T: TileProduct + num_traits::One>(
     }
 }
 
-impl TileProduct for f64 {
-    unsafe fn tile_product(
-        shape: (usize, usize, usize),
-        a: (*const Self, usize, bool),
-        b: (*const Self, usize, bool),
-        c: (*mut Self, usize),
-        accumulate: bool,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { gemm_crate(shape, a, b, c, accumulate) }
-    }
-}
+impl TileProduct for f64 {}
 
 #[cfg(not(feature = "openblas"))]
-impl TileProduct for f32 {
-    unsafe fn tile_product(
-        shape: (usize, usize, usize),
-        a: (*const Self, usize, bool),
-        b: (*const Self, usize, bool),
-        c: (*mut Self, usize),
-        accumulate: bool,
-    ) {
-        // SAFETY: forwarded from the caller.
-        unsafe { gemm_crate(shape, a, b, c, accumulate) }
-    }
-}
+impl TileProduct for f32 {}
 
 #[cfg(feature = "openblas")]
 mod openblas {

@@ -148,6 +148,9 @@ pub struct BenchResult {
     /// `cpu_sgemm_gflops`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fraction_of_sgemm: Option<f64>,
+    /// CPU rows of a profiled run: each op's time over the timed steps, in graph order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<crate::cpu::OpTime>,
 }
 
 impl BenchResult {
@@ -266,7 +269,8 @@ fn synthetic(w: &Workload) -> Dataset {
 }
 
 /// Trains `w` on `device` for about `seconds` (at least `min_steps` timed steps, at most
-/// `max_steps`) after one warm-up step, and reports throughput.
+/// `max_steps`) after one warm-up step, and reports throughput; with `profile`, and on the CPU,
+/// also each op's time (in the timed region, at two clock reads per op).
 pub fn run(
     w: &Workload,
     device: &Device,
@@ -274,6 +278,7 @@ pub fn run(
     min_steps: u64,
     max_steps: u64,
     precision: Precision,
+    profile: bool,
 ) -> Result<BenchResult> {
     let data = synthetic(w);
     let config = TrainConfig {
@@ -285,6 +290,9 @@ pub fn run(
     let mut trainer = Trainer::new(&w.spec, &config, &data, device, None)?;
     trainer.train_steps(1, true)?;
     let first_step_s = start.elapsed().as_secs_f64();
+    if profile {
+        trainer.profile_ops();
+    }
 
     // Time chunks of steps, each ending in a read-back, until the budget is spent.
     let mut chunk = 1u64;
@@ -326,6 +334,7 @@ pub fn run(
         precision: trainer.precision().name().into(),
         cpu_sgemm_gflops: None,
         fraction_of_sgemm: None,
+        ops: trainer.op_times(),
     })
 }
 
@@ -358,6 +367,7 @@ mod tests {
             precision: "f32".into(),
             cpu_sgemm_gflops: None,
             fraction_of_sgemm: None,
+            ops: Vec::new(),
         }
         .with_sgemm_ceiling(200.0);
         assert_eq!(r.cpu_sgemm_gflops, Some(200.0));

@@ -989,3 +989,78 @@ fn info_says_whether_mixed_precision_runs_on_tensor_cores() {
         assert!(text.contains(want), "{text}");
     }
 }
+
+#[test]
+fn bench_profile_says_where_the_cpu_step_goes() {
+    let text = ok(&[
+        "bench",
+        "--workload",
+        "cae",
+        "--device",
+        "cpu",
+        "--seconds",
+        "0.1",
+        "--max-steps",
+        "3",
+        "--json",
+        "--profile",
+    ]);
+    let row: Value = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("a JSON row: {text}"));
+    let ops = row["ops"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ops: {row}"));
+    let steps = row["steps"].as_u64().unwrap_or_default();
+    let label = |o: &Value| o["op"].as_str().unwrap_or_default().to_string();
+    // cae: two forward products, three backward ones, the contractive penalty, Adam.
+    let products: Vec<String> = ops
+        .iter()
+        .map(label)
+        .filter(|l| l.starts_with("matmul"))
+        .collect();
+    assert_eq!(products.len(), 5, "{products:?}");
+    assert!(
+        products[0].starts_with("matmul 256x784 · (1024x784)ᵀ -> 256x1024, bias + sigmoid"),
+        "{products:?}"
+    );
+    for name in ["ContractiveClosedForm", "ReconstructionLoss", "Adam"] {
+        assert!(ops.iter().any(|o| label(o) == name), "{name} in {ops:?}");
+    }
+    let mut total = 0.0;
+    for o in ops {
+        assert_eq!(
+            o["calls"].as_u64(),
+            Some(steps),
+            "every op ran once per timed step: {o}"
+        );
+        let (min, mean) = (
+            o["min_ms"].as_f64().unwrap_or(-1.0),
+            o["mean_ms"].as_f64().unwrap_or(-1.0),
+        );
+        assert!(0.0 <= min && min <= mean, "{o}");
+        total += mean;
+    }
+    // The ops are the step: their mean times add up to no more than a step took.
+    let ms_per_step = row["ms_per_step"].as_f64().unwrap_or_default();
+    assert!(
+        total > 0.0 && total <= ms_per_step * 1.01,
+        "{total} ms of ops vs {ms_per_step} ms/step"
+    );
+    // Without --profile the rows carry no ops.
+    let plain = ok(&[
+        "bench",
+        "--workload",
+        "cae",
+        "--device",
+        "cpu",
+        "--seconds",
+        "0.1",
+        "--max-steps",
+        "2",
+        "--json",
+    ]);
+    assert!(!plain.contains("\"ops\""), "{plain}");
+}

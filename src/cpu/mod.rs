@@ -26,6 +26,68 @@ pub fn describe() -> String {
     )
 }
 
+/// Time the CPU executor spent in one op of its graph, over the steps since
+/// [`CpuExecutor::profile`] began recording.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpTime {
+    /// The op's index in the graph.
+    pub index: usize,
+    /// What the op is, e.g. `matmul 256x784 · (512x784)ᵀ -> 256x512, bias + relu`.
+    pub op: String,
+    /// Times it ran.
+    pub calls: u64,
+    /// Its fastest run, in milliseconds (the figure least disturbed by other work).
+    pub min_ms: f64,
+    /// Its mean run, in milliseconds.
+    pub mean_ms: f64,
+}
+
+/// A short description of `op` for profiles.
+fn op_label(op: &Op) -> String {
+    match op {
+        Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a,
+            trans_b,
+            epilogue,
+            ..
+        } => {
+            let operand = |t: &Tensor, trans: bool| {
+                let shape = format!("{}x{}", t.rows, t.cols);
+                if trans {
+                    format!("({shape})ᵀ")
+                } else {
+                    shape
+                }
+            };
+            let finish = match epilogue {
+                Epilogue::Store => String::new(),
+                Epilogue::Accumulate => ", accumulate".into(),
+                Epilogue::BiasAct { act, .. } => format!(", bias + {act:?}").to_lowercase(),
+                Epilogue::ActGrad { act, .. } => format!(", · {act:?}'").to_lowercase(),
+                Epilogue::AccumulateActGrad { act, .. } => {
+                    format!(", accumulate · {act:?}'").to_lowercase()
+                }
+            };
+            format!(
+                "matmul {} · {} -> {}x{}{finish}",
+                operand(a, *trans_a),
+                operand(b, *trans_b),
+                c.rows,
+                c.cols
+            )
+        }
+        // The variant's name: what Debug prints before its fields.
+        other => format!("{other:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
 enum Storage<T> {
     Float(Vec<T>),
     Index(Vec<u32>),
@@ -35,6 +97,8 @@ enum Storage<T> {
 pub struct CpuExecutor<T: Real = f32> {
     graph: Graph,
     bufs: Vec<Storage<T>>,
+    /// Per op while profiling: runs, fastest and total seconds.
+    times: Option<Vec<(u64, f64, f64)>>,
 }
 
 impl<T: Real> CpuExecutor<T> {
@@ -54,7 +118,36 @@ impl<T: Real> CpuExecutor<T> {
                 DType::U32 => Storage::Index(vec![0; b.len]),
             })
             .collect();
-        CpuExecutor { graph, bufs }
+        CpuExecutor {
+            graph,
+            bufs,
+            times: None,
+        }
+    }
+
+    /// Starts recording how long each op takes (again from zero if it already was); read the
+    /// record with [`CpuExecutor::op_times`]. Costs two clock reads per op.
+    pub fn profile(&mut self) {
+        self.times = Some(vec![(0, f64::INFINITY, 0.0); self.graph.ops.len()]);
+    }
+
+    /// Per op that ran since [`CpuExecutor::profile`], in graph order; empty when not profiling.
+    pub fn op_times(&self) -> Vec<OpTime> {
+        let Some(times) = &self.times else {
+            return Vec::new();
+        };
+        times
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.0 > 0)
+            .map(|(index, &(calls, min, total))| OpTime {
+                index,
+                op: op_label(&self.graph.ops[index]),
+                calls,
+                min_ms: 1e3 * min,
+                mean_ms: 1e3 * total / calls as f64,
+            })
+            .collect()
     }
 
     /// The graph being executed.
@@ -133,7 +226,13 @@ impl<T: Real> CpuExecutor<T> {
         for s in steps {
             for i in ops.clone() {
                 let op = self.graph.ops[i].clone();
+                let start = self.times.is_some().then(std::time::Instant::now);
                 self.run_op(&op, s);
+                if let (Some(start), Some(times)) = (start, &mut self.times) {
+                    let (calls, min, total) = &mut times[i];
+                    let t = start.elapsed().as_secs_f64();
+                    (*calls, *min, *total) = (*calls + 1, min.min(t), *total + t);
+                }
             }
         }
     }

@@ -25,6 +25,25 @@ impl Backend {
         })
     }
 
+    /// Starts the CPU executor's per-op profile; `false` (nothing done) on a GPU.
+    pub fn profile(&mut self) -> bool {
+        match self {
+            Backend::Cpu(e) => {
+                e.profile();
+                true
+            }
+            Backend::Gpu(_) => false,
+        }
+    }
+
+    /// The CPU executor's per-op profile (see [`CpuExecutor::op_times`]); empty on a GPU.
+    pub fn op_times(&self) -> Vec<crate::cpu::OpTime> {
+        match self {
+            Backend::Cpu(e) => e.op_times(),
+            Backend::Gpu(_) => Vec::new(),
+        }
+    }
+
     /// Overwrites the start of a float buffer.
     pub fn write(&mut self, buf: BufId, data: &[f32]) {
         match self {

@@ -415,6 +415,18 @@ impl Trainer {
         &self.tg
     }
 
+    /// Starts timing every op of the following steps on the CPU executor (from zero if it
+    /// already was); `false`, and nothing done, on a GPU. Read it with [`Trainer::op_times`].
+    pub fn profile_ops(&mut self) -> bool {
+        self.backend.profile()
+    }
+
+    /// Per op, in graph order: how often it ran and how long it took since
+    /// [`Trainer::profile_ops`] (CPU only; empty otherwise).
+    pub fn op_times(&self) -> Vec<crate::cpu::OpTime> {
+        self.backend.op_times()
+    }
+
     /// The values of 0-based `step`, whose batch starts at `batch_start` in the resident order.
     fn step_params(&self, step: u64, batch_start: usize) -> StepParams {
         let t = step + 1;

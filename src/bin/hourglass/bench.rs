@@ -11,7 +11,8 @@ use crate::Ui;
 pub const EXAMPLES: &str = "Examples:
   hourglass bench --workload all --device both
   hourglass bench --workload mnist_ae --device gpu --seconds 10 --json
-  hourglass bench --workload mnist_ae,cae --device cpu --batch 1024 --seconds 10";
+  hourglass bench --workload mnist_ae,cae --device cpu --batch 1024 --seconds 10
+  hourglass bench --workload cae --device cpu --profile   # where the CPU step goes, per op";
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -37,6 +38,10 @@ pub struct BenchArgs {
     /// One JSON object per workload and device instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also time every op of the CPU executor's step and print where the step goes (the JSON
+    /// lines get an `ops` array): fastest and mean milliseconds per op.
+    #[arg(long)]
+    profile: bool,
 }
 
 pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
@@ -108,7 +113,15 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
                 let g = probe.measure(sgemm_seconds);
                 sgemm = Some((probe, g));
             }
-            let mut r = run(w, d, args.seconds, 2, args.max_steps, precision)?;
+            let mut r = run(
+                w,
+                d,
+                args.seconds,
+                2,
+                args.max_steps,
+                precision,
+                args.profile,
+            )?;
             if r.precision != precision.name() {
                 ui.note(&format!(
                     "{} on {}: no f16 cooperative matrices (tensor cores), so --precision {} \
@@ -143,6 +156,7 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
                     r.final_loss,
                     r.adapter
                 );
+                print_profile(&r);
             }
             results.push(r);
         }
@@ -167,4 +181,30 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The per-op table of a profiled CPU row: where the step's time goes.
+fn print_profile(r: &BenchResult) {
+    if r.ops.is_empty() {
+        return;
+    }
+    let total: f64 = r.ops.iter().map(|o| o.mean_ms).sum();
+    println!(
+        "  {} per-op profile ({} steps; share of the ops' mean total {total:.3} ms):",
+        r.workload, r.steps
+    );
+    println!(
+        "  {:>4} {:>9} {:>9} {:>6}  op",
+        "#", "min ms", "mean ms", "share"
+    );
+    for o in &r.ops {
+        println!(
+            "  {:>4} {:>9.3} {:>9.3} {:>5.1}%  {}",
+            o.index,
+            o.min_ms,
+            o.mean_ms,
+            100.0 * o.mean_ms / total,
+            o.op
+        );
+    }
 }

@@ -992,19 +992,20 @@ fn info_says_whether_mixed_precision_runs_on_tensor_cores() {
 
 #[test]
 fn bench_profile_says_where_the_cpu_step_goes() {
-    let text = ok(&[
-        "bench",
-        "--workload",
-        "cae",
-        "--device",
-        "cpu",
-        "--seconds",
-        "0.1",
-        "--max-steps",
-        "3",
-        "--json",
-        "--profile",
-    ]);
+    let cae = |extra: &[&str]| {
+        let base = [
+            "bench",
+            "--workload",
+            "cae",
+            "--device",
+            "cpu",
+            "--seconds",
+            "0.1",
+            "--json",
+        ];
+        ok(&[&base[..], extra].concat())
+    };
+    let text = cae(&["--max-steps", "3", "--profile"]);
     let row: Value = text
         .lines()
         .find(|l| l.starts_with('{'))
@@ -1050,17 +1051,6 @@ fn bench_profile_says_where_the_cpu_step_goes() {
         "{total} ms of ops vs {ms_per_step} ms/step"
     );
     // Without --profile the rows carry no ops.
-    let plain = ok(&[
-        "bench",
-        "--workload",
-        "cae",
-        "--device",
-        "cpu",
-        "--seconds",
-        "0.1",
-        "--max-steps",
-        "2",
-        "--json",
-    ]);
+    let plain = cae(&["--max-steps", "2"]);
     assert!(!plain.contains("\"ops\""), "{plain}");
 }

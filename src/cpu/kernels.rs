@@ -218,31 +218,14 @@ crate::widest! {
     pub fn bias_act<T: Real>(act: Activation, bias: &[T], v: &mut [T]) = bias_act_body;
 }
 
-/// [`bias_act`], one loop per activation so each vectorizes.
+/// [`bias_act`], one loop per activation (see [`per_activation`]).
 #[inline(always)]
 fn bias_act_body<T: Real>(act: Activation, bias: &[T], v: &mut [T]) {
-    match act {
-        Activation::Identity => {
-            for (x, &b) in v.iter_mut().zip(bias) {
-                *x = *x + b;
-            }
+    per_activation(act, |act| {
+        for (x, &b) in v.iter_mut().zip(bias) {
+            *x = activate(act, *x + b);
         }
-        Activation::Relu => {
-            for (x, &b) in v.iter_mut().zip(bias) {
-                *x = (*x + b).max(T::zero());
-            }
-        }
-        Activation::Sigmoid => {
-            for (x, &b) in v.iter_mut().zip(bias) {
-                *x = sigmoid(*x + b);
-            }
-        }
-        _ => {
-            for (x, &b) in v.iter_mut().zip(bias) {
-                *x = activate(act, *x + b);
-            }
-        }
-    }
+    });
 }
 
 crate::widest! {
@@ -250,26 +233,27 @@ crate::widest! {
     pub fn act_grad<T: Real>(act: Activation, y: &[T], v: &mut [T]) = act_grad_body;
 }
 
-/// [`act_grad`], one loop per activation. Multiplications even by 0 and 1, as on the GPU: a
-/// NaN gradient stays NaN.
+/// [`act_grad`], one loop per activation (see [`per_activation`]). A multiplication even by 0
+/// or 1, as on the GPU: a NaN gradient stays NaN.
 #[inline(always)]
 fn act_grad_body<T: Real>(act: Activation, y: &[T], v: &mut [T]) {
+    per_activation(act, |act| {
+        for (x, &y) in v.iter_mut().zip(y) {
+            *x = *x * activation_grad_from_output(act, y);
+        }
+    });
+}
+
+/// Runs `f` with `act` as a constant of each match arm, so the loop in `f` is compiled once per
+/// activation with the activation's `match` folded away: the loops vectorize.
+#[inline(always)]
+fn per_activation(act: Activation, f: impl FnOnce(Activation)) {
     match act {
-        Activation::Relu => {
-            for (x, &y) in v.iter_mut().zip(y) {
-                *x = *x * if y > T::zero() { T::one() } else { T::zero() };
-            }
-        }
-        Activation::Sigmoid => {
-            for (x, &y) in v.iter_mut().zip(y) {
-                *x = *x * (y * (T::one() - y));
-            }
-        }
-        _ => {
-            for (x, &y) in v.iter_mut().zip(y) {
-                *x = *x * activation_grad_from_output(act, y);
-            }
-        }
+        Activation::Identity => f(Activation::Identity),
+        Activation::Relu => f(Activation::Relu),
+        Activation::LeakyRelu => f(Activation::LeakyRelu),
+        Activation::Sigmoid => f(Activation::Sigmoid),
+        Activation::Tanh => f(Activation::Tanh),
     }
 }
 
@@ -299,17 +283,8 @@ pub fn column_sum<T: Real>(x: &[T], cols: usize, out: &mut [T], accumulate: bool
     }
 }
 
-/// Loss and dL/dz of one element from the logit `z` and the target `x`, before batch averaging.
-#[inline(always)]
-pub fn loss_element<T: Real>(loss: Loss, output: Activation, z: T, x: T) -> (T, T) {
-    match (loss, output) {
-        (Loss::Bce, _) => bce_element(z, x),
-        (Loss::Mse, Activation::Sigmoid) => mse_sigmoid_element(z, x),
-        (Loss::Mse, _) => mse_element(z, x),
-    }
-}
-
-/// Bernoulli cross-entropy on the logit: softplus(z) − x·z and σ(z) − x from one exp(−|z|),
+/// Loss and dL/dz of one element from the logit `z` and the target `x`, before batch averaging,
+/// for Bernoulli cross-entropy on the logit: softplus(z) − x·z and σ(z) − x from one exp(−|z|),
 /// which never overflows.
 #[inline(always)]
 fn bce_element<T: Real>(z: T, x: T) -> (T, T) {
@@ -501,22 +476,22 @@ crate::widest! {
 #[inline(always)]
 fn adam_chunk_body<T: Real>(c: AdamConstants<T>, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
     let one = T::one();
+    let update = |decoupled: bool, p: &mut T, g: T, m: &mut T, v: &mut T| {
+        let (mut pv, mut g) = (*p, g * c.scale);
+        if decoupled {
+            pv = pv * (one - c.lr * c.wd);
+        } else {
+            g = g + c.wd * pv;
+        }
+        *m = c.b1 * *m + (one - c.b1) * g;
+        *v = c.b2 * *v + (one - c.b2) * g * g;
+        *p = pv - c.step * *m / (v.sqrt() / c.sqrt_bc2 + c.eps);
+    };
     let each = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
     if c.decoupled {
-        for (((p, &g), m), v) in each {
-            let (pv, g) = (*p * (one - c.lr * c.wd), g * c.scale);
-            *m = c.b1 * *m + (one - c.b1) * g;
-            *v = c.b2 * *v + (one - c.b2) * g * g;
-            *p = pv - c.step * *m / (v.sqrt() / c.sqrt_bc2 + c.eps);
-        }
+        each.for_each(|(((p, &g), m), v)| update(true, p, g, m, v));
     } else {
-        for (((p, &g), m), v) in each {
-            let pv = *p;
-            let g = g * c.scale + c.wd * pv;
-            *m = c.b1 * *m + (one - c.b1) * g;
-            *v = c.b2 * *v + (one - c.b2) * g * g;
-            *p = pv - c.step * *m / (v.sqrt() / c.sqrt_bc2 + c.eps);
-        }
+        each.for_each(|(((p, &g), m), v)| update(false, p, g, m, v));
     }
 }
 

@@ -151,8 +151,9 @@ mod openblas {
         fn openblas_set_num_threads(threads: c_int);
     }
 
-    /// `cblas_sgemm` on the calling thread; `None` (nothing done) where a size does not fit
-    /// BLAS's `int`.
+    /// `cblas_sgemm` on the calling thread; `None` (nothing done) for an empty inner dimension
+    /// (BLAS would want leading dimensions of at least 1 for the empty operands) or a size
+    /// beyond BLAS's `int`.
     ///
     /// # Safety
     /// As [`super::TileProduct::tile_product`].
@@ -168,13 +169,16 @@ mod openblas {
         // only compete with them.
         // SAFETY: sets a process-wide thread count; callable at any time.
         SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
-        let int = |x: usize| c_int::try_from(x.max(1)).ok();
+        if k == 0 {
+            return None;
+        }
+        let int = |x: usize| c_int::try_from(x).ok();
         let flag = |t: bool| if t { TRANS } else { NO_TRANS };
         let (m, n, k) = (int(m)?, int(n)?, int(k)?);
         let (a_ld, b_ld, c_ld) = (int(a_ld)?, int(b_ld)?, int(c_ld)?);
         let beta = if accumulate { 1.0 } else { 0.0 };
-        // SAFETY: forwarded from the caller; the leading dimensions are the stored row strides
-        // (at least 1, as BLAS requires even of an empty operand).
+        // SAFETY: forwarded from the caller; the leading dimensions are the stored row strides,
+        // at least 1 for non-empty operands.
         unsafe {
             cblas_sgemm(
                 ROW_MAJOR,
@@ -208,7 +212,7 @@ impl TileProduct for f32 {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe {
-            if shape.2 == 0 || openblas::sgemm(shape, a, b, c, accumulate).is_none() {
+            if openblas::sgemm(shape, a, b, c, accumulate).is_none() {
                 gemm_crate(shape, a, b, c, accumulate)
             }
         }

@@ -7,7 +7,7 @@
 //! range (tested below against f64).
 
 /// Defines `fn $name<T: Real>(args) -> R` that runs the `#[inline(always)]` function `$body`
-/// compiled for AVX-512F or AVX2 where the CPU has them (std caches the check), else as built:
+/// compiled for AVX-512F or AVX2 where the CPU has them ([`widest_available`]), else as built:
 /// the crate is built for the baseline x86-64 (SSE2) so that it runs anywhere, and the
 /// element-wise kernels (losses, epilogues, Adam) run 2–4× faster on wider vectors (the BCE
 /// loss over an mnist_ae batch: 1.28 ms in SSE2, 0.61 in AVX2, 0.34 in AVX-512, one core).
@@ -32,13 +32,12 @@ macro_rules! widest {
                 fn avx2<$T: $crate::cpu::kernels::Real>($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                match $crate::cpu::vmath::widest_available() {
                     // SAFETY: the CPU was just found to have AVX-512F.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                    $crate::cpu::vmath::Width::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: the CPU was just found to have AVX2.
-                    return unsafe { avx2($($arg),*) };
+                    $crate::cpu::vmath::Width::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::cpu::vmath::Width::Baseline => {}
                 }
             }
             $body($($arg),*)
@@ -46,18 +45,40 @@ macro_rules! widest {
     };
 }
 
-/// The instruction set [`widest!`](crate::widest) kernels run in on this CPU.
-pub fn widest_available() -> &'static str {
+/// The vector instruction sets [`widest!`](crate::widest) kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Width {
+    /// AVX-512F.
+    Avx512,
+    /// AVX2.
+    Avx2,
+    /// What the crate is built for (SSE2 on x86-64).
+    Baseline,
+}
+
+impl std::fmt::Display for Width {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Width::Avx512 => "AVX-512",
+            Width::Avx2 => "AVX2",
+            Width::Baseline => "baseline",
+        })
+    }
+}
+
+/// The instruction set [`widest!`](crate::widest) kernels run in on this CPU (std caches the
+/// detection).
+pub fn widest_available() -> Width {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return "AVX-512";
+            return Width::Avx512;
         }
         if std::arch::is_x86_feature_detected!("avx2") {
-            return "AVX2";
+            return Width::Avx2;
         }
     }
-    "baseline"
+    Width::Baseline
 }
 
 const LN2_HI: f32 = 0.693_145_75; // ln 2 rounded to 16 significant bits: n · LN2_HI is exact.

@@ -167,8 +167,7 @@ pub const SGEMM_CEILING_SIZE: usize = 2048;
 
 /// Times f32 2048×2048×2048 products through [`crate::cpu::kernels::matmul`], the very call
 /// (one GEMM per tile on rayon's threads, see [`crate::cpu::gemm`]) the CPU executor's training
-/// steps make,
-/// to give the ceiling of that path in GFLOP/s. One product takes about 0.1 s on two AVX-512
+/// steps make, to give the ceiling of that path in GFLOP/s. One product takes about 0.1 s on two AVX-512
 /// cores. The operands are kept between measurements, so a bench run can measure just before
 /// and just after each CPU workload: on a machine shared with other work the ceiling moves by a
 /// third from one second to the next, and a ceiling taken next to the workload is the fair one.
@@ -244,12 +243,6 @@ impl Default for SgemmProbe {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// The f32 GEMM ceiling of the CPU executor's matrix-product path in GFLOP/s: a warm-up product,
-/// then the best of products repeated for about `seconds` (see [`SgemmProbe`]).
-pub fn sgemm_ceiling(seconds: f64) -> f64 {
-    SgemmProbe::new().measure(seconds)
 }
 
 /// Synthetic inputs in [0, 1).

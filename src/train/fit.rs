@@ -31,9 +31,8 @@ pub struct FitOptions<'a> {
     /// and reading never changes the result.
     pub report_every: Option<u64>,
     /// Data to evaluate on after every epoch ([`crate::infer::evaluate`], seeded with the run's
-    /// seed, the data uploaded once). Its
-    /// loss then decides the best epoch and is what [`EarlyStop`] watches; without it, the
-    /// epoch's mean training loss does.
+    /// seed, the data uploaded once). Its loss then decides the best epoch and is what
+    /// [`EarlyStop`] watches; without it, the epoch's mean training loss does.
     pub validation: Option<&'a Dataset>,
     /// Also stop at every multiple of this many steps (before the end) and tell the callback
     /// ([`FitEvent::Checkpoint`]), e.g. to save the run.

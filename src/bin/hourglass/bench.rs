@@ -55,11 +55,6 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
     };
     let workloads: Vec<Workload> = match args.batch {
         None => workloads,
-        Some(0) => {
-            return Err(Error::Config(
-                "--batch must be at least 1 (got 0)".to_string(),
-            ));
-        }
         Some(b) => workloads
             .into_iter()
             .map(|w| w.with_batch(b))

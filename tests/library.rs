@@ -7,7 +7,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use common::random;
-use hourglass::model::{Noise, Variant};
+use hourglass::model::{Noise, Parameters, Variant};
 use hourglass::train::{EarlyStop, FitEvent, FitOptions};
 use hourglass::{
     Activation, Autoencoder, Dataset, Device, Error, Loss, ModelSpec, TrainConfig, Trainer,
@@ -35,6 +35,14 @@ fn config() -> TrainConfig {
 
 fn trainer() -> Trainer {
     Trainer::new(&spec(), &config(), &data(), &Device::Cpu, None).expect("trainer")
+}
+
+/// The parameters of a fresh [`trainer`] after `steps` plain steps: what a fit that reads,
+/// calls back or stops along the way must still end with.
+fn params_after(steps: u64) -> Parameters {
+    let mut t = trainer();
+    t.train_steps(steps, false).expect("train");
+    t.parameters().expect("parameters")
 }
 
 /// The events of a fit as short strings: `R<step>` for a read, `E<epoch>@<step>` for an epoch
@@ -216,28 +224,25 @@ fn fit_with_checkpoints_lends_the_trainer_and_continues_a_resumed_best() {
     assert!(summary.epochs[0].improved);
 
     // Checkpoint boundaries never change the result.
-    let mut plain = self::trainer();
-    plain.train_steps(12, false).expect("train");
-    assert_eq!(
-        plain.parameters().expect("p"),
-        trainer.parameters().expect("p")
-    );
+    assert_eq!(params_after(12), trainer.parameters().expect("p"));
 
     // A resumed run's earlier best: an epoch counts as improved only below it.
-    let mut resumed = self::trainer();
-    let summary = resumed
-        .fit(&FitOptions::epochs(1).best_so_far(-1.0), |_| {
-            ControlFlow::Continue(())
-        })
-        .expect("fit");
-    assert!(!summary.epochs[0].improved && summary.best.is_none());
-    let mut resumed = self::trainer();
-    let summary = resumed
-        .fit(&FitOptions::epochs(1).best_so_far(f64::MAX), |_| {
-            ControlFlow::Continue(())
-        })
-        .expect("fit");
-    assert!(summary.epochs[0].improved && summary.best.is_some());
+    for (best_so_far, improves) in [(-1.0, false), (f64::MAX, true)] {
+        let summary = self::trainer()
+            .fit(&FitOptions::epochs(1).best_so_far(best_so_far), |_| {
+                ControlFlow::Continue(())
+            })
+            .expect("fit");
+        assert_eq!(
+            summary.epochs[0].improved, improves,
+            "best so far {best_so_far}"
+        );
+        assert_eq!(
+            summary.best.is_some(),
+            improves,
+            "best so far {best_so_far}"
+        );
+    }
 }
 
 #[test]
@@ -288,16 +293,9 @@ fn fit_calls_back_with_every_read_then_each_epoch_in_order() {
     assert_eq!((best.epoch, best.loss), (lowest.epoch, lowest.monitored()));
 
     // Reading and calling back never change the result: the same 18 steps in one call.
-    let mut plain = self::trainer();
-    plain.train_steps(18, false).expect("train");
-    assert_eq!(
-        plain.parameters().expect("p"),
-        trainer.parameters().expect("p")
-    );
+    assert_eq!(params_after(18), trainer.parameters().expect("p"));
     // The best epoch's parameters are those at its step.
-    let mut at_best = self::trainer();
-    at_best.train_steps(best.step, false).expect("train");
-    assert_eq!(at_best.parameters().expect("p"), best.params);
+    assert_eq!(params_after(best.step), best.params);
 }
 
 #[test]

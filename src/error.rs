@@ -36,6 +36,18 @@ pub enum Error {
     #[error("GPU error: {0}")]
     Gpu(String),
 
+    /// A size that needs more memory than the machine has, or more than any machine can address
+    /// (`needed` is then `None`); refused before anything is allocated.
+    #[error("{}", too_large(what, needed, *available))]
+    TooLarge {
+        /// What was being sized (a model, a flag, a file).
+        what: String,
+        /// Bytes it needs, when that is a number a `u64` can hold.
+        needed: Option<u64>,
+        /// Bytes the machine (or the GPU adapter) offers.
+        available: u64,
+    },
+
     /// Training produced a non-finite value.
     #[error("non-finite {what} at step {step}")]
     NonFinite {
@@ -61,6 +73,13 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+fn too_large(what: &str, needed: &Option<u64>, available: u64) -> String {
+    match needed {
+        Some(n) => format!("{what} needs {n} bytes of memory but {available} bytes are available"),
+        None => format!("{what} has more parameters than any machine can address"),
     }
 }
 

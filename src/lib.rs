@@ -188,6 +188,7 @@ pub mod gpu;
 pub mod graph;
 pub mod infer;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod optim;
 pub mod rng;

@@ -625,7 +625,8 @@ impl Graph {
 
     /// Declares a buffer holding one `rows × cols` f32 matrix and returns its view.
     pub fn matrix(&mut self, name: impl Into<String>, rows: usize, cols: usize) -> Tensor {
-        let buf = self.buffer(name, rows * cols, DType::F32);
+        // Saturating: a size past usize::MAX stays huge, and limits::check_graph refuses it.
+        let buf = self.buffer(name, rows.saturating_mul(cols), DType::F32);
         Tensor {
             buf,
             offset: 0,
@@ -637,7 +638,7 @@ impl Graph {
     /// Declares a buffer holding one `rows × cols` matrix of u32 (row orders, counters) and
     /// returns its view.
     pub fn u32_matrix(&mut self, name: impl Into<String>, rows: usize, cols: usize) -> Tensor {
-        let buf = self.buffer(name, rows * cols, DType::U32);
+        let buf = self.buffer(name, rows.saturating_mul(cols), DType::U32);
         Tensor {
             buf,
             offset: 0,

@@ -65,6 +65,21 @@ fn from_bytes_filtered(
     let spec = ModelSpec::from_json(json).map_err(|e| e.to_string())?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("malformed safetensors: {e}"))?;
     let layout = ParamLayout::new(&spec);
+    // The spec may lie: every tensor's shape is checked against it before the arena the spec
+    // sizes is allocated.
+    for t in layout.tensors() {
+        let view = st
+            .tensor(&t.name)
+            .map_err(|_| format!("tensor '{}' is missing", t.name))?;
+        if view.shape() != t.shape.as_slice() {
+            return Err(format!(
+                "tensor '{}' has shape {:?} but the spec needs {:?}",
+                t.name,
+                view.shape(),
+                t.shape
+            ));
+        }
+    }
     let mut arena = vec![0.0f32; layout.len];
     for t in layout.tensors() {
         let view = st
@@ -92,6 +107,7 @@ fn from_bytes_filtered(
         {
             *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
         }
+        non_finite(&t.name, &arena[t.offset..t.offset + t.len()])?;
     }
     let expected: Vec<&str> = layout.tensors().map(|t| t.name.as_str()).collect();
     if let Some(extra) = st
@@ -102,6 +118,16 @@ fn from_bytes_filtered(
         return Err(format!("tensor '{extra}' is not part of the model spec"));
     }
     Ok((spec, Parameters { layout, arena }))
+}
+
+/// Refuses a tensor holding NaN or an infinity, naming it and the first bad element.
+fn non_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
+    match crate::limits::first_non_finite(values) {
+        Some((i, v)) => Err(format!(
+            "tensor '{name}' holds a non-finite value ({v} at element {i}); the checkpoint is unusable"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The tensor of a mixed-precision run's loss-scale state in a training-state file.
@@ -165,7 +191,7 @@ pub fn load_state(
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(format!("no '{STEP_KEY}' metadata: not a training state")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("malformed: {e}")))?;
-    let mut optimizer = Vec::new();
+    let mut optimizer: Vec<Vec<f32>> = Vec::new();
     while let Ok(view) = st.tensor(&format!("optimizer.{}", optimizer.len())) {
         if view.dtype() != Dtype::F32 {
             return Err(bad("optimizer state is not F32".into()));
@@ -177,7 +203,7 @@ pub fn load_state(
                 .collect(),
         );
     }
-    let loss_scale = match st.tensor(LOSS_SCALE_TENSOR) {
+    let loss_scale: Option<Vec<f32>> = match st.tensor(LOSS_SCALE_TENSOR) {
         Ok(view) if view.dtype() == Dtype::F32 => Some(
             view.data()
                 .chunks_exact(4)
@@ -187,6 +213,12 @@ pub fn load_state(
         Ok(_) => return Err(bad("the loss scale is not F32".into())),
         Err(_) => None,
     };
+    for (k, arena) in optimizer.iter().enumerate() {
+        non_finite(&format!("optimizer.{k}"), arena).map_err(bad)?;
+    }
+    if let Some(scale) = &loss_scale {
+        non_finite(LOSS_SCALE_TENSOR, scale).map_err(bad)?;
+    }
     // Every tensor but the optimizer arenas and the loss scale must be one of the model's.
     let (spec, params) = from_bytes_filtered(&bytes, |n| {
         !n.starts_with("optimizer.") && n != LOSS_SCALE_TENSOR

@@ -335,6 +335,7 @@ impl ModelSpec {
                 self.decoder
             ));
         }
+        crate::limits::check_spec(self)?;
         let nonneg = |name: &str, x: f32| {
             if x.is_finite() && x >= 0.0 {
                 Ok(())

@@ -19,6 +19,7 @@ pub enum Backend {
 impl Backend {
     /// Allocates `graph` on `device`.
     pub fn new(device: &Device, graph: Graph) -> Result<Self> {
+        crate::limits::check_graph(&graph, device, "the model's graph")?;
         Ok(match device {
             Device::Cpu => Backend::Cpu(Box::new(CpuExecutor::new(graph))),
             Device::Gpu(ctx) => Backend::Gpu(Box::new(GpuExecutor::new(ctx.clone(), graph)?)),

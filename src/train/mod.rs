@@ -306,6 +306,14 @@ impl Trainer {
             config.clip_grad_norm,
             precision,
         );
+        crate::limits::check_graph(
+            &tg.graph,
+            device,
+            &format!(
+                "training a model with encoder {:?} in batches of {batch}",
+                spec.encoder
+            ),
+        )?;
         let params = match init {
             Some(p) => {
                 if p.layout != tg.layout {

@@ -94,6 +94,15 @@ impl Workload {
                 self.name
             )));
         }
+        // Its synthetic data (two batches at least) is sized before anything is allocated.
+        let what = format!("--batch {batch} (workload '{}')", self.name);
+        let bytes = crate::limits::checked_product(&[batch, self.spec.input_dim(), 4, 2])
+            .ok_or_else(|| Error::TooLarge {
+                what: what.clone(),
+                needed: None,
+                available: crate::limits::available_memory(),
+            })?;
+        crate::limits::check_bytes(&what, bytes as u64)?;
         self.batch = batch;
         Ok(self)
     }

@@ -49,11 +49,11 @@ pub enum Error {
     },
 
     /// Training produced a non-finite value.
-    #[error("non-finite {what} at step {step}")]
+    #[error("non-finite {what}{}", if *step == 0 { String::new() } else { format!(" at step {step}") })]
     NonFinite {
         /// Which quantity went bad (e.g. "loss").
         what: String,
-        /// The 1-based optimizer step at which it was seen.
+        /// The 1-based optimizer step at which it was seen (0: outside training, e.g. `eval`).
         step: u64,
     },
 }

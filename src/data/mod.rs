@@ -191,8 +191,37 @@ pub fn normalize(kind: Normalize, data: &Dataset) -> Normalization {
     Normalization { kind, shift, scale }
 }
 
+/// The largest scale (and reciprocal of the smallest) a [`Normalization`] may hold: 2⁶⁰. A
+/// feature whose spread is below 2⁻⁶⁰ is constant for f32 data, and a larger factor turns
+/// ordinary values into infinities.
+pub const MAX_SCALE: f32 = (1u64 << 60) as f32;
+
 impl Normalization {
+    /// Checks that every shift is finite and every scale a finite, non-zero, non-subnormal
+    /// number in [2⁻⁶⁰, 2⁶⁰] in magnitude (so that applying and inverting it stay finite);
+    /// the reason names the first feature that is not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some((j, s)) = self.shift.iter().enumerate().find(|(_, s)| !s.is_finite()) {
+            return Err(format!(
+                "the shift of feature {j} is {s}, not a finite number"
+            ));
+        }
+        if let Some((j, k)) =
+            self.scale.iter().enumerate().find(|(_, k)| {
+                !(k.is_normal() && k.abs() <= MAX_SCALE && k.abs() >= 1.0 / MAX_SCALE)
+            })
+        {
+            return Err(format!(
+                "the scale of feature {j} is {k}; a scale must be finite, non-zero and between \
+                 2^-60 and 2^60 in magnitude"
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self, data: &Dataset) -> Result<()> {
+        self.validate()
+            .map_err(|e| Error::Config(format!("normalization: {e}")))?;
         if data.cols != self.shift.len() || data.cols != self.scale.len() {
             return Err(Error::Config(format!(
                 "the normalization was fitted on {} features but the data has {}",

@@ -114,7 +114,7 @@ pub struct NeighborsArgs {
     #[arg(long, default_value = "hamming", value_name = "hamming|euclidean")]
     metric: String,
     /// Bit threshold for --metric hamming [default: 0.5 for a sigmoid code, else 0].
-    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    #[arg(long, value_name = "F", allow_negative_numbers = true, value_parser = crate::limits::finite_f32)]
     threshold: Option<f32>,
     /// Labels of the index rows (IDX label file, or a one-column .npy/.csv); automatic for the
     /// bundled set and --dataset.
@@ -499,7 +499,7 @@ pub struct FieldArgs {
     #[arg(long, default_value_t = 1000)]
     n: usize,
     /// Standard deviation of the toy points around their curve.
-    #[arg(long, default_value_t = 0.05, value_name = "F")]
+    #[arg(long, default_value_t = 0.05, value_name = "F", value_parser = crate::limits::non_negative_f32)]
     jitter: f32,
     /// The denoiser's training corruption: gaussian:σ, mask:ν or saltpepper:ν.
     #[arg(long, default_value = "gaussian:0.2", value_name = "KIND:F")]
@@ -583,7 +583,7 @@ pub struct TraverseArgs {
     #[arg(long, default_value_t = 9)]
     steps: usize,
     /// Each sweep runs from −range to +range (in units of the prior's σ).
-    #[arg(long, default_value_t = 3.0, value_name = "F")]
+    #[arg(long, default_value_t = 3.0, value_name = "F", value_parser = crate::limits::positive_f32)]
     range: f32,
     /// Hold the other dimensions at the μ of this row of the data, instead of at 0.
     #[arg(long, value_name = "R")]

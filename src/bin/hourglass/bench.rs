@@ -3,6 +3,7 @@
 use clap::Args;
 use hourglass::bench::{BenchResult, SGEMM_CEILING_SIZE, SgemmProbe, Workload, run};
 use hourglass::graph::Precision;
+use hourglass::limits::Interval;
 use hourglass::train::{Device, DeviceChoice};
 use hourglass::{Error, Result};
 
@@ -45,6 +46,7 @@ pub struct BenchArgs {
 }
 
 pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
+    hourglass::limits::check_float("--seconds", args.seconds, Interval::POSITIVE)?;
     let workloads: Vec<Workload> = if args.workload == "all" {
         Workload::all()
     } else {

@@ -54,7 +54,8 @@ pub struct EncodeArgs {
         long,
         value_name = "F",
         requires = "binary",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = crate::limits::finite_f32
     )]
     threshold: Option<f32>,
     /// Scatter the codes (a 2-number code only), coloured by label when there are labels.
@@ -202,6 +203,15 @@ pub fn run_reconstruct(args: ReconstructArgs, ui: Ui) -> Result<()> {
         // Back to the data's own scale.
         n.invert(&mut recon)?;
         n.invert(&mut data)?;
+    }
+    if let Some((i, v)) = hourglass::limits::first_non_finite(&recon.values) {
+        return Err(hourglass::Error::NonFinite {
+            what: format!(
+                "reconstruction ({v} in row {}); nothing was written",
+                i / recon.cols.max(1)
+            ),
+            step: 0,
+        });
     }
     if let Some(out) = &args.out {
         write_npy(out, recon.rows, recon.cols, &recon.values)?;

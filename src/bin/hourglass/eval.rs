@@ -45,6 +45,12 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
         n.apply(&mut data)?;
     }
     let report = model.evaluate(&data, args.seed)?;
+    if !report.total().is_finite() {
+        return Err(hourglass::Error::NonFinite {
+            what: format!("loss ({}) on {}", report.total(), source.describe()),
+            step: 0,
+        });
+    }
     // A denoising model's objective scores corrupted inputs; the clean score is what a user
     // of the model meets.
     let clean = match model.spec().variant {

@@ -7,6 +7,7 @@ mod encode;
 mod eval;
 mod fit;
 mod info;
+mod limits;
 mod metrics;
 mod progress;
 mod sample;

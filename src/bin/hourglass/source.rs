@@ -265,6 +265,7 @@ pub fn inference_normalization(
     };
     let n: Normalization = serde_json::from_str(&text)
         .map_err(|e| Error::bad_file(&path, format!("not a normalization file: {e}")))?;
+    n.validate().map_err(|e| Error::bad_file(&path, e))?;
     ui.note(&format!(
         "applying the training run's {} normalization from {}",
         n.kind.name(),

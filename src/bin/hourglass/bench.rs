@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Seconds of timed training per workload and device.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
     seconds: f64,
     /// Stop after this many timed steps even if time is left (smoke runs).
     #[arg(long, default_value_t = 1_000_000)]

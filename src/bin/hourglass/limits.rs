@@ -29,7 +29,7 @@ fn parse(s: &str, range: Interval) -> Result<f64, String> {
     } else {
         x
     };
-    check_float("the value", x, range).map_err(|e| {
+    check_float("it", x, range).map_err(|e| {
         e.to_string()
             .trim_start_matches("invalid configuration: ")
             .to_string()

@@ -106,20 +106,39 @@ pub fn clap_error(e: &clap::Error) -> ExitCode {
         return ExitCode::from(code);
     }
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    let message = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("error: "))
-        .map_or_else(|| one_line(&text), str::to_string);
+    // The `error:` line and the lines that continue it (a list of missing arguments), up to the
+    // first blank line.
+    let message = match lines.iter().position(|l| l.starts_with("error: ")) {
+        Some(start) => {
+            let rest = lines[start + 1..].iter().take_while(|l| !l.is_empty());
+            let mut parts = vec![lines[start].trim_start_matches("error: ")];
+            parts.extend(rest.copied());
+            parts.join(" ")
+        }
+        None => one_line(&text),
+    };
+    // `Usage: hourglass eval --model <PATH> [OPTIONS]` gives `hourglass eval`.
     let usage = lines
         .iter()
         .find_map(|l| l.strip_prefix("Usage: "))
-        .and_then(|u| u.split(" [").next())
-        .map(|u| u.split(" <").next().unwrap_or(u).to_string());
+        .map(|u| {
+            let words: Vec<&str> = u
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['-', '[', '<']))
+                .collect();
+            words.join(" ")
+        });
     let hint = lines
         .iter()
         .find_map(|l| l.strip_prefix("tip: "))
         .map(str::to_string)
-        .or_else(|| usage.map(|u| format!("see '{u} --help'")));
+        .or_else(|| usage.map(|u| format!("see '{u} --help'")))
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.starts_with("For more information"))
+                .map(|l| l.to_string())
+        });
     if matches!(
         e.kind(),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand

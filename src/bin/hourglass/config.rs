@@ -77,12 +77,11 @@ pub fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::E
 /// same f32. A whole number above `i64::MAX` (the most a TOML integer holds) is written as a
 /// string for the keys of [`WIDE_KEYS`] and refused, naming its flag, for the others.
 pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
-    let serde_json::Value::Object(fields) = serde_json::to_value(value)
-        .map_err(|e| Error::Config(format!("cannot express the configuration: {e}")))?
-    else {
-        return Err(Error::Config("the configuration is not a table".into()));
-    };
-    let mut json = serde_json::Map::new();
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::Config(format!("cannot express the configuration: {e}")))?;
+    let Ordered(fields) = serde_json::from_str(&json)
+        .map_err(|e| Error::Config(format!("the configuration is not a table: {e}")))?;
+    let mut table = toml::Table::new();
     for (key, v) in fields {
         let v = match v {
             serde_json::Value::Null => continue,
@@ -97,10 +96,10 @@ pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
             }
             v => v,
         };
-        json.insert(key, v);
+        let v = toml::Value::try_from(v)
+            .map_err(|e| Error::Config(format!("cannot express --{key} in TOML: {e}")))?;
+        table.insert(key, v);
     }
-    let mut table = toml::Table::try_from(json)
-        .map_err(|e| Error::Config(format!("cannot express the configuration in TOML: {e}")))?;
     for (_, v) in table.iter_mut() {
         if let toml::Value::Float(x) = v
             && f64::from(*x as f32) == *x
@@ -110,6 +109,33 @@ pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
         }
     }
     Ok(table)
+}
+
+/// The fields of a JSON object in the order they were written (the struct's order, which
+/// `config.toml` keeps).
+struct Ordered(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Ordered(fields))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 /// The configuration of `given` (what clap parsed, defaults included) with the values of

@@ -108,7 +108,7 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
         .args(args)
         .env("XDG_RUNTIME_DIR", std::env::temp_dir())
         // Small enough for the gzip bomb to hit, far above every other fixture.
-        .env("HOURGLASS_MAX_INFLATE_BYTES", (1 << 20).to_string())
+        .env("HOURGLASS_MAX_READ_BYTES", (1 << 20).to_string())
         .output()
         .expect("run hourglass");
     (

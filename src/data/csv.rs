@@ -4,31 +4,87 @@
 //! Rust's `f32` parser reads it (`1`, `-0.5`, `1e-3`, `NaN`, `inf`; the caller decides what to
 //! do with non-finite values). No quoting: a comma always separates cells. Whitespace around
 //! cells, blank lines, a UTF-8 byte order mark and `\r\n` line endings are accepted. The first
-//! non-blank line is a header, and skipped, when any of its cells is a non-empty non-number;
-//! a header fixes the column count like a first data row would. Files may be gzipped.
+//! non-blank line is a header, and skipped, when any of its cells is a non-empty non-number,
+//! or when it is exactly `0,1,…,n−1` with n ≥ 2 (pandas' `df.to_csv(index=False)` of a frame
+//! without column names); [`CsvHeader`] forces either way. A header fixes the column count
+//! like a first data row would. Files may be gzipped.
 
 use std::path::Path;
 
 use super::Dataset;
-use super::idx::read_file_bytes;
 use crate::error::{Error, Result};
+use crate::io::read::{self, Limits};
 
 /// How much of a bad cell an error message quotes.
 const QUOTE_CHARS: usize = 40;
+
+/// Whether the first non-blank line of a CSV file is a header (`--csv-header`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CsvHeader {
+    /// A header when any of its cells is a non-empty non-number, or when its cells are exactly
+    /// `0,1,…,n−1` with n ≥ 2 (what pandas' `df.to_csv(index=False)` writes for a frame built
+    /// from an array).
+    #[default]
+    Auto,
+    /// Always a header.
+    Yes,
+    /// Never a header: the first line is data.
+    No,
+}
+
+impl CsvHeader {
+    /// Parses `auto`, `yes` or `no`.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(CsvHeader::Auto),
+            "yes" => Ok(CsvHeader::Yes),
+            "no" => Ok(CsvHeader::No),
+            other => Err(Error::Config(format!(
+                "--csv-header must be yes, no or auto, not '{other}'"
+            ))),
+        }
+    }
+
+    /// Whether the first non-blank line, cut into `cells`, is a header.
+    fn is_header(self, cells: &[&str]) -> bool {
+        match self {
+            CsvHeader::Yes => true,
+            CsvHeader::No => false,
+            CsvHeader::Auto => {
+                let named = cells
+                    .iter()
+                    .any(|c| !c.is_empty() && c.parse::<f32>().is_err());
+                let pandas =
+                    cells.len() >= 2 && cells.iter().enumerate().all(|(i, c)| *c == i.to_string());
+                named || pandas
+            }
+        }
+    }
+}
 
 /// Reads a CSV file of numbers (gzipped when its name ends in `.gz` or it starts with the gzip
 /// magic) into a [`Dataset`]. Rejects text that is not UTF-8, and everything [`parse_csv`]
 /// rejects.
 pub fn read_csv(path: &Path) -> Result<Dataset> {
-    let bytes = read_file_bytes(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        Error::bad_file(path, format!("line {line} is not UTF-8 text"))
-    })?;
-    parse_csv(text, path)
+    read_csv_limited(path, CsvHeader::Auto, &Limits::new(None, ""))
+}
+
+/// [`read_csv`] line by line within `limits`: the text read and the values it becomes both
+/// count against the budget, and a NUL byte (binary data, `/dev/zero`) stops it at once.
+pub(crate) fn read_csv_limited(path: &Path, header: CsvHeader, limits: &Limits) -> Result<Dataset> {
+    let mut input = read::open(path)?;
+    let mut parser = Parser::new(path, header);
+    let mut line = Vec::new();
+    let mut line_no = 1;
+    while input.line(&mut line, line_no, limits)? {
+        let text = std::str::from_utf8(&line)
+            .map_err(|_| Error::bad_file(path, format!("line {line_no} is not UTF-8 text")))?;
+        parser.line(line_no, text.strip_suffix('\r').unwrap_or(text))?;
+        let what = format!("the values of the first {line_no} lines");
+        limits.admit(path, &what, 0, parser.values.len().saturating_mul(4))?;
+        line_no += 1;
+    }
+    parser.finish()
 }
 
 /// Parses CSV text into a [`Dataset`]; `path` only names the file in errors.
@@ -37,32 +93,53 @@ pub fn read_csv(path: &Path) -> Result<Dataset> {
 /// are empty or not numbers, and text with no data rows. Errors give the 1-based line number
 /// and, for a bad cell, the 1-based column.
 pub fn parse_csv(text: &str, path: &Path) -> Result<Dataset> {
-    let bad = |reason: String| Error::bad_file(path, reason);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-
-    let mut values = Vec::new();
-    let mut rows = 0;
-    // The column count every row must have, and the line that set it.
-    let mut expected: Option<(usize, usize)> = None;
-    let mut header_line = None;
-    let mut cells: Vec<&str> = Vec::new();
+    let mut parser = Parser::new(path, CsvHeader::Auto);
     for (index, line) in text.lines().enumerate() {
-        let line_no = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        cells.clear();
-        cells.extend(line.split(',').map(str::trim));
+        parser.line(index + 1, line)?;
+    }
+    parser.finish()
+}
 
-        match expected {
+/// The state of reading a CSV file line by line.
+struct Parser<'p> {
+    path: &'p Path,
+    header: CsvHeader,
+    values: Vec<f32>,
+    rows: usize,
+    /// The column count every row must have, and the line that set it.
+    expected: Option<(usize, usize)>,
+    header_line: Option<usize>,
+}
+
+impl<'p> Parser<'p> {
+    fn new(path: &'p Path, header: CsvHeader) -> Self {
+        Parser {
+            path,
+            header,
+            values: Vec::new(),
+            rows: 0,
+            expected: None,
+            header_line: None,
+        }
+    }
+
+    fn line(&mut self, line_no: usize, line: &str) -> Result<()> {
+        let bad = |reason: String| Error::bad_file(self.path, reason);
+        let line = if line_no == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        match self.expected {
             None => {
-                expected = Some((cells.len(), line_no));
-                if cells
-                    .iter()
-                    .any(|c| !c.is_empty() && c.parse::<f32>().is_err())
-                {
-                    header_line = Some(line_no);
-                    continue;
+                self.expected = Some((cells.len(), line_no));
+                if self.header.is_header(&cells) {
+                    self.header_line = Some(line_no);
+                    return Ok(());
                 }
             }
             Some((columns, first_line)) if cells.len() != columns => {
@@ -73,14 +150,18 @@ pub fn parse_csv(text: &str, path: &Path) -> Result<Dataset> {
             }
             Some(_) => {}
         }
-        push_row(&cells, line_no, &mut values).map_err(bad)?;
-        rows += 1;
+        push_row(&cells, line_no, &mut self.values).map_err(bad)?;
+        self.rows += 1;
+        Ok(())
     }
 
-    match (expected, header_line) {
-        (Some((cols, _)), _) if rows > 0 => Dataset::new(rows, cols, values),
-        (_, Some(line)) => Err(bad(format!("no data rows after the header on line {line}"))),
-        _ => Err(bad("no data rows".into())),
+    fn finish(self) -> Result<Dataset> {
+        let bad = |reason: String| Error::bad_file(self.path, reason);
+        match (self.expected, self.header_line) {
+            (Some((cols, _)), _) if self.rows > 0 => Dataset::new(self.rows, cols, self.values),
+            (_, Some(line)) => Err(bad(format!("no data rows after the header on line {line}"))),
+            _ => Err(bad("no data rows".into())),
+        }
     }
 }
 
@@ -189,6 +270,25 @@ mod tests {
         assert!(
             e.contains(&format!("'{}…'", "z".repeat(QUOTE_CHARS))),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn pandas_integer_header_is_a_header() {
+        let d = parse("0,1,2\n5,6,7\n").unwrap();
+        assert_eq!((d.rows, d.values.as_slice()), (1, &[5.0, 6.0, 7.0][..]));
+        // Not the sequence 0..n, or one column: data.
+        assert_eq!(parse("0,2,1\n5,6,7\n").unwrap().rows, 2);
+        assert_eq!(parse("0\n5\n").unwrap().rows, 2);
+        assert_eq!(parse("0.0,1.0\n5,6\n").unwrap().rows, 2);
+        let p = Parser::new(Path::new("x.csv"), CsvHeader::No);
+        assert!(!p.header.is_header(&["0", "1"]));
+        assert!(CsvHeader::Yes.is_header(&["3", "4"]));
+        assert!(
+            CsvHeader::parse("maybe")
+                .unwrap_err()
+                .to_string()
+                .contains("yes, no or auto")
         );
     }
 

@@ -8,86 +8,49 @@
 //! The first dimension counts the examples and the rest are flattened into the columns, so
 //! 10000 images of 28×28 pixels become a 10000×784 data set. u8 values (pixels) are scaled to
 //! [0, 1] by dividing by 255; every other type is converted to f32 unscaled.
-//!
-//! This module also holds `read_file_bytes`, the gzip-aware file reader all loaders share.
 
-use std::fs;
-use std::io::Read;
 use std::path::Path;
-
-use flate2::read::MultiGzDecoder;
 
 use super::Dataset;
 use crate::error::{Error, Result};
-
-/// The first two bytes of every gzip stream.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Reads a whole file into memory, gunzipping it when its name ends in `.gz` or its bytes start
-/// with the gzip magic. Broken gzip data is an error naming the file, and so is gzip data that
-/// inflates beyond [`inflate_limit`] (a gzip bomb stops there instead of exhausting memory).
-pub(crate) fn read_file_bytes(path: &Path) -> Result<Vec<u8>> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let named_gz = path
-        .extension()
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("gz"));
-    if !named_gz && !bytes.starts_with(&GZIP_MAGIC) {
-        return Ok(bytes);
-    }
-    let (limit, why) = inflate_limit();
-    gunzip(&bytes, limit, why, path)
-}
-
-/// `bytes` gunzipped, refusing output beyond `limit` bytes (`why`: where the limit comes from).
-fn gunzip(bytes: &[u8], limit: u64, why: &str, path: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    MultiGzDecoder::new(bytes)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| Error::bad_file(path, format!("broken gzip data: {e}")))?;
-    if out.len() as u64 > limit {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "gzip data inflates to more than {limit} bytes ({why}); decompress it \
-                 yourself if it is meant to be that large, or set HOURGLASS_MAX_INFLATE_BYTES"
-            ),
-        ));
-    }
-    Ok(out)
-}
-
-/// The most a gzipped input may inflate to, and why: `HOURGLASS_MAX_INFLATE_BYTES`, else half
-/// the memory the system reports available (Linux `MemAvailable`), else no limit.
-fn inflate_limit() -> (u64, &'static str) {
-    if let Some(v) = std::env::var("HOURGLASS_MAX_INFLATE_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return (v, "HOURGLASS_MAX_INFLATE_BYTES");
-    }
-    let half_available = fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024 / 2)
-    });
-    match half_available {
-        Some(bytes) => (bytes, "half the memory available"),
-        None => (u64::MAX, "no limit"),
-    }
-}
+use crate::io::read::{self, Limits};
 
 /// Reads an IDX file (gzipped or not) into a [`Dataset`]: first dimension = rows, the others
 /// flattened into columns, u8 scaled to [0, 1], other types converted unscaled.
 pub fn read_idx(path: &Path) -> Result<Dataset> {
-    let bytes = read_file_bytes(path)?;
+    read_idx_limited(path, &Limits::new(None, ""))
+}
+
+/// [`read_idx`] within `limits`.
+pub(crate) fn read_idx_limited(path: &Path, limits: &Limits) -> Result<Dataset> {
+    let bytes = read_bounded(path, limits)?;
     parse_idx(&bytes, path)
 }
 
 /// Reads a 1-D u8 IDX label file (gzipped or not), such as `t10k-labels-idx1-ubyte.gz`.
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u32>> {
-    let bytes = read_file_bytes(path)?;
+    let bytes = read_bounded(path, &Limits::new(None, ""))?;
     parse_idx_labels(&bytes, path)
+}
+
+/// The bytes of an IDX file, read as its header describes: the four magic bytes, the
+/// dimensions, then exactly the data they call for once its values (4 bytes each in memory)
+/// fit `limits`. A file that goes on past that is refused.
+fn read_bounded(path: &Path, limits: &Limits) -> Result<Vec<u8>> {
+    let mut input = read::open(path)?;
+    let mut bytes = input.up_to(4)?;
+    if let [0, 0, _, ndims] = bytes[..] {
+        bytes.extend(input.up_to(4 * usize::from(ndims))?);
+    }
+    let (ty, dims, _, needed) = parse_header(&bytes, path)?;
+    let what = format!("{} {} values", shape_text(&dims), ty.name());
+    let values = (needed / ty.size()).saturating_mul(4);
+    limits.admit(path, &what, needed, values)?;
+    bytes.extend(input.up_to(needed)?);
+    if bytes.len() == needed + 4 + 4 * dims.len() {
+        input.end()?;
+    }
+    Ok(bytes)
 }
 
 /// Parses the bytes of an IDX file into a [`Dataset`]; `path` only names the file in errors.
@@ -212,6 +175,31 @@ fn shape_text(dims: &[usize]) -> String {
 /// Checks the header against the file length and splits off the data.
 fn parse_layout<'a>(bytes: &'a [u8], path: &Path) -> Result<IdxFile<'a>> {
     let bad = |reason: String| Error::bad_file(path, reason);
+    let (ty, dims, header_len, needed) = parse_header(bytes, path)?;
+    let data = &bytes[header_len..];
+    if data.len() < needed {
+        return Err(bad(format!(
+            "dimensions {} of {} need {needed} bytes of data but the file has {}",
+            shape_text(&dims),
+            ty.name(),
+            data.len()
+        )));
+    }
+    if data.len() > needed {
+        return Err(bad(format!(
+            "file has {} bytes after the data ({} {} values need {needed})",
+            data.len() - needed,
+            shape_text(&dims),
+            ty.name()
+        )));
+    }
+    Ok(IdxFile { ty, dims, data })
+}
+
+/// The type, dimensions, header length and data bytes the header at the start of `bytes`
+/// declares.
+fn parse_header(bytes: &[u8], path: &Path) -> Result<(IdxType, Vec<usize>, usize, usize)> {
+    let bad = |reason: String| Error::bad_file(path, reason);
     let Some(&[zero0, zero1, code, ndims]) = bytes.get(..4) else {
         return Err(bad(format!(
             "file is too short for an IDX header ({} bytes, need at least 4)",
@@ -249,29 +237,12 @@ fn parse_layout<'a>(bytes: &'a [u8], path: &Path) -> Result<IdxFile<'a>> {
         .iter()
         .try_fold(ty.size(), |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| bad(format!("dimensions {} overflow", shape_text(&dims))))?;
-
-    let data = &bytes[header_len..];
-    if data.len() < needed {
-        return Err(bad(format!(
-            "dimensions {} of {} need {needed} bytes of data but the file has {}",
-            shape_text(&dims),
-            ty.name(),
-            data.len()
-        )));
-    }
-    if data.len() > needed {
-        return Err(bad(format!(
-            "file has {} bytes after the data ({} {} values need {needed})",
-            data.len() - needed,
-            shape_text(&dims),
-            ty.name()
-        )));
-    }
-    Ok(IdxFile { ty, dims, data })
+    Ok((ty, dims, header_len, needed))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::io::Write;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -427,24 +398,23 @@ mod tests {
     }
 
     #[test]
-    fn a_gzip_bomb_stops_at_the_limit() {
-        // 4 MiB of zeros compress to about 4 KiB: a small bomb.
-        let bomb = gzip(&vec![0u8; 4 << 20]);
+    fn a_gzip_bomb_is_refused_by_what_it_becomes_in_memory() {
+        // 4 MiB of zero pixels in a few KiB: 16 MiB of f32 once loaded.
+        let bomb = gzip(&idx(0x08, &[1024, 4096], &vec![0u8; 4 << 20]));
         assert!(bomb.len() < 16 << 10, "{}", bomb.len());
-        let path = Path::new("bomb.gz");
-        let e = gunzip(&bomb, 1 << 20, "a test", path)
-            .unwrap_err()
-            .to_string();
+        let path = temp_path("bomb-idx3-ubyte.gz");
+        fs::write(&path, &bomb).unwrap();
+        // 8 MiB would hold the inflated bytes but not the f32 values they become.
+        let e = read_idx_limited(&path, &Limits::new(Some(8 << 20), "a test"));
+        let ok = read_idx_limited(&path, &Limits::new(Some(16 << 20), "a test"));
+        fs::remove_file(&path).unwrap();
+        let e = e.unwrap_err().to_string();
         assert!(
-            e.contains("bomb.gz") && e.contains("more than 1048576 bytes"),
+            e.contains("1024×4096 u8 values needs 16777216 bytes in memory")
+                && e.contains("read limit of 8388608 bytes (a test)"),
             "{e}"
         );
-        // At or above its size it inflates whole.
-        assert_eq!(
-            gunzip(&bomb, 4 << 20, "a test", path).unwrap().len(),
-            4 << 20
-        );
-        assert!(inflate_limit().0 > 0);
+        assert_eq!(ok.unwrap().rows, 1024);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::io::read::Limits;
 
 /// A data set of `rows` examples of `cols` features, row-major f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,12 +44,42 @@ impl Dataset {
     }
 }
 
+/// How [`load_with`] reads a data file.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Whether a CSV file's first line is a header.
+    pub csv_header: csv::CsvHeader,
+    /// The most bytes a loaded matrix may take in memory as f32 (and the most bytes of text a
+    /// CSV file may hold); `None`: half the memory the system reports available.
+    pub max_read_bytes: Option<u64>,
+    /// What messages call `max_read_bytes` when it is given (e.g. the setting that chose it).
+    pub max_read_bytes_name: Option<String>,
+}
+
+impl LoadOptions {
+    fn limits(&self) -> Limits {
+        let name = self
+            .max_read_bytes_name
+            .as_deref()
+            .unwrap_or("max_read_bytes");
+        Limits::new(self.max_read_bytes, name)
+    }
+}
+
 /// Reads a data matrix, choosing the format by extension: `.npy`, `.csv`, IDX
 /// (`-ubyte`, `.idx`, optionally `.gz`), or one tensor of a safetensors file
 /// (`FILE.safetensors:TENSOR`, or `FILE.safetensors` when it holds one tensor).
 pub fn load(path: &Path) -> Result<Dataset> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with `options`. Every format is read as its header describes and no further: an
+/// endless stream or a file longer than its header says is refused, and so is data whose values
+/// would take more than the read limit in memory.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Dataset> {
+    let limits = options.limits();
     if let Some((file, tensor)) = path.to_str().and_then(tensors::split_source) {
-        return tensors::read_tensor(Path::new(file), tensor);
+        return tensors::read_tensor_limited(Path::new(file), tensor, &limits);
     }
     let name = path
         .file_name()
@@ -56,11 +87,11 @@ pub fn load(path: &Path) -> Result<Dataset> {
         .unwrap_or_default();
     let stem = name.strip_suffix(".gz").unwrap_or(&name);
     if stem.ends_with(".npy") {
-        npy::read_npy(path)
+        npy::read_npy_limited(path, &limits)
     } else if stem.ends_with(".csv") {
-        csv::read_csv(path)
+        csv::read_csv_limited(path, options.csv_header, &limits)
     } else if stem.ends_with("-ubyte") || stem.contains(".idx") {
-        idx::read_idx(path)
+        idx::read_idx_limited(path, &limits)
     } else {
         Err(Error::bad_file(
             path,

@@ -22,8 +22,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::Dataset;
-use super::idx::read_file_bytes;
 use crate::error::{Error, Result};
+use crate::io::read::{self, Limits};
 
 /// The first six bytes of every `.npy` file.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -37,8 +37,31 @@ const MAX_DEPTH: usize = 8;
 /// Reads a `.npy` file (gzipped when its name ends in `.gz` or it starts with the gzip magic)
 /// into a [`Dataset`]. See the module docs for the dtypes and shapes accepted.
 pub fn read_npy(path: &Path) -> Result<Dataset> {
-    let bytes = read_file_bytes(path)?;
-    parse_npy(&bytes, path)
+    read_npy_limited(path, &Limits::new(None, ""))
+}
+
+/// [`read_npy`] within `limits`: the preamble and header are read first, then exactly the bytes
+/// the header's shape needs, once the values they become fit the budget.
+pub(crate) fn read_npy_limited(path: &Path, limits: &Limits) -> Result<Dataset> {
+    let mut input = read::open(path)?;
+    // Magic, version and the longest header length field; every .npy file is longer.
+    let mut bytes = input.up_to(12)?;
+    let (start, len) = header_span(&bytes, path)?;
+    if len > MAX_HEADER {
+        return Err(Error::bad_file(
+            path,
+            format!("bad .npy header: its length {len} is over {MAX_HEADER} bytes"),
+        ));
+    }
+    let more = (start + len).saturating_sub(bytes.len());
+    bytes.extend(input.up_to(more)?);
+    let layout = layout(&bytes, path)?;
+    let values = layout.rows.saturating_mul(layout.cols).saturating_mul(4);
+    limits.admit(path, &layout.describe(), layout.needed, values)?;
+    let data = input.up_to(layout.needed)?;
+    let data = decode(&layout, &data, path)?;
+    input.end()?;
+    Ok(data)
 }
 
 /// Parses the bytes of a `.npy` file; `path` only names the file in errors.
@@ -48,8 +71,28 @@ pub fn read_npy(path: &Path) -> Result<Dataset> {
 /// whose size overflows, rows of zero values, and data shorter or longer than the shape says.
 /// A shape of zero rows gives an empty data set.
 pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Dataset> {
-    let bad = |reason: String| Error::bad_file(path, reason);
+    let layout = layout(bytes, path)?;
+    let data = &bytes[layout.data_start..];
+    if data.len() > layout.needed {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "file has {} bytes after the data ({} needs {})",
+                data.len() - layout.needed,
+                layout.describe(),
+                layout.needed
+            ),
+        ));
+    }
+    decode(&layout, data, path)
+}
 
+/// The longest header the reader accepts (numpy writes a few hundred bytes).
+const MAX_HEADER: usize = 1 << 20;
+
+/// Where the header starts and how long it is, from the first 10 or 12 bytes.
+fn header_span(bytes: &[u8], path: &Path) -> Result<(usize, usize)> {
+    let bad = |reason: String| Error::bad_file(path, reason);
     if !bytes.starts_with(MAGIC) {
         return Err(bad(
             "not a .npy file: bad magic (expected \\x93NUMPY)".into()
@@ -76,6 +119,34 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Dataset> {
         .iter()
         .rev()
         .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Ok((header_start, header_len))
+}
+
+/// What a `.npy` header says: the dtype, the shape, and the bytes of data it calls for.
+struct Layout {
+    descr: String,
+    dtype: Dtype,
+    fortran_order: bool,
+    dims: Vec<usize>,
+    shape_text: String,
+    rows: usize,
+    cols: usize,
+    data_start: usize,
+    needed: usize,
+}
+
+impl Layout {
+    /// `shape (2, 3) of <f4`.
+    fn describe(&self) -> String {
+        format!("shape {} of {}", self.shape_text, self.descr)
+    }
+}
+
+/// Parses the preamble and header at the start of `bytes` (which may end there).
+fn layout(bytes: &[u8], path: &Path) -> Result<Layout> {
+    let bad = |reason: String| Error::bad_file(path, reason);
+    let (header_start, header_len) = header_span(bytes, path)?;
+    let major = bytes[6];
     let Some(header_bytes) = bytes.get(header_start..header_start.saturating_add(header_len))
     else {
         return Err(bad(format!(
@@ -116,28 +187,37 @@ pub fn parse_npy(bytes: &[u8], path: &Path) -> Result<Dataset> {
     if cols == 0 && rows > 0 {
         return Err(bad(format!("shape {shape_text} has rows with no values")));
     }
+    Ok(Layout {
+        descr: header.descr,
+        dtype,
+        fortran_order: header.fortran_order,
+        dims,
+        shape_text,
+        rows,
+        cols,
+        data_start: header_start + header_len,
+        needed,
+    })
+}
 
-    let data = &bytes[header_start + header_len..];
-    if data.len() < needed {
-        return Err(bad(format!(
-            "shape {shape_text} of {} needs {needed} bytes but the file has {}",
-            header.descr,
-            data.len()
-        )));
+/// The values of `data` (which must be at least as long as the layout needs) as a data set.
+fn decode(layout: &Layout, data: &[u8], path: &Path) -> Result<Dataset> {
+    if data.len() < layout.needed {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{} needs {} bytes but the file has {}",
+                layout.describe(),
+                layout.needed,
+                data.len()
+            ),
+        ));
     }
-    if data.len() > needed {
-        return Err(bad(format!(
-            "file has {} bytes after the data (shape {shape_text} of {} needs {needed})",
-            data.len() - needed,
-            header.descr
-        )));
+    let mut values = layout.dtype.decode(&data[..layout.needed]);
+    if layout.fortran_order && layout.dims.len() > 1 {
+        values = fortran_to_c(&values, &layout.dims);
     }
-
-    let mut values = dtype.decode(data);
-    if header.fortran_order && dims.len() > 1 {
-        values = fortran_to_c(&values, &dims);
-    }
-    Dataset::new(rows, cols, values)
+    Dataset::new(layout.rows, layout.cols, values)
 }
 
 /// Writes a `rows × cols` row-major matrix as a version 1.0 `<f4` C-order `.npy` file whose data
@@ -171,7 +251,8 @@ pub fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) -> Resul
     let mut tmp_name = path.as_os_str().to_owned();
     tmp_name.push(".tmp");
     let tmp = PathBuf::from(tmp_name);
-    let written = write_file(&tmp, header_len, &header, values)
+    // Errors name `path`, the file the caller asked for, not the temporary one.
+    let written = write_file(&tmp, path, header_len, &header, values)
         .and_then(|()| fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if written.is_err() {
         // Best effort: the error being returned matters more than a leftover temporary file.
@@ -180,9 +261,15 @@ pub fn write_npy(path: &Path, rows: usize, cols: usize, values: &[f32]) -> Resul
     written
 }
 
-/// Writes the whole `.npy` file to `path` and syncs it to disk.
-fn write_file(path: &Path, header_len: u16, header: &str, values: &[f32]) -> Result<()> {
-    let io = |e| Error::io(path, e);
+/// Writes the whole `.npy` file to `path` and syncs it to disk; errors name `name`.
+fn write_file(
+    path: &Path,
+    name: &Path,
+    header_len: u16,
+    header: &str,
+    values: &[f32],
+) -> Result<()> {
+    let io = |e| Error::io(name, e);
     let mut out = BufWriter::new(fs::File::create(path).map_err(io)?);
     out.write_all(MAGIC).map_err(io)?;
     out.write_all(&[1, 0]).map_err(io)?;

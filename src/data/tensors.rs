@@ -13,6 +13,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::Dataset;
 use crate::error::{Error, Result};
+use crate::io::read::{Limits, read_safetensors};
 
 const SUFFIX: &str = ".safetensors";
 
@@ -30,7 +31,16 @@ pub fn split_source(source: &str) -> Option<(&str, Option<&str>)> {
 
 /// Reads tensor `name` (or the only tensor) of the safetensors file at `path`.
 pub fn read_tensor(path: &Path, name: Option<&str>) -> Result<Dataset> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_tensor_limited(path, name, &Limits::new(None, ""))
+}
+
+/// [`read_tensor`] within `limits`.
+pub(crate) fn read_tensor_limited(
+    path: &Path,
+    name: Option<&str>,
+    limits: &Limits,
+) -> Result<Dataset> {
+    let bytes = read_safetensors(path, limits)?;
     parse_tensor(&bytes, name).map_err(|reason| Error::bad_file(path, reason))
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::{Error, Result};
+use crate::io::read::{Limits, read_safetensors};
 use crate::io::write_atomic;
 use crate::model::{ModelSpec, ParamLayout, Parameters};
 
@@ -39,7 +40,7 @@ pub fn save(path: &Path, spec: &ModelSpec, params: &Parameters) -> Result<()> {
 
 /// Reads a checkpoint: its spec and parameters, with every tensor checked against the spec.
 pub fn load(path: &Path) -> Result<(ModelSpec, Parameters)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_safetensors(path, &Limits::new(None, ""))?;
     from_bytes(&bytes).map_err(|reason| Error::bad_file(path, reason))
 }
 
@@ -181,7 +182,7 @@ pub fn save_state(
 pub fn load_state(
     path: &Path,
 ) -> Result<(ModelSpec, crate::train::TrainState, HashMap<String, String>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_safetensors(path, &Limits::new(None, ""))?;
     let bad = |reason: String| Error::bad_file(path, reason);
     let (_, meta) = SafeTensors::read_metadata(&bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;

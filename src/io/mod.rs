@@ -1,6 +1,8 @@
-//! Files Hourglass writes: checkpoints, and the atomic write they all go through.
+//! Files Hourglass writes and reads: checkpoints, the atomic write they all go through, and the
+//! bounded read every loader goes through.
 
 pub mod checkpoint;
+pub mod read;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

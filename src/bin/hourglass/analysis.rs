@@ -262,7 +262,7 @@ pub fn run_neighbors(args: NeighborsArgs, ui: Ui) -> Result<()> {
                 format!("{i}{} d={d}", show_label(index.labels.as_deref(), i))
             })
             .collect();
-        println!("query {q}{}: {}", show_label(qlabels, q), list.join(", "));
+        outln!("query {q}{}: {}", show_label(qlabels, q), list.join(", "));
     }
     if args.show > 0 && nn.len() > args.show {
         ui.say(&format!(
@@ -290,7 +290,7 @@ pub fn run_neighbors(args: NeighborsArgs, ui: Ui) -> Result<()> {
         (Some(il), Some(ql)) => {
             let p = precision_at_k(&nn, il, ql)?;
             let chance = random_precision(il, ql, query.is_none())?;
-            println!(
+            outln!(
                 "precision@{}: {p:.4} (random neighbours: {chance:.4})",
                 args.k
             );
@@ -434,7 +434,7 @@ pub fn run_tangents(args: TangentsArgs, ui: Ui) -> Result<()> {
         } else {
             String::new()
         };
-        println!("row {r}: singular values {}{short}", values.join(", "));
+        outln!("row {r}: singular values {}{short}", values.join(", "));
     }
     if let Some(out) = &args.out {
         let mut values = Vec::with_capacity(all.len() * args.k * d);

@@ -86,7 +86,7 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
     let sgemm_seconds = (args.seconds / 4.0).min(1.0);
     let mut sgemm: Option<(SgemmProbe, f64)> = None;
     if !args.json {
-        println!(
+        outln!(
             "{:<9} {:<4} {:>6} {:>12} {:>10} {:>9} {:>9} {:>8} {:>10} {:>9} {:>10}  adapter",
             "workload",
             "dev",
@@ -134,9 +134,9 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
                 *before = after;
             }
             if args.json {
-                println!("{}", serde_json::to_string(&r).expect("results serialize"));
+                outln!("{}", serde_json::to_string(&r).expect("results serialize"));
             } else {
-                println!(
+                outln!(
                     "{:<9} {:<4} {:>6} {:>12.0} {:>10.3} {:>9.3} {:>9} {:>8} {:>10.1} {:>9.2} {:>10.4}  {}",
                     r.workload,
                     r.device,
@@ -160,21 +160,23 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         if let [gpu, cpu] = results.as_slice() {
             let ratio = gpu.samples_per_s / cpu.samples_per_s;
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"workload": w.name, "gpu_over_cpu": ratio})
                 );
             } else {
-                println!("{:<9} GPU/CPU samples/s ratio: {ratio:.2}", w.name);
+                outln!("{:<9} GPU/CPU samples/s ratio: {ratio:.2}", w.name);
             }
         }
     }
     if let (false, Some((probe, _))) = (args.json, &sgemm) {
         let n = SGEMM_CEILING_SIZE;
-        println!(
+        outln!(
             "CPU sgemm ceiling ({n}x{n}x{n} f32 through the CPU executor's gemm path): \
              best {:.1} GFLOP/s, worst measurement {:.1}, {} measurements",
-            probe.best_gflops, probe.worst_gflops, probe.measurements
+            probe.best_gflops,
+            probe.worst_gflops,
+            probe.measurements
         );
     }
     Ok(())
@@ -186,16 +188,20 @@ fn print_profile(r: &BenchResult) {
         return;
     }
     let total: f64 = r.ops.iter().map(|o| o.mean_ms).sum();
-    println!(
+    outln!(
         "  {} per-op profile ({} steps; share of the ops' mean total {total:.3} ms):",
-        r.workload, r.steps
+        r.workload,
+        r.steps
     );
-    println!(
+    outln!(
         "  {:>4} {:>9} {:>9} {:>6}  op",
-        "#", "min ms", "mean ms", "share"
+        "#",
+        "min ms",
+        "mean ms",
+        "share"
     );
     for o in &r.ops {
-        println!(
+        outln!(
             "  {:>4} {:>9.3} {:>9.3} {:>5.1}%  {}",
             o.index,
             o.min_ms,

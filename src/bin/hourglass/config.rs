@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use hourglass::{Error, Result};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Keys whose values are paths.
 const PATH_KEYS: [&str; 5] = ["data", "val", "data-dir", "init", "out"];
@@ -23,19 +23,83 @@ const ALTERNATIVES: [[&str; 2]; 3] = [
     ["val", "val-split"],
 ];
 
+/// The most bytes a config file may hold.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// Keys whose whole-number values may exceed what a TOML integer holds (i64): written as a
+/// string of digits, read back from either form.
+const WIDE_KEYS: [&str; 1] = ["seed"];
+
 /// Reads a TOML file as a table.
 pub fn read(path: &Path) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| Error::bad_file(path, format!("not a valid TOML config: {e}")))
+    let text = hourglass::io::read::read_text(path, MAX_CONFIG_BYTES)?
+        .ok_or_else(|| Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)))?;
+    text.parse::<toml::Table>().map_err(|e| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = 1 + before.matches('\n').count();
+            let column = 1 + before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+            format!("line {line}, column {column}: ")
+        });
+        let message = crate::output::one_line(e.message());
+        Error::bad_file(
+            path,
+            format!(
+                "not a valid TOML config: {}{message}",
+                at.unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// A `u64` from a TOML integer or a string of digits (how [`to_table`] writes the values of
+/// [`WIDE_KEYS`] above `i64::MAX`).
+pub fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Wide {
+        Number(u64),
+        Text(String),
+    }
+    match Wide::deserialize(d)? {
+        Wide::Number(n) => Ok(n),
+        Wide::Text(s) => s.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not a whole number from 0 to {}",
+                u64::MAX
+            ))
+        }),
+    }
 }
 
 /// `value` as a TOML table, for merging and writing. Floats that are f32 values are written
 /// in their shortest form (`lr = 0.001`, not `0.0010000000474974513`), which reads back as the
-/// same f32.
+/// same f32. A whole number above `i64::MAX` (the most a TOML integer holds) is written as a
+/// string for the keys of [`WIDE_KEYS`] and refused, naming its flag, for the others.
 pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
-    let mut table = toml::Table::try_from(value)
-        .map_err(|e| Error::Config(format!("cannot express the configuration in TOML: {e}")))?;
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::Config(format!("cannot express the configuration: {e}")))?;
+    let Ordered(fields) = serde_json::from_str(&json)
+        .map_err(|e| Error::Config(format!("the configuration is not a table: {e}")))?;
+    let mut table = toml::Table::new();
+    for (key, v) in fields {
+        let v = match v {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Number(n) if n.as_u64().is_some_and(|n| n > i64::MAX as u64) => {
+                if !WIDE_KEYS.contains(&key.as_str()) {
+                    return Err(Error::Config(format!(
+                        "--{key} {n} is out of range: at most {}",
+                        i64::MAX
+                    )));
+                }
+                serde_json::Value::String(n.to_string())
+            }
+            v => v,
+        };
+        let v = toml::Value::try_from(v)
+            .map_err(|e| Error::Config(format!("cannot express --{key} in TOML: {e}")))?;
+        table.insert(key, v);
+    }
     for (_, v) in table.iter_mut() {
         if let toml::Value::Float(x) = v
             && f64::from(*x as f32) == *x
@@ -45,6 +109,33 @@ pub fn to_table<T: Serialize>(value: &T) -> Result<toml::Table> {
         }
     }
     Ok(table)
+}
+
+/// The fields of a JSON object in the order they were written (the struct's order, which
+/// `config.toml` keeps).
+struct Ordered(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Ordered(fields))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 /// The configuration of `given` (what clap parsed, defaults included) with the values of
@@ -86,6 +177,11 @@ pub fn merge<T: Serialize + DeserializeOwned>(
         file.remove("data-dir");
     }
     for (key, mut value) in file {
+        if value.as_array().is_some_and(Vec::is_empty) {
+            return Err(bad(format!(
+                "{key} = [] is an empty list; give at least one value or leave the key out"
+            )));
+        }
         if !keys.contains(&key) {
             return Err(bad(format!(
                 "unknown key '{key}' (the keys are the long flags: {})",
@@ -104,7 +200,7 @@ pub fn merge<T: Serialize + DeserializeOwned>(
     }
     table
         .try_into()
-        .map_err(|e: toml::de::Error| bad(e.to_string().trim().replace('\n', " ")))
+        .map_err(|e: toml::de::Error| bad(crate::output::one_line(&e.to_string())))
 }
 
 /// `path` resolved against `base` unless absolute.

@@ -78,21 +78,21 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
         if let Some(c) = clean {
             out["clean_reconstruction"] = json!(c);
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "{}: {} rows × {} features of {}",
             args.model.display(),
             data.rows,
             data.cols,
             source.describe()
         );
-        println!("  {:<24} {:.6}", "loss", report.total());
+        outln!("  {:<24} {:.6}", "loss", report.total());
         for (name, value) in &report.terms {
-            println!("  {:<24} {value:.6}", name);
+            outln!("  {:<24} {value:.6}", name);
         }
         if let Some(c) = clean {
-            println!("  {:<24} {c:.6}", "reconstruction (clean)");
+            outln!("  {:<24} {c:.6}", "reconstruction (clean)");
         }
     }
     Ok(())

@@ -258,7 +258,7 @@ pub fn fit(run: Run) -> Result<()> {
         progress.finish();
         checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
         save_state(run.trainer, spec, run.config_toml, &state_path)?;
-        eprintln!(
+        errln!(
             "interrupted at step {}: saved model.safetensors and train_state.safetensors; \
              continue with: hourglass train --resume {}",
             run.trainer.step(),

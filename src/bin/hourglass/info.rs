@@ -10,18 +10,18 @@ pub fn run() -> hourglass::Result<()> {
     } else {
         "cli"
     };
-    println!(
+    outln!(
         "hourglass {} (features: {features}); wgpu backends compiled in: {:?}",
         env!("CARGO_PKG_VERSION"),
         wgpu::Instance::enabled_backend_features()
     );
-    println!(
+    outln!(
         "CPU: the reference executor, always available (--device cpu): {}",
         hourglass::cpu::describe()
     );
     let adapters = list_adapters();
     if adapters.is_empty() {
-        println!(
+        outln!(
             "GPU: no adapters found (Vulkan, Metal, DX12). Install a driver, or Mesa's software \
              Vulkan (apt-get install mesa-vulkan-drivers)"
         );
@@ -39,14 +39,14 @@ pub fn run() -> hourglass::Result<()> {
         } else {
             ""
         };
-        println!("[{}] {}{mark}", a.index, a.name);
-        println!(
+        outln!("[{}] {}{mark}", a.index, a.name);
+        outln!(
             "    backend {}, type {}, driver {}",
             a.backend,
             a.device_type,
             if a.driver.is_empty() { "?" } else { &a.driver }
         );
-        println!(
+        outln!(
             "    features: {}",
             if a.features.is_empty() {
                 "none of note".to_string()
@@ -54,7 +54,7 @@ pub fn run() -> hourglass::Result<()> {
                 a.features.join(", ")
             }
         );
-        println!(
+        outln!(
             "    mixed precision: {}",
             if a.f16_matrix_units {
                 "f16 cooperative matrices (tensor cores)"
@@ -66,7 +66,7 @@ pub fn run() -> hourglass::Result<()> {
         match GpuContext::new(Some(a.index)) {
             Ok(ctx) => {
                 let l = &ctx.limits;
-                println!(
+                outln!(
                     "    buffers: max {} MiB, storage binding {} MiB, uniform binding {} KiB, \
                      {} storage buffers per stage, {} bind groups",
                     l.max_buffer_size / MIB,
@@ -75,7 +75,7 @@ pub fn run() -> hourglass::Result<()> {
                     l.max_storage_buffers_per_shader_stage,
                     l.max_bind_groups
                 );
-                println!(
+                outln!(
                     "    compute: workgroup ≤ {}×{}×{} and {} invocations, {} KiB shared, \
                      {} workgroups per dimension",
                     l.max_compute_workgroup_size_x,
@@ -86,11 +86,11 @@ pub fn run() -> hourglass::Result<()> {
                     l.max_compute_workgroups_per_dimension
                 );
             }
-            Err(e) => println!("    cannot open a device: {e}"),
+            Err(e) => outln!("    cannot open a device: {e}"),
         }
     }
     if auto.is_none() {
-        println!(
+        outln!(
             "--device auto trains on the CPU (no hardware adapter){}",
             if adapters.is_empty() {
                 ""

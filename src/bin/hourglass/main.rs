@@ -1,5 +1,8 @@
 //! The `hourglass` command line: a thin shell over the library.
 
+#[macro_use]
+mod output;
+
 mod analysis;
 mod bench;
 mod config;
@@ -83,14 +86,14 @@ impl Ui {
     /// A progress or summary line on stdout.
     pub fn say(&self, line: &str) {
         if !self.quiet {
-            println!("{line}");
+            output::outln!("{line}");
         }
     }
 
     /// A remark on stderr (`note: ...`).
     pub fn note(&self, line: &str) {
         if !self.quiet {
-            eprintln!("note: {line}");
+            output::errln!("note: {line}");
         }
     }
 
@@ -104,9 +107,17 @@ impl Ui {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return output::clap_error(&e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return output::clap_error(&e),
+    };
     let ui = Ui { quiet: cli.quiet };
+    // Training's product is its folder; every other command's is (also) what it prints.
+    let prints_product = !matches!(cli.command, Command::Train(_) | Command::Field(_));
     let result = match cli.command {
         Command::Train(args) => {
             let sub = matches
@@ -125,15 +136,5 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run_bench(args, ui),
         Command::Info => info::run(),
     };
-    match result {
-        Ok(()) if fit::was_interrupted() => ExitCode::from(130),
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            match e {
-                hourglass::Error::Gpu(_) | hourglass::Error::NonFinite { .. } => ExitCode::from(1),
-                _ => ExitCode::from(2),
-            }
-        }
-    }
+    output::exit_code(result, fit::was_interrupted(), prints_product)
 }

@@ -90,11 +90,8 @@ impl History {
     /// state that is resumed) are dropped, in the file too.
     pub fn resume(dir: &Path, step: u64) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
+        // A metrics line is a few hundred bytes; a billion-step run stays far below this.
+        let text = hourglass::io::read::read_text(&path, 1 << 30)?.unwrap_or_default();
         let (mut lines, mut kept) = (Vec::new(), String::new());
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {

@@ -2,11 +2,13 @@
 //! `--data-dir`, `--normalize`) and where the work runs (`--device`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
+use hourglass::data::csv::CsvHeader;
 use hourglass::data::fashion::{self, Split};
-use hourglass::data::{self, Dataset, Normalization, Normalize, embedded};
+use hourglass::data::{self, Dataset, LoadOptions, Normalization, Normalize, embedded};
 use hourglass::train::{Device, DeviceChoice};
 use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,9 @@ const MNIST_DIR: &str = "/usr/share/datasets/mnist";
 
 /// The file beside a run's checkpoints that holds the training normalization.
 pub const NORMALIZATION_FILE: &str = "normalization.json";
+
+/// The most bytes a `normalization.json` may hold (a million features' worth).
+const MAX_NORMALIZATION_BYTES: u64 = 64 << 20;
 
 /// Data flags, shared by every command that reads data.
 #[derive(Args, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +55,11 @@ pub struct DataArgs {
     #[arg(help_heading = "Data", long, value_name = "none|unit|standard")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub normalize: Option<String>,
+    /// Whether a CSV file's first line is a header: auto (when a cell is not a number, or the
+    /// cells are 0,1,…,n−1 as pandas writes them, n ≥ 2), yes or no [default: auto].
+    #[arg(help_heading = "Data", long, value_name = "yes|no|auto")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csv_header: Option<String>,
     /// Drop rows holding NaN or ±Inf (with a warning) instead of refusing the file.
     #[arg(help_heading = "Data", long)]
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
@@ -58,6 +68,28 @@ pub struct DataArgs {
 
 /// Set from `--allow-nonfinite` when a command resolves its data source; read by [`load_file`].
 static ALLOW_NONFINITE: AtomicBool = AtomicBool::new(false);
+
+/// Set from `--csv-header` when a command resolves its data source; read by [`load_file`].
+static CSV_HEADER: Mutex<CsvHeader> = Mutex::new(CsvHeader::Auto);
+
+/// The environment variable that sets [`LoadOptions::max_read_bytes`]: the most bytes a data
+/// file may take in memory (default: half the memory available).
+const MAX_READ_BYTES_VAR: &str = "HOURGLASS_MAX_READ_BYTES";
+
+/// How data files are read: `--csv-header`, and the read limit from [`MAX_READ_BYTES_VAR`].
+fn load_options() -> Result<LoadOptions> {
+    let max_read_bytes = match std::env::var(MAX_READ_BYTES_VAR) {
+        Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+            Error::Config(format!("{MAX_READ_BYTES_VAR}={v} is not a number of bytes"))
+        })?),
+        Err(_) => None,
+    };
+    Ok(LoadOptions {
+        csv_header: *CSV_HEADER.lock().unwrap_or_else(|p| p.into_inner()),
+        max_read_bytes,
+        max_read_bytes_name: Some(MAX_READ_BYTES_VAR.to_string()),
+    })
+}
 
 /// `--device`, shared by every command that computes.
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,6 +131,9 @@ impl DataArgs {
     /// Which source the flags name (the bundled set when none).
     pub fn source(&self) -> Result<Source> {
         ALLOW_NONFINITE.store(self.allow_nonfinite, Ordering::Relaxed);
+        if let Some(h) = &self.csv_header {
+            *CSV_HEADER.lock().unwrap_or_else(|p| p.into_inner()) = CsvHeader::parse(h)?;
+        }
         let no_dir = |what: &str| {
             Error::Config(format!(
                 "--data-dir only applies to --dataset fashion-mnist or mnist, not {what}"
@@ -184,7 +219,7 @@ impl Source {
 /// Reads a data file by its name, as [`hourglass::data::load`] does. An empty data set is an
 /// error.
 pub fn load_file(source: &str) -> Result<Dataset> {
-    let data = data::load(Path::new(source))?;
+    let data = data::load_with(Path::new(source), &load_options()?)?;
     if data.rows == 0 {
         return Err(Error::bad_file(source, "the data set has no rows"));
     }
@@ -205,7 +240,7 @@ pub fn load_file(source: &str) -> Result<Dataset> {
             ),
         ));
     }
-    eprintln!(
+    errln!(
         "warning: {source}: dropping {} of {} rows that hold NaN or infinite values (the first is row {first})",
         bad.len(),
         data.rows
@@ -258,10 +293,9 @@ pub fn inference_normalization(
         .parent()
         .unwrap_or(Path::new("."))
         .join(NORMALIZATION_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&path, e)),
+    // Two numbers of at most ~16 characters per feature.
+    let Some(text) = hourglass::io::read::read_text(&path, MAX_NORMALIZATION_BYTES)? else {
+        return Ok(None);
     };
     let n: Normalization = serde_json::from_str(&text)
         .map_err(|e| Error::bad_file(&path, format!("not a normalization file: {e}")))?;

@@ -192,6 +192,7 @@ pub struct TrainArgs {
     pub no_shuffle: bool,
     /// Seed of initialisation, shuffling, noise and the validation split.
     #[arg(help_heading = "Training", long, default_value_t = 0)]
+    #[serde(deserialize_with = "config::u64_or_string")]
     pub seed: u64,
     #[command(flatten)]
     #[serde(flatten)]

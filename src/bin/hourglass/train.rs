@@ -450,12 +450,6 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         .input("--init", args.init.as_deref().filter(|_| !resuming))
         .folder("--out", &args.out, &RUN_FILES)
         .check()?;
-    let mode = match (resuming, args.overwrite) {
-        (true, _) => Mode::Resume,
-        (false, true) => Mode::Overwrite,
-        (false, false) => Mode::New,
-    };
-    let mut folder = RunFolder::open(&args.out, mode, ui)?;
 
     // Data: the training set, validation data, and the normalization fitted on the former.
     let source = args.data.source()?;
@@ -576,6 +570,15 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
             )));
         }
     }
+
+    // Every input is checked: now the folder is taken (locked; a run in it refused unless
+    // resumed or --overwrite).
+    let mode = match (resuming, args.overwrite) {
+        (true, _) => Mode::Resume,
+        (false, true) => Mode::Overwrite,
+        (false, false) => Mode::New,
+    };
+    let mut folder = RunFolder::open(&args.out, mode, ui)?;
 
     // The resolved configuration, enough to run it again.
     let mut resolved = args.clone();

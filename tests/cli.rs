@@ -173,6 +173,8 @@ fn zero_steps_writes_the_initial_weights_and_init_continues_from_them() {
         "cpu",
         "--out",
         second.to_str().unwrap(),
+        // b holds the zero-step run: replacing it is asked for (issue 13).
+        "--overwrite",
     ]));
     let (_, trained) = checkpoint::load(&second.join("model.safetensors")).expect("load");
     assert_ne!(trained, params);

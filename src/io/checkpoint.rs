@@ -29,8 +29,39 @@ pub fn to_bytes(spec: &ModelSpec, params: &Parameters) -> Result<Vec<u8>> {
         (SPEC_KEY.to_string(), spec.to_json()),
         ("format".to_string(), "pt".to_string()),
     ]);
-    safetensors::serialize(tensors, Some(metadata))
+    serialize_sorted(tensors, metadata)
         .map_err(|e| Error::Config(format!("serializing the checkpoint: {e}")))
+}
+
+/// `safetensors::serialize` with the metadata keys in sorted order, so that saving the same
+/// tensors and metadata twice gives the same bytes (the crate takes a `HashMap`, whose order
+/// changes from one process to the next). The sorted object has the same length as the one
+/// the crate wrote, so the header's size and every tensor offset stay as they are.
+fn serialize_sorted(
+    tensors: Vec<(String, TensorView<'_>)>,
+    metadata: HashMap<String, String>,
+) -> std::result::Result<Vec<u8>, safetensors::SafeTensorError> {
+    // A clone iterates in the same order as its original, which is the order the crate writes.
+    let as_written = serde_json::to_string(&metadata).ok();
+    let sorted: std::collections::BTreeMap<&String, &String> = metadata.iter().collect();
+    let sorted = serde_json::to_string(&sorted).ok();
+    let mut bytes = safetensors::serialize(tensors, Some(metadata.clone()))?;
+    if let (Some(from), Some(to)) = (as_written, sorted) {
+        let header_len = bytes.get(..8).map_or(0, |b| {
+            u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize
+        });
+        let header_end = 8usize.saturating_add(header_len).min(bytes.len());
+        let header = &bytes[8..header_end];
+        if from.len() == to.len() {
+            if let Some(at) = header
+                .windows(from.len())
+                .position(|w| w == from.as_bytes())
+            {
+                bytes[8 + at..8 + at + to.len()].copy_from_slice(to.as_bytes());
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// Writes a checkpoint atomically (temporary file, then rename).
@@ -173,7 +204,7 @@ pub fn save_state(
     for (k, v) in extra {
         metadata.insert((*k).to_string(), v.clone());
     }
-    let bytes = safetensors::serialize(tensors, Some(metadata))
+    let bytes = serialize_sorted(tensors, metadata)
         .map_err(|e| Error::Config(format!("serializing the training state: {e}")))?;
     write_atomic(path, &bytes)
 }

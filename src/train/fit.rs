@@ -288,7 +288,9 @@ impl Trainer {
     /// summarizing every epoch, and calls `callback` with each read and each summary, in
     /// order. The callback returns [`ControlFlow::Break`] to stop the run right there (after the
     /// step that was just read, or at the end of the epoch just summarized); the trainer then
-    /// stands at that step, and a later `fit` continues from it.
+    /// stands at that step, and a later `fit` continues from it. A stop at the read or
+    /// checkpoint that ends an epoch first summarizes that epoch ([`FitEvent::Epoch`], with its
+    /// validation), so that a run stopped and continued there reports every epoch once.
     ///
     /// The steps taken are those [`Trainer::train_steps`] would take: how often the loss is
     /// read, and whether there is a callback or validation data, never changes the parameters.
@@ -390,6 +392,9 @@ impl Trainer {
             let loss = self.train_steps(end - step, report)?;
             epoch_time += started.elapsed();
             let epoch = end.div_ceil(per_epoch);
+            // A stop asked for at the read (or checkpoint) that ends an epoch still summarizes
+            // that epoch first: stopping there must not lose its line and validation.
+            let mut stop = false;
             if let Some(loss) = loss {
                 mean.add(&loss);
                 let event = FitEvent::Report {
@@ -397,17 +402,17 @@ impl Trainer {
                     epoch,
                     loss: &loss,
                 };
-                if callback(self, &event).is_break() {
-                    summary.stopped = true;
-                    break;
-                }
+                stop = callback(self, &event).is_break();
             }
-            if options
-                .checkpoint_every
-                .is_some_and(|every| end.is_multiple_of(every))
+            if !stop
+                && options
+                    .checkpoint_every
+                    .is_some_and(|every| end.is_multiple_of(every))
                 && end < total
-                && callback(self, &FitEvent::Checkpoint { step: end }).is_break()
             {
+                stop = callback(self, &FitEvent::Checkpoint { step: end }).is_break();
+            }
+            if stop && end < epoch_end {
                 summary.stopped = true;
                 break;
             }
@@ -454,7 +459,7 @@ impl Trainer {
             }
             let flow = callback(self, &FitEvent::Epoch(&record));
             summary.epochs.push(record);
-            if flow.is_break() {
+            if stop || flow.is_break() {
                 summary.stopped = true;
                 break;
             }

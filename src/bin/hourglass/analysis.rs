@@ -22,6 +22,7 @@ use hourglass::viz::{image_side, tile_grid, write_field};
 use hourglass::{Error, Result};
 
 use crate::Ui;
+use crate::outputs::Plan;
 use crate::source::{DataArgs, DeviceArg, Source, inference_normalization, load_file};
 
 pub const NEIGHBORS_EXAMPLES: &str = "\
@@ -144,6 +145,15 @@ struct Rows {
 }
 
 pub fn run_neighbors(args: NeighborsArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .data_file("--index", args.index.as_deref())
+        .data_file("--query", args.query.as_deref())
+        .data_file("--index-labels", args.index_labels.as_deref())
+        .data_file("--query-labels", args.query_labels.as_deref())
+        .output("--out", args.out.as_deref(), &["npy", "csv"])
+        .check()?;
     let metric = Metric::parse(&args.metric)?;
     if args.k == 0 {
         return Err(Error::Config("--k must be at least 1".into()));
@@ -384,6 +394,12 @@ pub struct TangentsArgs {
 }
 
 pub fn run_tangents(args: TangentsArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .output("--out", args.out.as_deref(), &["npy"])
+        .output("--png", args.png.as_deref(), &["png"])
+        .check()?;
     if args.k == 0 || args.rows.is_empty() {
         return Err(Error::Config(
             "--k and --rows need at least one value each".into(),
@@ -518,6 +534,13 @@ pub struct FieldArgs {
 }
 
 pub fn run_field(args: FieldArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .folder(
+            "--out",
+            &args.out,
+            &["model.safetensors", "points.npy", "field.npy", "field.png"],
+        )
+        .check()?;
     let toy = Toy::parse(&args.toy)?;
     let noise = Noise::parse(&args.noise)?;
     if !(2..=200).contains(&args.grid) {
@@ -601,6 +624,12 @@ pub struct TraverseArgs {
 }
 
 pub fn run_traverse(args: TraverseArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .output("--out", args.out.as_deref(), &["npy"])
+        .output("--png", args.png.as_deref(), &["png"])
+        .check()?;
     if !(1..=1000).contains(&args.steps) {
         return Err(Error::Config(format!(
             "--steps must be between 1 and 1000, got {}",

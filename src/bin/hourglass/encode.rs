@@ -15,6 +15,7 @@ use hourglass::{Error, Result};
 
 use crate::Ui;
 use crate::analysis::{class_names, source_labels};
+use crate::outputs::Plan;
 use crate::source::{DataArgs, DeviceArg, inference_normalization};
 
 pub const ENCODE_EXAMPLES: &str = "\
@@ -106,6 +107,13 @@ fn load(
 }
 
 pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .data_file("--labels", args.labels.as_deref())
+        .output("--out", args.out.as_deref(), &["npy"])
+        .output("--png", args.png.as_deref(), &["png"])
+        .check()?;
     let (spec, _) = checkpoint::load(&args.model)?;
     if args.png.is_some() && spec.code_dim() != 2 {
         return Err(Error::Config(format!(
@@ -187,6 +195,12 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
 }
 
 pub fn run_reconstruct(args: ReconstructArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .output("--out", args.out.as_deref(), &["npy"])
+        .output("--png", args.png.as_deref(), &["png"])
+        .check()?;
     if args.png.is_some() && args.png_count == 0 {
         return Err(Error::Config("--png-count must be at least 1".into()));
     }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use hourglass::Result;
 use hourglass::data::npy::write_npy;
 use hourglass::data::{Dataset, Normalization};
 use hourglass::infer::Autoencoder;
@@ -14,10 +15,11 @@ use hourglass::io::checkpoint;
 use hourglass::model::{ModelSpec, Parameters};
 use hourglass::train::{Device, EarlyStop, FitEvent, FitOptions, TrainConfig, Trainer};
 use hourglass::viz::{image_side, reconstruction_grid, write_loss_plot};
-use hourglass::{Error, Result};
 
 use crate::metrics::{EpochRecord, History};
 use crate::progress::Progress;
+use crate::resume::{DATA_KEY, describe};
+use crate::runfolder::RunFolder;
 use crate::source::{self, Source};
 use crate::train::TrainArgs;
 use crate::{Ui, config};
@@ -31,6 +33,10 @@ const CONFIG_KEY: &str = "hourglass.config";
 /// Everything the loop needs, resolved by [`crate::train::run`].
 pub struct Run<'a> {
     pub args: &'a TrainArgs,
+    /// The run's folder, locked; files go where it says until the first checkpoint.
+    pub folder: &'a mut RunFolder,
+    /// The [`crate::resume::DataIdentity`] recorded in the training state.
+    pub data_identity: String,
     pub spec: &'a ModelSpec,
     pub config: &'a TrainConfig,
     pub config_toml: &'a str,
@@ -45,21 +51,40 @@ pub struct Run<'a> {
     pub ui: Ui,
 }
 
-fn save_state(
-    trainer: &mut Trainer,
-    spec: &ModelSpec,
-    config_toml: &str,
-    path: &Path,
-) -> Result<()> {
-    let state = trainer.state()?;
-    checkpoint::save_state(path, spec, &state, &[(CONFIG_KEY, config_toml.to_string())])
+/// What a checkpoint needs besides the trainer.
+struct Saver<'a> {
+    spec: &'a ModelSpec,
+    config_toml: &'a str,
+    data_identity: &'a str,
 }
 
-fn remove_stale(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
-        _ => Ok(()),
+impl Saver<'_> {
+    /// Writes `model.safetensors` and `train_state.safetensors`, then commits the folder (the
+    /// first checkpoint replaces an old run's files).
+    fn checkpoint(&self, trainer: &mut Trainer, folder: &mut RunFolder) -> Result<Parameters> {
+        let params = trainer.parameters()?;
+        checkpoint::save(&folder.path("model.safetensors"), self.spec, &params)?;
+        let state = trainer.state()?;
+        checkpoint::save_state(
+            &folder.path("train_state.safetensors"),
+            self.spec,
+            &state,
+            &[
+                (CONFIG_KEY, self.config_toml.to_string()),
+                (DATA_KEY, self.data_identity.to_string()),
+            ],
+        )?;
+        folder.commit()?;
+        Ok(params)
     }
+}
+
+/// Test hook of the command line only: set `INTERRUPTED` once a read at or past this step is
+/// seen, as a Ctrl-C there would (the tests' deterministic interrupt).
+fn interrupt_at_step() -> Option<u64> {
+    std::env::var("HOURGLASS_INTERRUPT_AT_STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
 }
 
 /// Set by SIGINT/SIGTERM; the loop saves at the next step boundary and stops.
@@ -86,24 +111,23 @@ fn catch_interrupts(ui: Ui) {
 pub fn fit(run: Run) -> Result<()> {
     let ui = run.ui;
     catch_interrupts(ui);
-    let out = run.args.out.clone();
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    let model_path = out.join("model.safetensors");
-    let best_path = out.join("best.safetensors");
-    let state_path = out.join("train_state.safetensors");
-    if !run.resuming {
-        // A new run in an old folder: nothing of the old run may pass for this one's.
-        for stale in [&best_path, &state_path] {
-            remove_stale(stale)?;
-        }
-    }
-    hourglass::io::write_atomic(&out.join("config.toml"), run.config_toml.as_bytes())?;
-    source::save_normalization(&out, run.normalization)?;
-    let mut history = if run.resuming {
-        History::resume(&out, run.trainer.step())?
-    } else {
-        History::create(&out)?
+    let out = run.folder.dir().to_path_buf();
+    let saver = Saver {
+        spec: run.spec,
+        config_toml: run.config_toml,
+        data_identity: &run.data_identity,
     };
+    // Until the first checkpoint these go to the folder's staging area when an earlier run's
+    // files are there to keep (see `RunFolder`).
+    hourglass::io::write_atomic(&run.folder.path("config.toml"), run.config_toml.as_bytes())?;
+    let staged = run.folder.path("");
+    source::save_normalization(&staged, run.normalization)?;
+    let mut history = if run.resuming {
+        History::resume(&out, &staged, run.trainer.step())?
+    } else {
+        History::create(&staged)?
+    };
+    let interrupt_at = interrupt_at_step();
 
     let total = run.total;
     let per_epoch = run.trainer.steps_per_epoch();
@@ -111,10 +135,9 @@ pub fn fit(run: Run) -> Result<()> {
     let batch = run.config.batch_size;
     let spec = run.spec;
     ui.say(&format!(
-        "training {:?} → {:?} ({}, {}) on {} rows × {} features of {}{}",
-        spec.encoder,
-        spec.decoder,
-        run.args.variant,
+        "training a {} ({}, {}) on {} rows × {} features of {}{}",
+        describe(spec),
+        run.args.activation,
         run.args.loss,
         run.train.rows,
         run.train.cols,
@@ -160,11 +183,15 @@ pub fn fit(run: Run) -> Result<()> {
     let mut stopped_early = false;
     let mut skipped_before = 0;
     let mut failure = None;
-    let (spec_ref, config_toml, val) = (run.spec, run.config_toml, run.val);
+    let val = run.val;
+    let folder = &mut *run.folder;
     let on_nonfinite = run.args.on_nonfinite.as_str();
     let mut on_event = |trainer: &mut Trainer, event: &FitEvent<'_>| -> Result<ControlFlow<()>> {
         match event {
             FitEvent::Report { step, epoch, loss } => {
+                if interrupt_at.is_some_and(|at| *step >= at) {
+                    INTERRUPTED.store(true, Ordering::SeqCst);
+                }
                 let examples = trainer.examples_in_steps(last_step..*step);
                 let rate = examples as f64 / last_time.elapsed().as_secs_f64().max(1e-9);
                 read_sum += loss.total();
@@ -181,8 +208,8 @@ pub fn fit(run: Run) -> Result<()> {
             }
             FitEvent::Checkpoint { .. } => {
                 if !INTERRUPTED.load(Ordering::SeqCst) {
-                    checkpoint::save(&model_path, spec_ref, &trainer.parameters()?)?;
-                    save_state(trainer, spec_ref, config_toml, &state_path)?;
+                    saver.checkpoint(trainer, folder)?;
+                    history.moved_to(&folder.path(""));
                 }
             }
             FitEvent::Epoch(e) => {
@@ -219,7 +246,8 @@ pub fn fit(run: Run) -> Result<()> {
                 }
                 if e.improved {
                     best = Some((e.epoch, e.monitored()));
-                    checkpoint::save(&best_path, spec_ref, &trainer.parameters()?)?;
+                    let best_path = folder.path("best.safetensors");
+                    checkpoint::save(&best_path, saver.spec, &trainer.parameters()?)?;
                 }
                 if let Some(stop) = &mut early_stop
                     && stop.update(e.monitored()).is_break()
@@ -256,8 +284,7 @@ pub fn fit(run: Run) -> Result<()> {
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
         progress.finish();
-        checkpoint::save(&model_path, spec, &run.trainer.parameters()?)?;
-        save_state(run.trainer, spec, run.config_toml, &state_path)?;
+        saver.checkpoint(run.trainer, run.folder)?;
         errln!(
             "interrupted at step {}: saved model.safetensors and train_state.safetensors; \
              continue with: hourglass train --resume {}",
@@ -269,9 +296,9 @@ pub fn fit(run: Run) -> Result<()> {
     progress.finish();
 
     // The final model, the state to resume from, and the best model when no epoch ended.
-    let params = run.trainer.parameters()?;
-    checkpoint::save(&model_path, spec, &params)?;
-    save_state(run.trainer, spec, run.config_toml, &state_path)?;
+    let params = saver.checkpoint(run.trainer, run.folder)?;
+    history.moved_to(&out);
+    let best_path = out.join("best.safetensors");
     if best.is_none() || !best_path.exists() {
         checkpoint::save(&best_path, spec, &params)?;
     }

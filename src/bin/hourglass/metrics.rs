@@ -86,9 +86,10 @@ impl History {
         })
     }
 
-    /// The history of a run being resumed at `step`: lines after that step (written after the
-    /// state that is resumed) are dropped, in the file too.
-    pub fn resume(dir: &Path, step: u64) -> Result<Self> {
+    /// The history of a run being resumed at `step`, read from `dir` and written to `to` (the
+    /// same folder, or a staging one): lines after that step (written after the state that is
+    /// resumed) are dropped.
+    pub fn resume(dir: &Path, to: &Path, step: u64) -> Result<Self> {
         let path = dir.join("metrics.jsonl");
         // A metrics line is a few hundred bytes; a billion-step run stays far below this.
         let text = hourglass::io::read::read_text(&path, 1 << 30)?.unwrap_or_default();
@@ -105,8 +106,14 @@ impl History {
                 kept.push('\n');
             }
         }
+        let path = to.join("metrics.jsonl");
         hourglass::io::write_atomic(&path, kept.as_bytes())?;
         Ok(History { path, lines })
+    }
+
+    /// The file now lives in `dir` (a staged run was committed).
+    pub fn moved_to(&mut self, dir: &Path) {
+        self.path = dir.join("metrics.jsonl");
     }
 
     /// Appends an epoch's line to the file.

@@ -14,6 +14,7 @@ use hourglass::viz::{image_side, tile_grid};
 use hourglass::{Error, Result};
 
 use crate::Ui;
+use crate::outputs::Plan;
 use crate::source::{DataArgs, DeviceArg, inference_normalization};
 
 pub const EXAMPLES: &str = "\
@@ -78,6 +79,12 @@ fn line(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
 }
 
 pub fn run(args: SampleArgs, ui: Ui) -> Result<()> {
+    Plan::new()
+        .model(&args.model)
+        .data(&args.data)
+        .output("--out", args.out.as_deref(), &["npy"])
+        .output("--png", args.png.as_deref(), &["png"])
+        .check()?;
     if !(1..=MAX_N).contains(&args.n) {
         return Err(Error::Config(format!(
             "--n must be between 1 and {MAX_N}, got {}",

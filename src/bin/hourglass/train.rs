@@ -14,6 +14,9 @@ use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainStat
 use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::outputs::Plan;
+use crate::resume::{self, DataIdentity};
+use crate::runfolder::{Mode, RUN_FILES, RunFolder};
 use crate::source::{self, DataArgs, DeviceArg, Source};
 use crate::{Ui, config, fit};
 
@@ -223,6 +226,10 @@ pub struct TrainArgs {
         conflicts_with = "resume"
     )]
     pub out: PathBuf,
+    /// Replace the run already in --out (its files stay until this run's first checkpoint).
+    #[arg(help_heading = "Run", long, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub overwrite: bool,
     /// Read the loss every N steps, and print it then when stdout is not a terminal
     /// [default: about 16 reads per epoch].
     #[arg(help_heading = "Run", long, value_name = "N")]
@@ -233,7 +240,7 @@ pub struct TrainArgs {
 /// The config-file keys of `train`: its long flags but --config and --resume.
 fn keys() -> Vec<String> {
     let command = <TrainArgs as Args>::augment_args(clap::Command::new("train"));
-    config::keys_of(&command, &["config", "resume"])
+    config::keys_of(&command, &["config", "resume", "overwrite"])
 }
 
 /// The flags merged with --config or with the resumed run's config.toml.
@@ -435,6 +442,15 @@ fn config_text(args: &TrainArgs) -> Result<String> {
 pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     let args = resolve_args(cli, matches)?;
     let resuming = args.resume.is_some();
+    if resuming {
+        resume::refuse_run_flags(matches, &args.out)?;
+    }
+    Plan::new()
+        .data(&args.data)
+        .data_file("--val", args.val.as_deref())
+        .input("--init", args.init.as_deref().filter(|_| !resuming))
+        .folder("--out", &args.out, &RUN_FILES)
+        .check()?;
 
     // Data: the training set, validation data, and the normalization fitted on the former.
     let source = args.data.source()?;
@@ -456,6 +472,15 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
             v.cols, train.cols
         )));
     }
+    let identity = DataIdentity::of(
+        match &source {
+            Source::Bundled => "bundled".into(),
+            Source::Named { name, dir } => format!("{name} in {}", config::absolute(dir).display()),
+            Source::File(file) => config::absolute(file.as_ref()).display().to_string(),
+        },
+        &train,
+        args.batch_size,
+    );
     let normalization = data::normalize(args.data.normalize_kind()?, &train);
     normalization.apply(&mut train)?;
     if let Some(v) = &mut val {
@@ -465,11 +490,16 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     // The model: from a resumed state, an initial checkpoint or the flags.
     let (spec, init, state): (ModelSpec, _, Option<TrainState>) = if resuming {
         let path = args.out.join("train_state.safetensors");
-        let (spec, state, _) = checkpoint::load_state(&path)?;
+        let (spec, state, metadata) = checkpoint::load_state(&path)?;
+        resume::check_state_spec(&spec, &spec_from_flags(&args, &train)?, &args.out)?;
+        identity.check(&metadata, &args.out)?;
         (spec, None, Some(state))
     } else if let Some(path) = &args.init {
-        let (spec, params) = checkpoint::load(path)?;
-        (spec, Some(params), None)
+        let (ckpt, params) = checkpoint::load(path)?;
+        let mut from_ckpt = args.clone();
+        flags_from_spec(&mut from_ckpt, &ckpt);
+        let flags = resume::init_flags(matches, path, &ckpt, &from_ckpt, &args, ui)?;
+        (spec_from_flags(&flags, &train)?, Some(params), None)
     } else {
         (spec_from_flags(&args, &train)?, None, None)
     };
@@ -542,6 +572,15 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         }
     }
 
+    // Every input is checked: now the folder is taken (locked; a run in it refused unless
+    // resumed or --overwrite).
+    let mode = match (resuming, args.overwrite) {
+        (true, _) => Mode::Resume,
+        (false, true) => Mode::Overwrite,
+        (false, false) => Mode::New,
+    };
+    let mut folder = RunFolder::open(&args.out, mode, ui)?;
+
     // The resolved configuration, enough to run it again.
     let mut resolved = args.clone();
     match &source {
@@ -569,7 +608,9 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     let config_toml = config_text(&resolved)?;
 
     fit::fit(fit::Run {
-        args: &args,
+        args: &resolved,
+        folder: &mut folder,
+        data_identity: identity.to_json(),
         spec: &spec,
         config: &train_config,
         config_toml: &config_toml,

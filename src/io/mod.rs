@@ -1,6 +1,7 @@
 //! Files Hourglass writes: checkpoints, and the atomic write they all go through.
 
 pub mod checkpoint;
+pub mod tied;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

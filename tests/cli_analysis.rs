@@ -12,7 +12,7 @@ use hourglass::analysis::hashing::{binarize, pack_bits};
 use hourglass::data::npy::{read_npy, write_npy};
 use hourglass::io::checkpoint;
 use hourglass::model::Variant;
-use hourglass::viz::{FIELD_PLOT_SIZE, GAP, SCATTER_SIZE};
+use hourglass::viz::{FIELD_PLOT_SIZE, GAP, MIN_TILE, PAD, SCATTER_SIZE};
 use hourglass::{Activation, Autoencoder, Dataset, Device, ModelSpec, Parameters};
 
 fn hourglass(args: &[&str]) -> Output {
@@ -88,13 +88,15 @@ fn png_size(path: &Path) -> (u32, u32, png::ColorType) {
     (frame.width, frame.height, frame.color_type)
 }
 
-/// The size of a tile grid of `columns × rows` tiles of `side` pixels.
-fn grid_size(columns: u32, rows: u32, side: u32) -> (u32, u32) {
-    let gap = GAP as u32;
-    (
-        columns * side + (columns + 1) * gap,
-        rows * side + (rows + 1) * gap,
-    )
+/// Checks that a `w × h` figure holds `columns × rows` tiles of `side` pixels scaled up to at
+/// least `MIN_TILE`, with room for text (title, labels, captions) but not for another row.
+fn assert_grid((w, h): (u32, u32), columns: u32, rows: u32, side: u32) {
+    let tile = side * (MIN_TILE as u32).div_ceil(side);
+    let (gap, pad) = (GAP as u32, PAD as u32);
+    let span = |n: u32| n * tile + (n - 1) * gap + 2 * pad;
+    assert!(w >= span(columns), "{w} wide for {columns} tiles of {tile}");
+    assert!(h >= span(rows), "{h} high for {rows} rows of {tile}");
+    assert!(h < span(rows + 1), "{h} high: more than {rows} rows");
 }
 
 #[test]
@@ -364,7 +366,7 @@ fn tangents_draws_each_input_beside_its_tangents() {
     assert!(text.contains("row 0: singular values "), "{text}");
     assert!(text.contains("row 4: singular values "), "{text}");
     let (w, h, color) = png_size(&png);
-    assert_eq!((w, h), grid_size(4, 2, 8), "input + 3 tangents, two rows");
+    assert_grid((w, h), 4, 2, 8); // input + 3 tangents, two rows
     assert_eq!(color, png::ColorType::Grayscale);
     let t = read_npy(&out).unwrap();
     assert_eq!((t.rows, t.cols), (6, 64));
@@ -487,11 +489,7 @@ fn traverse_draws_one_row_per_latent_dimension() {
         "{text}"
     );
     let (w, h, _) = png_size(&png);
-    assert_eq!(
-        (w, h),
-        grid_size(5, 2, 8),
-        "5 steps wide, one row per dimension"
-    );
+    assert_grid((w, h), 5, 2, 8); // 5 steps wide, one row per dimension
     assert_eq!(read_npy(&out).unwrap().rows, 10);
     // Around the μ of a row of data.
     let data = fixture(&dir, "x.npy", 3, 64, 7);

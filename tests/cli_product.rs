@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use hourglass::data::npy::{read_npy, write_npy};
+use hourglass::viz::{GAP, MIN_TILE, PAD};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
@@ -98,9 +99,15 @@ fn metrics(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Width (or height) of a grid of `n` 8×8 (or 28×28) tiles with 2-pixel gaps.
-fn grid(n: u32, side: u32) -> u32 {
-    n * side + (n + 1) * 2
+/// Checks that a `w × h` figure holds `columns × rows` tiles of `side` pixels scaled up to at
+/// least `MIN_TILE`, with room for text (title, labels, captions) but not for another row.
+fn assert_grid((w, h): (u32, u32), columns: u32, rows: u32, side: u32) {
+    let tile = side * (MIN_TILE as u32).div_ceil(side);
+    let (gap, pad) = (GAP as u32, PAD as u32);
+    let span = |n: u32| n * tile + (n - 1) * gap + 2 * pad;
+    assert!(w >= span(columns), "{w} wide for {columns} tiles of {tile}");
+    assert!(h >= span(rows), "{h} high for {rows} rows of {tile}");
+    assert!(h < span(rows + 1), "{h} high: more than {rows} rows");
 }
 
 #[test]
@@ -131,11 +138,10 @@ fn default_train_uses_the_bundled_fashion_mnist() {
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("dataset = \"bundled\""), "{config}");
     assert!(config.contains("encoder = [784, 256, 32]"), "{config}");
-    // 2×16 tiles of 28×28: originals above reconstructions.
-    assert_eq!(
-        png_size(&out.join("reconstructions.png")),
-        (grid(16, 28), grid(2, 28), png::ColorType::Grayscale)
-    );
+    // 2×16 tiles of 28×28 (drawn 56×56): inputs above reconstructions.
+    let (w, h, color) = png_size(&out.join("reconstructions.png"));
+    assert_eq!(color, png::ColorType::Grayscale);
+    assert_grid((w, h), 16, 2, 28);
     assert_eq!(
         png_size(&out.join("loss.png")),
         (800, 500, png::ColorType::Rgb)
@@ -219,10 +225,8 @@ fn every_command_on_a_small_fixture() {
         y.values.iter().all(|v| (0.0..=1.0).contains(v)),
         "sigmoid outputs"
     );
-    assert_eq!(
-        png_size(&grid_png).0..=png_size(&grid_png).1,
-        grid(16, 8)..=grid(2, 8)
-    );
+    let (w, h, _) = png_size(&grid_png);
+    assert_grid((w, h), 16, 2, 8);
 
     // Interpolation works for any autoencoder; random sampling needs a VAE.
     let walk = dir.join("walk.png");
@@ -241,10 +245,8 @@ fn every_command_on_a_small_fixture() {
         "--device",
         "cpu",
     ]);
-    assert_eq!(
-        png_size(&walk).0..=png_size(&walk).1,
-        grid(6, 8)..=grid(1, 8)
-    );
+    let (w, h, _) = png_size(&walk);
+    assert_grid((w, h), 6, 1, 8);
     fails(
         &[
             "sample",
@@ -344,10 +346,9 @@ fn vae_samples_draw_a_grid_and_are_seeded() {
         "--device",
         "cpu",
     ]);
-    assert_eq!(
-        png_size(&png),
-        (grid(3, 8), grid(3, 8), png::ColorType::Grayscale)
-    );
+    let (w, h, color) = png_size(&png);
+    assert_eq!(color, png::ColorType::Grayscale);
+    assert_grid((w, h), 3, 3, 8);
     ok(&[
         "sample",
         "--model",
@@ -754,10 +755,13 @@ fn named_data_set_trains_on_train_and_validates_on_test() {
         "{text}"
     );
     assert!(metrics(&run)[0].get("val_loss").is_some());
-    assert_eq!(
-        png_size(&run.join("reconstructions.png")).0,
-        grid(12, 8),
-        "validation rows shown"
+    // The 12 validation rows are shown, not 16 training rows.
+    let (w, h, _) = png_size(&run.join("reconstructions.png"));
+    assert_grid((w, h), 12, 2, 8);
+    let tile_span = |n: u32| n * 56 + (n - 1) * GAP as u32;
+    assert!(
+        w < tile_span(13) + 2 * PAD as u32 + 120,
+        "{w} wide: more than 12 tiles"
     );
     fails(
         &["train", "--dataset", "fashion-mnist", "--data-dir", s(&run)],

@@ -48,6 +48,25 @@ pub fn corrupt<T: Real>(noise: Noise, s: &StepParams, x: &[T], out: &mut [T]) {
     }
 }
 
+/// `data` corrupted by `noise` as a denoising model's training step would corrupt it, the
+/// draws keyed by `seed` (the noise of a run's first step for its own seed): what
+/// `reconstructions.png` shows a denoising run's model was given.
+pub fn corrupt_dataset(
+    noise: Noise,
+    data: &crate::data::Dataset,
+    seed: u64,
+) -> crate::error::Result<crate::data::Dataset> {
+    let s = StepParams {
+        step: 1,
+        seed_lo: seed as u32,
+        seed_hi: (seed >> 32) as u32,
+        ..StepParams::default()
+    };
+    let mut out = vec![0.0f32; data.values.len()];
+    corrupt(noise, &s, &data.values, &mut out);
+    crate::data::Dataset::new(data.rows, data.cols, out)
+}
+
 /// Direction vectors `[K·B, c]`: basis vectors e_k (exact) or N(0, 1) draws.
 pub fn directions<T: Real>(s: &StepParams, cols: usize, batch: usize, exact: bool, out: &mut [T]) {
     for (i, o) in out.iter_mut().enumerate() {

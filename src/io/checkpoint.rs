@@ -1,7 +1,8 @@
 //! Checkpoints in safetensors, named and laid out as PyTorch's `nn.Sequential` of `nn.Linear`
 //! layers would save them (`encoder.0.weight` is `[out, in]`; activations take the odd
-//! indices), so they load into PyTorch without renaming. The model spec is stored as JSON under
-//! the metadata key `hourglass.spec`.
+//! indices), so they load into PyTorch without renaming; a tied decoder layer's weight is
+//! written as a transposed copy too (see [`super::tied`]), so a strict `load_state_dict`
+//! finds every tensor. The model spec is stored as JSON under the metadata key `hourglass.spec`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +11,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 use crate::error::{Error, Result};
 use crate::io::read::{Limits, read_safetensors};
-use crate::io::write_atomic;
+
+use crate::io::{tied, write_atomic};
 use crate::model::{ModelSpec, ParamLayout, Parameters};
 
 /// Metadata key of the model spec JSON.
@@ -24,6 +26,12 @@ pub fn to_bytes(spec: &ModelSpec, params: &Parameters) -> Result<Vec<u8>> {
         let view = TensorView::new(Dtype::F32, t.shape.clone(), bytes)
             .map_err(|e| Error::Config(format!("tensor {}: {e}", t.name)))?;
         tensors.push((t.name.clone(), view));
+    }
+    let copies = tied::copies(params);
+    for c in &copies {
+        let view = TensorView::new(Dtype::F32, c.shape.clone(), bytemuck::cast_slice(&c.values))
+            .map_err(|e| Error::Config(format!("tensor {}: {e}", c.name)))?;
+        tensors.push((c.name.clone(), view));
     }
     let metadata = HashMap::from([
         (SPEC_KEY.to_string(), spec.to_json()),
@@ -141,15 +149,18 @@ fn from_bytes_filtered(
         }
         non_finite(&t.name, &arena[t.offset..t.offset + t.len()])?;
     }
-    let expected: Vec<&str> = layout.tensors().map(|t| t.name.as_str()).collect();
+    let params = Parameters { layout, arena };
+    let copies = tied::names(&params);
+    let expected: Vec<&str> = params.layout.tensors().map(|t| t.name.as_str()).collect();
     if let Some(extra) = st
         .names()
         .into_iter()
-        .find(|n| model_tensor(n) && !expected.contains(n))
+        .find(|n| model_tensor(n) && !expected.contains(n) && !copies.iter().any(|c| c == *n))
     {
         return Err(format!("tensor '{extra}' is not part of the model spec"));
     }
-    Ok((spec, Parameters { layout, arena }))
+    tied::check(&st, &params)?;
+    Ok((spec, params))
 }
 
 /// Refuses a tensor holding NaN or an infinity, naming it and the first bad element.

@@ -4,6 +4,8 @@
 pub mod checkpoint;
 pub mod read;
 
+pub mod tied;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

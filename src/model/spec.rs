@@ -28,6 +28,9 @@ pub enum Activation {
 /// The negative-side slope of [`Activation::LeakyRelu`]; `shaders/activation.wgsl` has the same.
 pub const LEAKY_RELU_SLOPE: f32 = 0.01;
 
+/// The key of [`LEAKY_RELU_SLOPE`] in the spec JSON of a checkpoint.
+pub const LEAKY_SLOPE_KEY: &str = "leaky_relu_slope";
+
 impl Activation {
     /// The code the WGSL kernels switch on.
     pub fn code(self) -> u32 {
@@ -442,14 +445,36 @@ impl ModelSpec {
         }
     }
 
-    /// The spec as the JSON stored in checkpoints.
+    /// The spec as the JSON stored in checkpoints, with the leaky-ReLU slope this build
+    /// computes under [`LEAKY_SLOPE_KEY`] (so a reader outside hourglass can rebuild
+    /// `nn.LeakyReLU(negative_slope)`).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a ModelSpec always serializes")
+        let mut value = serde_json::to_value(self).expect("a ModelSpec always serializes");
+        if let Some(map) = value.as_object_mut() {
+            // The f32 in its shortest decimal form (0.01, not 0.009999999776482582).
+            let slope: f64 = LEAKY_RELU_SLOPE.to_string().parse().unwrap_or(0.01);
+            map.insert(LEAKY_SLOPE_KEY.into(), serde_json::json!(slope));
+        }
+        value.to_string()
     }
 
-    /// Parses and validates spec JSON.
+    /// Parses and validates spec JSON. A leaky-ReLU slope other than the one this build
+    /// computes ([`LEAKY_RELU_SLOPE`]) is refused; JSON without one (older checkpoints) means
+    /// that slope.
     pub fn from_json(json: &str) -> Result<Self> {
-        let spec: ModelSpec = serde_json::from_str(json)
+        let value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| Error::Config(format!("model spec JSON: {e}")))?;
+        match value.get(LEAKY_SLOPE_KEY) {
+            None => {}
+            Some(slope) if slope.as_f64().map(|v| v as f32) == Some(LEAKY_RELU_SLOPE) => {}
+            Some(slope) => {
+                return Err(Error::Config(format!(
+                    "model spec JSON: {LEAKY_SLOPE_KEY} is {slope}, but hourglass computes \
+                     leaky ReLU with slope {LEAKY_RELU_SLOPE} only"
+                )));
+            }
+        }
+        let spec: ModelSpec = serde_json::from_value(value)
             .map_err(|e| Error::Config(format!("model spec JSON: {e}")))?;
         spec.validate()?;
         Ok(spec)

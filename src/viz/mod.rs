@@ -1,8 +1,10 @@
-//! Pictures of a run: tile grids of image-shaped rows (originals above reconstructions,
-//! samples, interpolations) and the loss-per-epoch plot, written as PNG. Only built with the
+//! Pictures of a run: figures of image-shaped rows (labelled inputs above reconstructions,
+//! samples, interpolations, tangents, traversals; one [`Figure`] mechanism for all) and the
+//! loss-per-epoch plot, written as PNG. Only built with the
 //! `cli` feature, which brings the `png` and `plotters` crates.
 
 mod arrows;
+mod figure;
 mod grid;
 mod plot;
 mod scatter;
@@ -10,8 +12,12 @@ mod scatter;
 use std::path::Path;
 
 pub use arrows::{FIELD_PLOT_SIZE, render_field, write_field};
-pub use grid::{GAP, image_side, reconstruction_grid, tile_grid};
-pub use plot::{LOSS_PLOT_SIZE, render_loss_plot, write_loss_plot};
+pub use figure::{BACKGROUND, Figure, GAP, Layout, MIN_TILE, PAD, Tile, short_number, upscale};
+pub use grid::{image_side, reconstruction_grid, tile_rows};
+pub use plot::{
+    LOSS_PLOT_SIZE, LossCurves, TERM_PANEL_HEIGHT, loss_plot_size, render_loss_plot,
+    write_loss_plot,
+};
 pub use scatter::{PALETTE, SCATTER_SIZE, render_scatter, write_scatter};
 
 use crate::error::{Error, Result};

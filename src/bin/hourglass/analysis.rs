@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use hourglass::analysis::field::{self, Toy};
 use hourglass::analysis::hashing::{binarize, threshold_for};
-use hourglass::analysis::traversal::traverse;
+use hourglass::analysis::traversal::traversal_codes;
 use hourglass::analysis::{
     Metric, distance, neighbors, neighbors_within, precision_at_k, random_precision, tangents_at,
 };
@@ -18,7 +18,7 @@ use hourglass::data::{Dataset, embedded};
 use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
 use hourglass::model::{Noise, Variant};
-use hourglass::viz::{image_side, tile_grid, write_field};
+use hourglass::viz::{Figure, Tile, image_side, short_number, write_field};
 use hourglass::{Error, Result};
 
 use crate::Ui;
@@ -473,11 +473,11 @@ pub fn run_tangents(args: TangentsArgs, ui: Ui) -> Result<()> {
     }
     if let (Some(png), Some(side)) = (&args.png, side) {
         let grey = vec![0.5; d];
-        let mut tiles: Vec<Vec<f32>> = Vec::new();
-        for (i, (_, vectors)) in all.iter().enumerate() {
-            tiles.push(original.row(i).to_vec());
+        let mut tiles: Vec<Vec<Vec<f32>>> = Vec::new();
+        for (_, vectors) in &all {
+            let mut row = Vec::new();
             for j in 0..args.k {
-                tiles.push(match vectors.get(j) {
+                row.push(match vectors.get(j) {
                     Some(v) => {
                         let m = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                         let m = if m > 0.0 { m } else { 1.0 };
@@ -486,9 +486,30 @@ pub fn run_tangents(args: TangentsArgs, ui: Ui) -> Result<()> {
                     None => grey.clone(),
                 });
             }
+            tiles.push(row);
         }
-        let refs: Vec<&[f32]> = tiles.iter().map(Vec::as_slice).collect();
-        let grid = tile_grid(&refs, side, args.k + 1);
+        let mut figure = Figure::new(side).title(format!(
+            "tangents: the input, then its {} leading directions by singular value σ",
+            args.k
+        ));
+        for (i, (&r, (sigma, _))) in args.rows.iter().zip(&all).enumerate() {
+            let input = Tile {
+                values: original.row(i),
+                caption: Some("input".into()),
+            };
+            let directions = tiles[i].iter().enumerate().map(|(j, t)| Tile {
+                values: t,
+                caption: Some(match sigma.get(j) {
+                    Some(&s) => format!("σ {}", short_number(s)),
+                    None => "rank".into(),
+                }),
+            });
+            figure.row(
+                Some(format!("row {r}")),
+                std::iter::once(input).chain(directions),
+            );
+        }
+        let grid = figure.render()?;
         grid.write_png(png)?;
         ui.say(&format!(
             "wrote {}: {} inputs, each followed by its {} tangents ({}×{} pixels)",
@@ -688,7 +709,14 @@ pub fn run_traverse(args: TraverseArgs, ui: Ui) -> Result<()> {
             )
         }
     };
-    let mut decoded = traverse(&mut ae, base.as_deref(), &args.dim, args.steps, args.range)?;
+    let zeros = vec![0.0; c];
+    let codes = traversal_codes(
+        base.as_deref().unwrap_or(&zeros),
+        &args.dim,
+        args.steps,
+        args.range,
+    )?;
+    let mut decoded = ae.decode(&codes)?;
     if let Some(n) = &normalization {
         n.invert(&mut decoded)?;
     }
@@ -704,8 +732,18 @@ pub fn run_traverse(args: TraverseArgs, ui: Ui) -> Result<()> {
     }
     if let Some(png) = &args.png {
         let side = image_side(decoded.cols).expect("checked above");
-        let tiles: Vec<&[f32]> = (0..decoded.rows).map(|i| decoded.row(i)).collect();
-        let grid = tile_grid(&tiles, side, args.steps);
+        let mut figure = Figure::new(side).title(what.clone());
+        for (k, &dim) in args.dim.iter().enumerate() {
+            let rows = k * args.steps..(k + 1) * args.steps;
+            figure.row(
+                Some(format!("z{dim}")),
+                rows.map(|i| Tile {
+                    values: decoded.row(i),
+                    caption: Some(short_number(codes.row(i)[dim])),
+                }),
+            );
+        }
+        let grid = figure.render()?;
         grid.write_png(png)?;
         ui.say(&format!(
             "wrote {}: {what} ({}×{} pixels)",

@@ -237,10 +237,10 @@ pub fn run_reconstruct(args: ReconstructArgs, ui: Ui) -> Result<()> {
         ));
     }
     if let Some(png) = &args.png {
-        let grid = reconstruction_grid(&data, &recon, args.png_count, 16)?;
+        let grid = reconstruction_grid(&data, None, &recon, args.png_count, 16)?;
         grid.write_png(png)?;
         ui.say(&format!(
-            "wrote {}: {} originals above their reconstructions ({}×{} pixels)",
+            "wrote {}: {} inputs above their reconstructions ({}×{} pixels)",
             png.display(),
             args.png_count.min(data.rows),
             grid.width,

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hourglass::Result;
+
+use hourglass::cpu::regularizers::corrupt_dataset;
 use hourglass::data::npy::write_npy;
 use hourglass::data::{Dataset, Normalization};
 use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
-use hourglass::model::{ModelSpec, Parameters};
+use hourglass::model::{ModelSpec, Parameters, Variant};
 use hourglass::train::{Device, EarlyStop, FitEvent, FitOptions, TrainConfig, Trainer};
 use hourglass::viz::{image_side, reconstruction_grid, write_loss_plot};
 
@@ -303,8 +305,7 @@ pub fn fit(run: Run) -> Result<()> {
         checkpoint::save(&best_path, spec, &params)?;
     }
     let picture = pictures(&run, &out, &params)?;
-    let [train_curve, val_curve] = history.curves();
-    write_loss_plot(&out.join("loss.png"), &train_curve, &val_curve)?;
+    write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
     let step = run.trainer.step();
     ui.say(&format!(
@@ -333,24 +334,39 @@ pub fn fit(run: Run) -> Result<()> {
 
 /// The first examples of the validation data (else the training data) above their
 /// reconstructions, in the data's own scale: `reconstructions.png` for square images, else
-/// `reconstructions.npy` (originals in the first rows, reconstructions in the rest).
+/// `reconstructions.npy` (the inputs in the first rows, the reconstructions in the last). A
+/// denoising model is shown the inputs corrupted by its own noise (seeded by the run's seed),
+/// drawn as a third row between them (and written as a middle block of the `.npy`), and
+/// reconstructs those.
 fn pictures(run: &Run, out: &Path, params: &Parameters) -> Result<&'static str> {
     let shown = run.val.unwrap_or(run.train);
     let count = shown.rows.min(SHOWN);
     let cols = shown.cols;
     let mut originals = Dataset::new(count, cols, shown.values[..count * cols].to_vec())?;
+    let mut corrupted = match run.spec.variant {
+        Variant::Denoising { noise } => Some(corrupt_dataset(noise, &originals, run.config.seed)?),
+        _ => None,
+    };
     let mut model = Autoencoder::new(run.spec.clone(), params.clone(), run.device.clone())?;
-    let mut recon = model.reconstruct(&originals)?;
-    run.normalization.invert(&mut originals)?;
-    run.normalization.invert(&mut recon)?;
+    let mut recon = model.reconstruct(corrupted.as_ref().unwrap_or(&originals))?;
+    for d in [Some(&mut originals), corrupted.as_mut(), Some(&mut recon)]
+        .into_iter()
+        .flatten()
+    {
+        run.normalization.invert(d)?;
+    }
     if image_side(cols).is_some() {
-        reconstruction_grid(&originals, &recon, SHOWN, SHOWN)?
+        reconstruction_grid(&originals, corrupted.as_ref(), &recon, SHOWN, SHOWN)?
             .write_png(&out.join("reconstructions.png"))?;
         Ok("reconstructions.png")
     } else {
-        let mut both = originals.values;
-        both.extend_from_slice(&recon.values);
-        write_npy(&out.join("reconstructions.npy"), 2 * count, cols, &both)?;
+        let mut all = originals.values;
+        if let Some(c) = &corrupted {
+            all.extend_from_slice(&c.values);
+        }
+        all.extend_from_slice(&recon.values);
+        let blocks = if corrupted.is_some() { 3 } else { 2 };
+        write_npy(&out.join("reconstructions.npy"), blocks * count, cols, &all)?;
         Ok("reconstructions.npy")
     }
 }

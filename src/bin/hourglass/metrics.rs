@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use hourglass::train::LossReport;
+use hourglass::viz::LossCurves;
 use hourglass::{Error, Result};
 use serde_json::{Value, json};
 
@@ -172,14 +173,38 @@ impl History {
             .unwrap_or(0.0)
     }
 
-    /// `(epoch, loss)` points of the training and validation curves.
-    pub fn curves(&self) -> [Vec<(f64, f64)>; 2] {
-        let curve = |key: &str| {
+    /// The panels of `loss.png`: the total loss, then (for a loss of several terms) each term,
+    /// as `(epoch, value)` points of the training and validation curves (`train_<term>` and
+    /// `val_<term>` of the lines).
+    pub fn curves(&self) -> Vec<LossCurves> {
+        let curve = |key: &str| -> Vec<(f64, f64)> {
             self.lines
                 .iter()
                 .filter_map(|l| Some((l["epoch"].as_f64()?, l.get(key)?.as_f64()?)))
                 .collect()
         };
-        [curve("train_loss"), curve("val_loss")]
+        let mut terms: Vec<String> = Vec::new();
+        for line in &self.lines {
+            for key in line.as_object().into_iter().flat_map(|o| o.keys()) {
+                if let Some(term) = key.strip_prefix("train_")
+                    && term != "loss"
+                    && !terms.iter().any(|t| t == term)
+                {
+                    terms.push(term.to_string());
+                }
+            }
+        }
+        // The reconstruction first, as the report prints it (the lines' keys come back sorted).
+        terms.sort_by_key(|t| t != "reconstruction");
+        let panel = |name: &str| LossCurves {
+            name: name.to_string(),
+            train: curve(&format!("train_{name}")),
+            val: curve(&format!("val_{name}")),
+        };
+        let mut panels = vec![panel("loss")];
+        if terms.len() > 1 {
+            panels.extend(terms.iter().map(|t| panel(t)));
+        }
+        panels
     }
 }

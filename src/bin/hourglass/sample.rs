@@ -10,7 +10,7 @@ use hourglass::infer::Autoencoder;
 use hourglass::io::checkpoint;
 use hourglass::model::Variant;
 use hourglass::rng::{Sequence, Stream, gaussian_f32};
-use hourglass::viz::{image_side, tile_grid};
+use hourglass::viz::{Tile, image_side, tile_rows};
 use hourglass::{Error, Result};
 
 use crate::Ui;
@@ -161,14 +161,27 @@ pub fn run(args: SampleArgs, ui: Ui) -> Result<()> {
         ui.say(&format!("wrote {}: {} {what}", out.display(), decoded.rows));
     }
     if let Some(png) = &args.png {
-        let side = image_side(decoded.cols).expect("checked above");
         let columns = if args.interpolate.is_some() {
             args.n.min(16)
         } else {
             (args.n as f64).sqrt().ceil() as usize
         };
-        let tiles: Vec<&[f32]> = (0..decoded.rows).map(|i| decoded.row(i)).collect();
-        let grid = tile_grid(&tiles, side, columns);
+        let steps = decoded.rows;
+        let tiles = (0..steps).map(|i| Tile {
+            values: decoded.row(i),
+            // The position along the line from the first end (0) to the second (1).
+            caption: args.interpolate.is_some().then(|| {
+                let t = if steps > 1 {
+                    i as f32 / (steps - 1) as f32
+                } else {
+                    0.0
+                };
+                format!("t {t:.2}")
+            }),
+        });
+        let grid = tile_rows(tiles, decoded.cols, columns)?
+            .title(what.clone())
+            .render()?;
         grid.write_png(png)?;
         ui.say(&format!(
             "wrote {}: {} {what} ({}×{} pixels)",

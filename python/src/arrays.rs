@@ -3,7 +3,7 @@
 //! as numpy arrays that own the library's buffers (no copy).
 
 use hourglass::Dataset;
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -12,9 +12,10 @@ fn rows_of<T: numpy::Element + Copy + Send + Sync>(
     a: &PyReadonlyArray2<'_, T>,
     f: impl Fn(T) -> f32 + Send + Sync,
 ) -> Vec<f32> {
+    // `as_slice` also accepts a Fortran-ordered array, whose memory is column by column.
     match a.as_slice() {
-        Ok(s) => py.detach(|| s.iter().map(|&v| f(v)).collect()),
-        Err(_) => a.as_array().iter().map(|&v| f(v)).collect(),
+        Ok(s) if a.is_c_contiguous() => py.detach(|| s.iter().map(|&v| f(v)).collect()),
+        _ => a.as_array().iter().map(|&v| f(v)).collect(),
     }
 }
 

@@ -95,8 +95,10 @@ pub fn run(
                     FitEvent::Epoch(e) => {
                         let r = record(e, started.elapsed().as_secs_f64());
                         let mut flow = ControlFlow::Continue(());
+                        let report = record_dict(py, &r)?;
+                        history.push(r);
                         if let Some(cb) = callback {
-                            let answer = cb.call1(py, (record_dict(py, &r)?,))?;
+                            let answer = cb.call1(py, (report,))?;
                             // Only an explicit False stops (None, the usual return, goes on).
                             if answer.bind(py).is_instance_of::<pyo3::types::PyBool>()
                                 && !answer.extract::<bool>(py)?
@@ -104,7 +106,6 @@ pub fn run(
                                 flow = ControlFlow::Break(());
                             }
                         }
-                        history.push(r);
                         if let Some(s) = &mut stop
                             && s.update(e.monitored()).is_break()
                         {

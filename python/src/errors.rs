@@ -26,6 +26,8 @@ pub fn to_py(e: Error) -> PyErr {
             None => PyOSError::new_err(message),
         },
         Error::BadFile { .. } => PyOSError::new_err(message),
+        // A size the machine cannot hold is a bad setting or bad data, not a device failure.
+        Error::TooLarge { .. } => PyValueError::new_err(message),
         Error::NoAdapter(_) | Error::Gpu(_) | Error::NonFinite { .. } => {
             PyRuntimeError::new_err(message)
         }

@@ -39,7 +39,7 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
     let (spec, params) = checkpoint::load(&args.model)?;
     let source = args.data.source()?;
     let mut data = source.load_one(ui)?;
-    let device = args.device.open(ui)?;
+    let device = args.device.open(ui, "evaluating")?;
     let model = Autoencoder::new(spec, params, device.clone())?;
     if let Some(n) = inference_normalization(&args.data, &args.model, Some(&data), ui)? {
         n.apply(&mut data)?;

@@ -6,12 +6,14 @@ mod config;
 mod encode;
 mod eval;
 mod fit;
+mod headless;
 mod info;
 mod metrics;
 mod progress;
 mod sample;
 mod source;
 mod train;
+mod unused;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +105,7 @@ impl Ui {
 }
 
 fn main() -> ExitCode {
+    headless::probe_without_display();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let ui = Ui { quiet: cli.quiet };

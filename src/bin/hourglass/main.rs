@@ -9,6 +9,7 @@ mod fit;
 mod headless;
 mod info;
 mod metrics;
+mod overlap;
 mod progress;
 mod sample;
 mod source;

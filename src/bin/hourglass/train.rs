@@ -388,7 +388,7 @@ fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
 
 /// Splits `fraction` of the rows off for validation, chosen by `seed` (stream `Split`); both
 /// parts keep file order.
-fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+pub fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::Config(format!(
             "--val-split must be between 0 and 1, got {fraction}"

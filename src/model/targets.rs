@@ -13,18 +13,20 @@ pub const BCE_RANGE_HINT: &str = "use --loss mse --output-activation identity, o
 
 /// Checks that `data` can be the targets of `spec`'s loss: with cross-entropy (`Loss::Bce`)
 /// every value must lie in [0, 1]. `what` names the data in the message ("x.npy", "the
-/// validation data"). Mean squared error takes any finite values.
+/// validation data"). Mean squared error takes any finite values. Non-finite values are left to
+/// the checks made for them (the loader refuses them, training stops on a non-finite loss).
 pub fn check_targets(spec: &ModelSpec, data: &Dataset, what: &str) -> Result<()> {
     if spec.loss != Loss::Bce {
         return Ok(());
     }
-    let Some(first) = data.values.iter().position(|v| !(0.0..=1.0).contains(v)) else {
+    let outside = |v: &f32| v.is_finite() && !(0.0..=1.0).contains(v);
+    let Some(first) = data.values.iter().position(outside) else {
         return Ok(());
     };
     let (lo, hi) = data
         .values
         .iter()
-        .filter(|v| !v.is_nan())
+        .filter(|v| v.is_finite())
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
@@ -47,6 +49,8 @@ mod tests {
         let mut spec = ModelSpec::mirrored(&[3, 2]);
         let ok = Dataset::new(2, 3, vec![0.0, 0.5, 1.0, 1.0, 0.0, 0.25]).unwrap();
         check_targets(&spec, &ok, "ok").unwrap();
+        let nan = Dataset::new(1, 3, vec![0.0, f32::NAN, 1.0]).unwrap();
+        check_targets(&spec, &nan, "nan").unwrap();
         let bad = Dataset::new(2, 3, vec![0.0, 0.5, 1.0, 1.0, -2.5, 7.0]).unwrap();
         let e = check_targets(&spec, &bad, "x.npy").unwrap_err().to_string();
         assert!(e.contains("x.npy holds values from -2.5 to 7"), "{e}");

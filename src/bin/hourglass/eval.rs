@@ -45,6 +45,7 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
     if let Some(n) = inference_normalization(&args.data, &args.model, Some(&data), ui)? {
         n.apply(&mut data)?;
     }
+    hourglass::model::check_targets(model.spec(), &data, &scored)?;
     let report = model.evaluate(&data, args.seed)?;
     // A denoising model's objective scores corrupted inputs; the clean score is what a user
     // of the model meets.

@@ -286,6 +286,8 @@ pub fn run(
     let config = TrainConfig {
         shuffle: false,
         precision,
+        // Whole batches only: every timed step is one of the workload's batch size.
+        drop_last: true,
         ..TrainConfig::new(w.batch, 1e-3)
     };
     let start = Instant::now();

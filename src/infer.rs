@@ -370,6 +370,7 @@ impl Evaluator {
                 spec.input_dim()
             )));
         }
+        crate::model::check_targets(spec, data, "the data")?;
         let mut parts = Vec::new();
         for (batch, chunks, first_row) in chunk_groups(data.rows) {
             let rows = chunks * batch;

@@ -178,8 +178,8 @@ fn bad_files_and_flags_are_refused_clearly_and_overwrite_nothing() {
         ),
         ("zero layer size", &["--encoder", "6,0"], "positive"),
         (
-            "batch larger than the data set",
-            &["--batch-size", "31"],
+            "--drop-last with a batch larger than the data set",
+            &["--batch-size", "31", "--drop-last"],
             "larger than the data set",
         ),
         (

@@ -216,7 +216,7 @@ fn bad_flags_exit_2_with_a_message_and_write_nothing() {
         (vec!["--encoder", "7,3"], "input size"),
         (vec!["--encoder", "6,0"], "positive"),
         (
-            vec!["--encoder", "6,3", "--batch-size", "31"],
+            vec!["--encoder", "6,3", "--batch-size", "31", "--drop-last"],
             "larger than the data set",
         ),
         (

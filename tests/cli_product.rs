@@ -405,7 +405,7 @@ fn resume_continues_exactly_where_the_run_stopped() {
             "--encoder",
             "12,6,3",
             "--batch-size",
-            "16",
+            "18",
             "--val-split",
             "0.25",
             "--device",
@@ -417,7 +417,7 @@ fn resume_continues_exactly_where_the_run_stopped() {
         args.extend_from_slice(extra);
         ok(&args);
     };
-    // 72 training rows: 4 steps per epoch, 12 steps in 3 epochs.
+    // 72 training rows at batch 18: 4 steps per epoch, 12 steps in 3 epochs.
     let whole = dir.join("whole");
     train(&whole, &["--epochs", "3"]);
     let reference = tensors(&whole.join("model.safetensors"));
@@ -639,7 +639,7 @@ fn metrics_early_stop_and_quiet() {
     assert_eq!(lines.len(), 3, "one line per epoch");
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(
-        text.starts_with("{\"epoch\":1,\"step\":4,\"train_loss\":"),
+        text.starts_with("{\"epoch\":1,\"step\":5,\"train_loss\":"),
         "{text}"
     );
     for (k, line) in lines.iter().enumerate() {
@@ -666,8 +666,8 @@ fn metrics_early_stop_and_quiet() {
         assert_eq!(line["epoch"], k as u64 + 1);
         assert_eq!(
             line["step"],
-            4 * (k as u64 + 1),
-            "48 training rows, batch 10"
+            5 * (k as u64 + 1),
+            "48 training rows, batch 10: four full steps and one of the last 8 rows"
         );
         assert_eq!(line["lr"], 0.001);
         assert!(line["samples_per_sec"].as_f64().unwrap() > 0.0);

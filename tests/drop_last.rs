@@ -408,15 +408,19 @@ fn a_batch_larger_than_the_data_set_is_one_step_of_every_row_or_an_error() {
     };
     let err = Trainer::new(&spec, &big, &data, &Device::Cpu, None)
         .err()
-        .expect("an error by default");
+        .expect("an error with drop_last");
     let text = err.to_string();
     assert!(text.contains("larger than the data set"), "{text}");
-    assert!(text.contains("--drop-last false"), "{text}");
+    assert!(
+        text.contains("(--drop-last) leaves no whole batch"),
+        "{text}"
+    );
 
-    let all = TrainConfig {
-        drop_last: false,
-        ..big.clone()
-    };
+    let all = TrainConfig::new(100, 1e-2);
+    assert!(
+        !all.drop_last,
+        "the last partial batch trains by default, as in PyTorch"
+    );
     let mut t = Trainer::new(&spec, &all, &data, &Device::Cpu, None).expect("trains");
     assert_eq!(t.steps_per_epoch(), 1);
     assert_eq!((t.batch_rows(), t.tail_rows()), (ROWS, 0));
@@ -541,7 +545,7 @@ fn a_streamed_data_set_trains_its_tail_exactly_like_a_resident_one() {
 
 #[cfg(feature = "cli")]
 #[test]
-fn the_cli_takes_drop_last_false_and_says_so_when_the_batch_is_too_large() {
+fn the_cli_keeps_the_tail_by_default_and_refuses_drop_last_when_the_batch_is_too_large() {
     use std::process::Command;
     let dir = std::env::temp_dir().join(format!("hourglass-drop-last-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -571,13 +575,18 @@ fn the_cli_takes_drop_last_false_and_says_so_when_the_batch_is_too_large() {
             .expect("run hourglass");
         (o, out)
     };
-    let (o, _) = run(&["--batch-size", "31"], "big");
+    let (o, _) = run(&["--batch-size", "31", "--drop-last"], "big");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("larger than the data set") && err.contains("--drop-last false"));
+    assert!(err.contains("larger than the data set") && err.contains("leave it out"));
 
-    // 30 rows at batch 8: four steps an epoch, eight in two epochs.
-    let (o, out) = run(&["--batch-size", "8", "--drop-last", "false"], "tail");
+    // 30 rows at batch 8: four steps an epoch, eight in two epochs; three with --drop-last.
+    let (o, out) = run(&["--batch-size", "8", "--drop-last", "true"], "dropped");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (_, state, _) =
+        hourglass::io::checkpoint::load_state(&out.join("train_state.safetensors")).expect("state");
+    assert_eq!(state.step, 6);
+    let (o, out) = run(&["--batch-size", "8"], "tail");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let config = std::fs::read_to_string(out.join("config.toml")).expect("config.toml");
     assert!(config.contains("drop-last = false"), "{config}");
@@ -586,7 +595,7 @@ fn the_cli_takes_drop_last_false_and_says_so_when_the_batch_is_too_large() {
     assert_eq!(state.step, 8);
 
     // A batch larger than the data: one step an epoch.
-    let (o, out) = run(&["--batch-size", "31", "--drop-last", "false"], "all");
+    let (o, out) = run(&["--batch-size", "31"], "all");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (_, state, _) =
         hourglass::io::checkpoint::load_state(&out.join("train_state.safetensors")).expect("state");

@@ -263,13 +263,20 @@ impl Normalization {
         Ok(())
     }
 
-    /// Rescales `data` in place.
+    /// Rescales `data` in place. [`Normalize::Unit`] clips into [0, 1] what falls outside the
+    /// fitted range (validation or new data beyond the training minimum or maximum, and f32
+    /// rounding at the ends), as scikit-learn's `MinMaxScaler(clip=True)`: its promise is data
+    /// in [0, 1], the range cross-entropy needs.
     pub fn apply(&self, data: &mut Dataset) -> Result<()> {
         self.check(data)?;
         if self.kind != Normalize::None {
+            let unit = self.kind == Normalize::Unit;
             for row in data.values.chunks_exact_mut(data.cols) {
                 for ((v, s), k) in row.iter_mut().zip(&self.shift).zip(&self.scale) {
                     *v = (*v - s) * k;
+                    if unit {
+                        *v = v.clamp(0.0, 1.0);
+                    }
                 }
             }
         }
@@ -376,9 +383,13 @@ mod tests {
         n.apply(&mut val).unwrap();
         assert_eq!(
             val.values,
-            [2.0, 0.0, 1.5, 0.0],
-            "outside [0, 1] when outside the fit"
+            [1.0, 0.0, 1.0, 0.0],
+            "clipped into [0, 1] when outside the fit"
         );
+        let standard = normalize(Normalize::Standard, &train);
+        let mut val = Dataset::new(1, 4, vec![8.0, 5.0, 0.0, 1.0]).unwrap();
+        standard.apply(&mut val).unwrap();
+        assert!(val.values[0] > 1.0, "standard scaling is not clipped");
     }
 
     #[test]

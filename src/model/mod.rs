@@ -3,7 +3,9 @@
 pub mod builder;
 pub mod params;
 pub mod spec;
+pub mod targets;
 
 pub use builder::SpecBuilder;
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
 pub use spec::{Activation, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};
+pub use targets::{BCE_RANGE_HINT, check_targets};

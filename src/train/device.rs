@@ -54,9 +54,15 @@ pub enum Device {
 }
 
 impl Device {
-    /// Opens the device `choice` names. Returns a note for the user when `auto` had to fall
-    /// back or chose something they may not expect.
+    /// Opens the device `choice` names for training. Returns a note for the user when `auto`
+    /// had to fall back or chose something they may not expect.
     pub fn open(choice: DeviceChoice) -> Result<(Device, Option<String>)> {
+        Device::open_for(choice, "training")
+    }
+
+    /// [`Device::open`] for work other than training: `doing` words the note ("encoding",
+    /// "evaluating": "no hardware GPU adapter found; encoding on the CPU").
+    pub fn open_for(choice: DeviceChoice, doing: &str) -> Result<(Device, Option<String>)> {
         match choice {
             DeviceChoice::Cpu => Ok((Device::Cpu, None)),
             DeviceChoice::Gpu => Ok((Device::Gpu(GpuContext::new(None)?), None)),
@@ -71,16 +77,15 @@ impl Device {
                         Ok(ctx) => Ok((Device::Gpu(ctx), None)),
                         Err(e) => Ok((
                             Device::Cpu,
-                            Some(format!("{e}; training on the CPU instead")),
+                            Some(format!("{e}; {doing} on the CPU instead")),
                         )),
                     },
                     None => Ok((
                         Device::Cpu,
-                        Some(
-                            "no hardware GPU adapter found; training on the CPU \
-                             (--device gpu uses a software adapter such as lavapipe if present)"
-                                .into(),
-                        ),
+                        Some(format!(
+                            "no hardware GPU adapter found; {doing} on the CPU (--device gpu \
+                             uses a software adapter such as lavapipe if present)"
+                        )),
                     )),
                 }
             }

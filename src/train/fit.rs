@@ -364,6 +364,9 @@ impl Trainer {
                 self.spec.input_dim()
             )));
         }
+        if let Some(val) = options.validation {
+            crate::model::check_targets(&self.spec, val, "the validation data")?;
+        }
         // Built once: the validation data stays on the device between epochs.
         let mut evaluator = match options.validation {
             Some(v) => Some(Evaluator::new(

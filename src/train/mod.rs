@@ -26,13 +26,14 @@ use crate::rng::permutation;
 /// How to train, beyond the model itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// Examples per step. The last partial batch of an epoch is dropped unless `drop_last` is
-    /// false.
+    /// Examples per step. The last partial batch of an epoch is trained on too unless
+    /// `drop_last` is set.
     pub batch_size: usize,
-    /// Drop the last `rows % batch_size` examples of each epoch's order (true, the default), or
-    /// train on them too as a last, smaller step of the epoch (false), its loss averaged over
-    /// its own rows (PyTorch's `DataLoader(drop_last=False)`). With false, a batch size larger
-    /// than the data set trains on all of it, one step an epoch, instead of being an error.
+    /// Train on the last `rows % batch_size` examples of each epoch's order as a last, smaller
+    /// step of the epoch, its loss averaged over its own rows (false, the default, as PyTorch's
+    /// `DataLoader(drop_last=False)` and Keras do), or drop them (true). With false, a batch
+    /// size larger than the data set trains on all of it, one step an epoch; with true that is
+    /// an error (there is no whole batch to train on).
     pub drop_last: bool,
     /// Update rule and its hyperparameters.
     pub optimizer: OptimizerConfig,
@@ -95,7 +96,7 @@ impl TrainConfig {
     pub fn new(batch_size: usize, lr: f32) -> Self {
         TrainConfig {
             batch_size,
-            drop_last: true,
+            drop_last: false,
             optimizer: OptimizerConfig::adam(lr),
             seed: 0,
             shuffle: true,
@@ -246,6 +247,7 @@ impl Trainer {
                 spec.input_dim()
             )));
         }
+        crate::model::check_targets(spec, data, "the training data")?;
         if let Some(c) = config.clip_grad_norm
             && !(c.is_finite() && c > 0.0)
         {
@@ -264,8 +266,9 @@ impl Trainer {
         }
         if data.rows < config.batch_size && config.drop_last {
             return Err(Error::Config(format!(
-                "the batch size {} is larger than the data set ({} examples); set drop_last to \
-                 false (--drop-last false) to train on all of them as one batch per epoch",
+                "the batch size {} is larger than the data set ({} examples), so drop_last \
+                 (--drop-last) leaves no whole batch to train on; leave it out to train on all \
+                 of them as one batch per epoch",
                 config.batch_size, data.rows
             )));
         }

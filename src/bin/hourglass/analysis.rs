@@ -222,7 +222,7 @@ pub fn run_neighbors(args: NeighborsArgs, ui: Ui) -> Result<()> {
         None => None,
     };
 
-    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui)?)?;
+    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui, "encoding")?)?;
     let n = inference_normalization(&args.data, &args.model, Some(&index.data), ui)?;
     let encode = |ae: &mut Autoencoder, mut d: Dataset| -> Result<Dataset> {
         if let Some(n) = &n {
@@ -441,7 +441,11 @@ pub fn run_tangents(args: TangentsArgs, ui: Ui) -> Result<()> {
     if let Some(n) = inference_normalization(&args.data, &args.model, Some(&data), ui)? {
         n.apply(&mut inputs)?;
     }
-    let ae = Autoencoder::new(spec.clone(), params, args.device.open(ui)?)?;
+    let ae = Autoencoder::new(
+        spec.clone(),
+        params,
+        args.device.open(ui, "computing tangents")?,
+    )?;
     let all = tangents_at(&ae, &inputs, args.k)?;
     for (&r, (sigma, _)) in args.rows.iter().zip(&all) {
         let values: Vec<String> = sigma.iter().map(|s| format!("{s:.5}")).collect();
@@ -571,7 +575,7 @@ pub fn run_field(args: FieldArgs, ui: Ui) -> Result<()> {
         )));
     }
     let data = field::toy_data(toy, args.n, args.jitter, args.seed)?;
-    let device = args.device.open(ui)?;
+    let device = args.device.open(ui, "training")?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let (mut model, loss) = field::train_denoiser(&data, noise, args.steps, args.seed, &device)?;
     ui.say(&format!(
@@ -680,7 +684,7 @@ pub fn run_traverse(args: TraverseArgs, ui: Ui) -> Result<()> {
             spec.input_dim()
         )));
     }
-    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui)?)?;
+    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui, "decoding")?)?;
     let (base, normalization, around) = match args.row {
         None => (
             None,

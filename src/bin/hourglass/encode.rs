@@ -94,11 +94,12 @@ fn load(
     model: &std::path::Path,
     data: &DataArgs,
     device: &DeviceArg,
+    doing: &str,
     ui: Ui,
 ) -> Result<(Autoencoder, Dataset, Option<hourglass::data::Normalization>)> {
     let (spec, params) = checkpoint::load(model)?;
     let mut rows = data.source()?.load_one(ui)?;
-    let ae = Autoencoder::new(spec, params, device.open(ui)?)?;
+    let ae = Autoencoder::new(spec, params, device.open(ui, doing)?)?;
     let n = inference_normalization(data, model, Some(&rows), ui)?;
     if let Some(n) = &n {
         n.apply(&mut rows)?;
@@ -128,7 +129,7 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
         (Some(_), Some(file)) => Some(hourglass::data::load_labels(std::path::Path::new(file))?),
         (Some(_), None) => source_labels(&source)?,
     };
-    let (mut ae, data, _) = load(&args.model, &args.data, &args.device, ui)?;
+    let (mut ae, data, _) = load(&args.model, &args.data, &args.device, "encoding", ui)?;
     if let Some(l) = &labels
         && l.len() != data.rows
     {
@@ -204,7 +205,7 @@ pub fn run_reconstruct(args: ReconstructArgs, ui: Ui) -> Result<()> {
     if args.png.is_some() && args.png_count == 0 {
         return Err(Error::Config("--png-count must be at least 1".into()));
     }
-    let (mut ae, mut data, n) = load(&args.model, &args.data, &args.device, ui)?;
+    let (mut ae, mut data, n) = load(&args.model, &args.data, &args.device, "reconstructing", ui)?;
     if args.png.is_some() && image_side(data.cols).is_none() {
         return Err(Error::Config(format!(
             "--png draws square images (e.g. 784 = 28×28 features), but the data has {} \

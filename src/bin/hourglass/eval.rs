@@ -38,12 +38,14 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
     let (spec, params) = checkpoint::load(&args.model)?;
     let source = args.data.source()?;
-    let mut data = source.load_one(ui)?;
-    let device = args.device.open(ui)?;
+    let (mut data, scored) =
+        crate::overlap::rows_to_score(&args.model, &args.data, &source, source.load_one(ui)?)?;
+    let device = args.device.open(ui, "evaluating")?;
     let model = Autoencoder::new(spec, params, device.clone())?;
     if let Some(n) = inference_normalization(&args.data, &args.model, Some(&data), ui)? {
         n.apply(&mut data)?;
     }
+    hourglass::model::check_targets(model.spec(), &data, &scored)?;
     let report = model.evaluate(&data, args.seed)?;
     if !report.total().is_finite() {
         return Err(hourglass::Error::NonFinite {
@@ -69,7 +71,7 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
         }
         let mut out = json!({
             "model": args.model.display().to_string(),
-            "data": source.describe(),
+            "data": scored,
             "rows": data.rows,
             "features": data.cols,
             "loss": report.total(),
@@ -85,7 +87,7 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
             args.model.display(),
             data.rows,
             data.cols,
-            source.describe()
+            scored
         );
         outln!("  {:<24} {:.6}", "loss", report.total());
         for (name, value) in &report.terms {

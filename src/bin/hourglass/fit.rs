@@ -134,7 +134,8 @@ pub fn fit(run: Run) -> Result<()> {
     let total = run.total;
     let per_epoch = run.trainer.steps_per_epoch();
     let epochs = total.div_ceil(per_epoch);
-    let batch = run.config.batch_size;
+    // The rows a step takes: the whole data set when it is smaller than --batch-size.
+    let batch = run.config.batch_size.min(run.train.rows);
     let spec = run.spec;
     ui.say(&format!(
         "training a {} ({}, {}) on {} rows × {} features of {}{}",

@@ -9,16 +9,19 @@ mod config;
 mod encode;
 mod eval;
 mod fit;
+mod headless;
 mod info;
 mod limits;
 mod metrics;
 mod outputs;
+mod overlap;
 mod progress;
 mod resume;
 mod runfolder;
 mod sample;
 mod source;
 mod train;
+mod unused;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,6 +113,7 @@ impl Ui {
 }
 
 fn main() -> ExitCode {
+    headless::probe_without_display();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => return output::clap_error(&e),

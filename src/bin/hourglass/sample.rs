@@ -110,7 +110,7 @@ pub fn run(args: SampleArgs, ui: Ui) -> Result<()> {
             variant_name(&spec.variant)
         )));
     }
-    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui)?)?;
+    let mut ae = Autoencoder::new(spec.clone(), params, args.device.open(ui, "decoding")?)?;
     let (codes, normalization, what) = match &args.interpolate {
         None => {
             let dim = spec.code_dim();

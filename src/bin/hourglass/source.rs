@@ -101,9 +101,10 @@ pub struct DeviceArg {
 }
 
 impl DeviceArg {
-    /// Opens the device, telling the user when `auto` fell back or chose the CPU.
-    pub fn open(&self, ui: Ui) -> Result<Device> {
-        let (device, note) = Device::open(DeviceChoice::parse(&self.device)?)?;
+    /// Opens the device, telling the user when `auto` fell back or chose the CPU, in the words
+    /// of the command's work (`doing`: "training", "encoding", ...).
+    pub fn open(&self, ui: Ui, doing: &str) -> Result<Device> {
+        let (device, note) = Device::open_for(DeviceChoice::parse(&self.device)?, doing)?;
         if let Some(note) = note {
             ui.note(&note);
         }

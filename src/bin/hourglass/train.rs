@@ -7,7 +7,7 @@ use clap::{ArgAction, ArgMatches, Args};
 use hourglass::data::{self, Dataset};
 use hourglass::graph::Precision;
 use hourglass::io::checkpoint;
-use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
+use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant, check_targets};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
 use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
@@ -142,13 +142,15 @@ pub struct TrainArgs {
     /// Examples per step.
     #[arg(help_heading = "Training", long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Drop the last partial batch of each epoch (true), or also train on it, as a smaller
-    /// last step whose loss is the mean over its own rows (false; a --batch-size larger than
-    /// the data set then trains on all of it, one step an epoch).
+    /// Drop the last partial batch of each epoch. Without it (the default, as in PyTorch and
+    /// Keras) that batch trains too, as a smaller last step whose loss is the mean over its own
+    /// rows, and a --batch-size larger than the data set trains on all of it, one step an epoch.
     #[arg(
         help_heading = "Training",
         long,
-        default_value_t = true,
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
         action = ArgAction::Set,
         value_name = "true|false"
     )]
@@ -394,7 +396,7 @@ fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
 
 /// Splits `fraction` of the rows off for validation, chosen by `seed` (stream `Split`); both
 /// parts keep file order.
-fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+pub fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Dataset)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::Config(format!(
             "--val-split must be between 0 and 1, got {fraction}"
@@ -426,6 +428,32 @@ fn split_off(data: Dataset, fraction: f64, seed: u64) -> Result<(Dataset, Datase
         Dataset::new(rows - n_val, data.cols, train)?,
         Dataset::new(n_val, data.cols, val)?,
     ))
+}
+
+/// Refuses training and validation data the loss cannot take (cross-entropy outside [0, 1]),
+/// naming the file and the normalization applied, before the run folder is touched.
+fn check_data_targets(
+    spec: &ModelSpec,
+    args: &TrainArgs,
+    source: &Source,
+    normalization: &data::Normalization,
+    train: &Dataset,
+    val: Option<&Dataset>,
+) -> Result<()> {
+    let named = |what: String| match normalization.kind {
+        data::Normalize::None => what,
+        kind => format!("{what} after --normalize {}", kind.name()),
+    };
+    check_targets(spec, train, &named(source.describe()))?;
+    if let Some(v) = val {
+        let what = match (&args.val, args.val_split) {
+            (Some(path), _) => path.clone(),
+            (None, Some(f)) => format!("the --val-split {f} rows of {}", source.describe()),
+            (None, None) => format!("the validation split of {}", source.describe()),
+        };
+        check_targets(spec, v, &named(what))?;
+    }
+    Ok(())
 }
 
 /// The text of `config.toml`: the resolved flags, without --out.
@@ -504,6 +532,16 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         (spec_from_flags(&args, &train)?, None, None)
     };
 
+    check_data_targets(&spec, &args, &source, &normalization, &train, val.as_ref())?;
+    crate::unused::warn_unused(&spec, &args, matches);
+    if !args.drop_last && train.rows < args.batch_size {
+        ui.note(&format!(
+            "--batch-size {} is larger than the {} training rows: each epoch is one step on \
+             all of them",
+            args.batch_size, train.rows
+        ));
+    }
+
     let batch_size = args.batch_size.max(1);
     let per_epoch = if args.drop_last {
         train.rows / batch_size
@@ -548,7 +586,7 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         },
         emulate_mixed: args.precision == "mixed-emulated",
     };
-    let device = args.device.open(ui)?;
+    let device = args.device.open(ui, "training")?;
     let mut trainer = Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?;
     if train_config.precision != trainer.precision() {
         ui.note(&format!(

@@ -14,7 +14,7 @@ use kernels::{AdamHyper, CpuEpilogue, Real};
 /// width of the element-wise kernels and the threads, e.g. "OpenBLAS products, AVX-512
 /// element-wise kernels, 2 threads".
 pub fn describe() -> String {
-    let products = if cfg!(feature = "openblas") {
+    let products = if cfg!(hourglass_openblas) {
         "OpenBLAS"
     } else {
         "gemm-crate"

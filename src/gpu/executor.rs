@@ -126,6 +126,21 @@ impl GpuExecutor {
     /// Allocates `graph`'s buffers on `ctx`'s device and compiles its dispatches.
     pub fn new(ctx: Arc<GpuContext>, graph: Graph) -> Result<Self> {
         graph.validate().map_err(Error::Gpu)?;
+        if let Some(op) = graph.ops.iter().find(|op| {
+            matches!(
+                op,
+                Op::Conv2d { .. }
+                    | Op::Conv2dInputGrad { .. }
+                    | Op::Conv2dWeightGrad { .. }
+                    | Op::ChannelSum { .. }
+            )
+        }) {
+            return Err(Error::Gpu(format!(
+                "the GPU executor has no kernel for {} yet; use --device cpu for \
+                 convolutional models",
+                op.name()
+            )));
+        }
         let capture = ctx.capture();
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size;
@@ -556,6 +571,11 @@ fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) ->
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
     use Word::{F, U as N};
     match *op {
+        // Refused by GpuExecutor::new until the conv kernels exist.
+        Op::Conv2d { .. }
+        | Op::Conv2dInputGrad { .. }
+        | Op::Conv2dWeightGrad { .. }
+        | Op::ChannelSum { .. } => Vec::new(),
         Op::Gather { data, order, out } => one(
             Kernel::Gather,
             vec![],

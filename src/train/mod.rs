@@ -242,9 +242,9 @@ impl Trainer {
         config.optimizer.validate()?;
         if data.cols != spec.input_dim() {
             return Err(Error::Config(format!(
-                "the data has {} features per example but the model's input size is {}",
+                "the data has {} features per example but the model's {}",
                 data.cols,
-                spec.input_dim()
+                spec.input_size_text()
             )));
         }
         crate::model::check_targets(spec, data, "the training data")?;

@@ -249,24 +249,25 @@ pub fn split_tokens(tokens: &[EncoderToken]) -> Result<EncoderLayers> {
         dense: Vec::new(),
     };
     for (i, t) in tokens.iter().enumerate() {
+        let n = i + 1;
         match *t {
             EncoderToken::Shape(s) if i == 0 => out.input_shape = Some(s),
             EncoderToken::Shape(s) => {
                 return Err(Error::Config(format!(
-                    "encoder token '{s}': an input shape CxHxW can only be the first token"
+                    "encoder token {n} ('{s}'): an input shape CxHxW can only be the first token"
                 )));
             }
             EncoderToken::Conv(c) => {
                 if out.input_shape.is_none() {
                     return Err(Error::Config(format!(
-                        "encoder token '{c}': conv layers need the input shape first \
+                        "encoder token {n} ('{c}'): conv layers need the input shape first \
                          (e.g. --encoder 1x28x28,{c},32)"
                     )));
                 }
                 if let Some(d) = out.dense.last() {
                     return Err(Error::Config(format!(
-                        "encoder token '{c}': conv layers must come before the dense layers \
-                         (it follows '{d}')"
+                        "encoder token {n} ('{c}'): conv layers must come before the dense \
+                         layers (it follows '{d}')"
                     )));
                 }
                 out.conv.push(c);
@@ -484,7 +485,7 @@ mod tests {
             assert!(e.contains(says), "{s}: {e}");
         }
         let e = split_tokens(&tokens("1x8x8,16,conv4").unwrap()).unwrap_err();
-        assert!(e.to_string().contains("'conv4k3s1'"), "{e}");
+        assert!(e.to_string().contains("token 3 ('conv4k3s1')"), "{e}");
         assert!(e.to_string().contains("before the dense"), "{e}");
         let e = split_tokens(&tokens("64,conv4").unwrap()).unwrap_err();
         assert!(e.to_string().contains("input shape first"), "{e}");

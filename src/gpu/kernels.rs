@@ -67,6 +67,16 @@ pub enum Kernel {
     CheckFinite,
     /// `shaders/loss_scale.wgsl`, `loss_scale`.
     LossScale,
+    /// `shaders/conv2d.wgsl` with `matmul_tile64.wgsl`: the conv products as implicit GEMMs in
+    /// 64×64 tiles (MODE 0 forward, 1 input gradient, 2 weight gradient).
+    Conv2d,
+    /// `shaders/conv2d.wgsl` with `matmul_tile32.wgsl`: 32×32 tiles, for products with at most
+    /// 32 rows (channels) or too few tiles of 64.
+    Conv2dSmall,
+    /// `shaders/conv2d_reduce.wgsl`, `weight_grad_sum`: sums the K chunks of a weight gradient.
+    ConvWeightGradSum,
+    /// `shaders/conv2d_reduce.wgsl`, `channel_sum`: conv bias gradients.
+    ChannelSum,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -92,7 +102,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 27] = [
+    pub const ALL: [Kernel; 31] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -120,6 +130,10 @@ impl Kernel {
         Kernel::SumSquaresFinal,
         Kernel::CheckFinite,
         Kernel::LossScale,
+        Kernel::Conv2d,
+        Kernel::Conv2dSmall,
+        Kernel::ConvWeightGradSum,
+        Kernel::ChannelSum,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -179,6 +193,13 @@ impl Kernel {
             Kernel::CheckFinite | Kernel::LossScale => {
                 wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
+            Kernel::Conv2d => wgsl!("activation.wgsl", "matmul_tile64.wgsl", "conv2d.wgsl"),
+            Kernel::Conv2dSmall => {
+                wgsl!("activation.wgsl", "matmul_tile32.wgsl", "conv2d.wgsl")
+            }
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
+                wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
+            }
         }
     }
 
@@ -204,6 +225,8 @@ impl Kernel {
             Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::CheckFinite => "check_finite",
             Kernel::LossScale => "loss_scale",
+            Kernel::ConvWeightGradSum => "weight_grad_sum",
+            Kernel::ChannelSum => "channel_sum",
             Kernel::Matmul
             | Kernel::MatmulSmall
             | Kernel::MatmulLarge
@@ -211,7 +234,9 @@ impl Kernel {
             | Kernel::ColumnSum
             | Kernel::ReconstructionLoss
             | Kernel::Gather
-            | Kernel::Corrupt => "main",
+            | Kernel::Corrupt
+            | Kernel::Conv2d
+            | Kernel::Conv2dSmall => "main",
         }
     }
 
@@ -246,6 +271,8 @@ impl Kernel {
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
+            Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
         }
     }
 }

@@ -28,6 +28,7 @@ Examples:
   hourglass train                         # 5 epochs on the bundled Fashion-MNIST test set
   hourglass train --dataset fashion-mnist --variant denoising --noise mask:0.3 --epochs 20 --out dae
   hourglass train --dataset fashion-mnist --variant vae --encoder 784,512,16 --epochs 30 --out vae
+  hourglass train --dataset fashion-mnist --encoder 1x28x28,conv32k3s2,conv64k3s2,32 --epochs 5 --out conv
   hourglass train --data x.npy --val-split 0.1 --normalize standard --loss mse \\
       --output-activation identity --early-stop 5 --epochs 100 --out run1
   hourglass train --config run1/config.toml --seed 1 --out run2   # run1 again, another seed

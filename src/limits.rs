@@ -106,7 +106,7 @@ pub fn check_bytes(what: &str, needed: u64) -> Result<()> {
 
 /// Refuses a spec whose parameters no machine can address, or that the host cannot hold.
 pub fn check_spec(spec: &ModelSpec) -> Result<()> {
-    let what = format!("a model with encoder {:?}", spec.encoder);
+    let what = format!("a model with encoder {}", spec.encoder_text());
     let count = parameter_count(spec).ok_or_else(|| Error::TooLarge {
         what: what.clone(),
         needed: None,

@@ -358,6 +358,21 @@ impl ModelSpec {
         t
     }
 
+    /// The encoder for messages: `[784, 256, 32]`, or for a conv model its tokens
+    /// (`[1x28x28, conv32k3s2, 32]`).
+    pub fn encoder_text(&self) -> String {
+        if self.is_conv() {
+            let t: Vec<String> = self
+                .encoder_tokens()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            format!("[{}]", t.join(", "))
+        } else {
+            format!("{:?}", self.encoder)
+        }
+    }
+
     /// True when the model has conv layers.
     pub fn is_conv(&self) -> bool {
         !self.conv.is_empty()

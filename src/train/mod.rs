@@ -313,8 +313,8 @@ impl Trainer {
             &tg.graph,
             device,
             &format!(
-                "training a model with encoder {:?} in batches of {batch}",
-                spec.encoder
+                "training a model with encoder {} in batches of {batch}",
+                spec.encoder_text()
             ),
         )?;
         let params = match init {

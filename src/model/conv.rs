@@ -536,6 +536,45 @@ mod tests {
     }
 
     #[test]
+    fn conv_specs_round_trip_and_dense_json_is_unchanged() {
+        use crate::model::ModelSpec;
+        let dense = ModelSpec::mirrored(&[784, 256, 32]);
+        let json = dense.to_json();
+        assert!(
+            !json.contains("conv") && !json.contains("input_shape"),
+            "{json}"
+        );
+        assert_eq!(ModelSpec::from_encoder_str("784,256,32").unwrap(), dense);
+        let conv = ModelSpec::from_encoder_str("3x9x8,conv4k5s2,conv6,10").unwrap();
+        assert_eq!(ModelSpec::from_json(&conv.to_json()).unwrap(), conv);
+        assert_eq!(conv.encoder, [6 * 5 * 4, 10]);
+        assert_eq!(conv.input_dim(), 3 * 9 * 8);
+        let tokens: Vec<String> = conv
+            .encoder_tokens()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(tokens, ["3x9x8", "conv4k5s2", "conv6k3s1", "10"]);
+        assert_eq!(
+            ModelSpec::from_encoder_tokens(&conv.encoder_tokens()).unwrap(),
+            conv
+        );
+        // A dense spec written with a shape keeps it, and its width is C·H·W.
+        let shaped = ModelSpec::from_encoder_str("1x4x4,8").unwrap();
+        assert_eq!(
+            (shaped.encoder.clone(), shaped.input_dim()),
+            (vec![16, 8], 16)
+        );
+        assert_eq!(ModelSpec::from_json(&shaped.to_json()).unwrap(), shaped);
+        // A fully convolutional model: the code is the last map, and names count Flatten.
+        let full = ModelSpec::from_encoder_str("1x5x5,conv2s2").unwrap();
+        full.validate().unwrap();
+        let names: Vec<String> = full.layers().iter().map(|l| l.name.clone()).collect();
+        assert_eq!(names, ["encoder.0", "decoder.1"]);
+        assert_eq!(full.code_dim(), 2 * 3 * 3);
+    }
+
+    #[test]
     fn an_impossible_mirror_or_a_vanished_map_is_refused() {
         // 7 → (7 + 0 − 1)/1 + 1 = 7 with k=1: fine; but a ConvTranspose2d from 2 with s=2, k=1
         // reaches at most (2−1)·2 + 1 + 1 = 4, so 6 cannot be the input.

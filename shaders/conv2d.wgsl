@@ -1,44 +1,35 @@
-// The three convolution products as implicit GEMMs (no im2col buffer: the operand loads gather
-// from the images directly), with the matmul's fused epilogues applied per channel.
+// The convolution products as implicit GEMMs (no im2col buffer: the operand loads gather from
+// the images directly), with the matmul's fused epilogues applied per channel.
 //
-//   MODE 0, forward        y = conv2d(x, w):     M = out_c, N = B·P,  K = taps
-//        A(o, t) = w[o, t]                        B(t, n) = im2col(x)[t, n]
-//   MODE 1, input grad     dx = conv2dᵀ(dy, w):  M = in_c,  N = B·HW, K = out_c·k²
-//        A(c, (o, r)) = w[o, c·k² + r]            B((o, r), n) = dy under tap r of input n
-//   MODE 2, weight grad    dw = Σ_b dy·im2colᵀ:  M = out_c, N = taps, K = B·P (split in
-//        A(o, (b, p)) = dy[b, o, p]                chunks of k_split, one per wg.z)
+//   MODE 0, forward        y = conv2d(x, w):      M = out_c, N = B·P,  K = taps
+//        A(o, t) = w[o, t]                         B(t, n) = im2col(x)[t, n]
+//   MODE 2, weight grad    dw = Σ_b dy·im2colᵀ:   M = out_c, N = taps, K = B·P (split in
+//        A(o, (b, p)) = dy[b, o, p]                 chunks of k_split, one per wg.z)
 //        B((b, p), t) = im2col(x_b)[t, p]
+//   MODE 3, input grad     dcols = wᵀ · dy:        M = taps,  N = B·P,  K = out_c
+//        A(t, o) = w[o, t]                         B(o, n) = dy[b, o, p]
+//     into a scratch [taps, B·P] that conv2d_col2im.wgsl folds back onto the images.
 //
-// with P = out_h·out_w output positions, HW = in_h·in_w input positions, taps = in_c·k²
-// (t = (c·k + ki)·k + kj), and images stored one per row, channel-major (see
-// src/graph/conv.rs). Mode 1 gathers rather than scatters: input position (ih, iw) takes tap
-// (ki, kj) from output (oh, ow) when ih + pad − ki = oh·stride (and likewise for w), so no two
-// threads write one element and no atomics are needed.
+// with P = out_h·out_w output positions, taps = in_c·k² (t = (c·k + ki)·k + kj), n = b·P + p,
+// and images stored one per row, channel-major (see src/graph/conv.rs).
 //
 // EPILOGUE (as matmul.wgsl, bias per channel = per GEMM row): 0 store, 1 act(acc + bias[row]),
 // 2 acc · act'(aux), 3 accumulate, 4 (c + acc) · act'(aux). Mode 2 with several K chunks
 // stores each chunk's partial product at out[split·M·N + i] (a scratch buffer) and
-// conv2d_reduce.wgsl sums them in a fixed order.
+// conv2d_reduce.wgsl sums them in a fixed order; mode 3 always stores.
 //
-// Bindings: 0 A operand (w, or dy in mode 2), 1 B operand (x, or dy in mode 1), 2 the result,
+// Bindings: 0 A operand (w, or dy in mode 2), 1 B operand (x, or dy in mode 3), 2 the result,
 // 3 aux (bias or activation output), 4 ConvDims.
 // Dispatch: (column blocks, ceil(M/BM), z) workgroups of (BN/4)×(BM/4) threads, each owning a
 // 4×4 block of the result in four vec4 registers; z folds column blocks past groups_x (modes
-// 0 and 1) or is the K chunk (mode 2). Tile sizes come from the prepended matmul_tile64.wgsl
+// 0 and 3) or is the K chunk (mode 2). Tile sizes come from the prepended matmul_tile64.wgsl
 // or matmul_tile32.wgsl.
 
-// Prepended: activation.wgsl, one of matmul_tile64.wgsl / matmul_tile32.wgsl.
+// Prepended: activation.wgsl, conv2d_dims.wgsl, one of matmul_tile64.wgsl / matmul_tile32.wgsl.
 
 override MODE: u32 = 0u;
 override EPILOGUE: u32 = 0u;
 
-struct ConvDims {
-    batch: u32, in_c: u32, in_h: u32, in_w: u32,
-    out_c: u32, out_h: u32, out_w: u32, kernel: u32,
-    stride: u32, pad: u32, m: u32, n: u32,
-    k: u32, k_split: u32, groups_x: u32, split_stride: u32,
-    a_off: u32, b_off: u32, c_off: u32, aux_off: u32,
-}
 
 @group(0) @binding(0) var<storage, read> lhs: array<f32>;
 @group(0) @binding(1) var<storage, read> rhs: array<f32>;
@@ -68,39 +59,11 @@ fn im2col(t: u32, col: u32) -> f32 {
     return rhs[d.b_off + (b * d.in_c + c) * d.in_h * d.in_w + u32(ih) * d.in_w + u32(iw)];
 }
 
-// The dy element that tap r = ki·k + kj of output channel o brings to input position
-// n = b·HW + ih·W + iw, 0 when no output position sits there.
-fn dy_under(kidx: u32, n: u32) -> f32 {
-    let kk = d.kernel * d.kernel;
-    let hw = d.in_h * d.in_w;
-    let b = n / hw;
-    let q = n - b * hw;
-    let ih = q / d.in_w;
-    let iw = q - ih * d.in_w;
-    let o = kidx / kk;
-    let r = kidx - o * kk;
-    let ki = r / d.kernel;
-    let kj = r - ki * d.kernel;
-    let th = i32(ih + d.pad) - i32(ki);
-    let tw = i32(iw + d.pad) - i32(kj);
-    if (th < 0 || tw < 0) { return 0.0; }
-    let oh = u32(th) / d.stride;
-    let ow = u32(tw) / d.stride;
-    if (oh * d.stride != u32(th) || ow * d.stride != u32(tw) || oh >= d.out_h || ow >= d.out_w) {
-        return 0.0;
-    }
-    return rhs[d.b_off + (b * d.out_c + o) * d.out_h * d.out_w + oh * d.out_w + ow];
-}
-
 // Element (m, k) of A, 0 outside [0, M) × [0, k_end).
 fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
     if (m >= d.m || k >= k_end) { return 0.0; }
-    let kk = d.kernel * d.kernel;
     switch MODE {
-        case 1u: {
-            let o = k / kk;
-            return lhs[d.a_off + o * d.in_c * kk + m * kk + (k - o * kk)];
-        }
+        case 3u: { return lhs[d.a_off + k * d.m + m]; }
         case 2u: {
             let positions = d.out_h * d.out_w;
             let b = k / positions;
@@ -114,19 +77,25 @@ fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
 fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
     if (k >= k_end || n >= d.n) { return 0.0; }
     switch MODE {
-        case 1u: { return dy_under(k, n); }
+        case 3u: {
+            let positions = d.out_h * d.out_w;
+            let b = n / positions;
+            return rhs[d.b_off + (b * d.out_c + k) * positions + (n - b * positions)];
+        }
         case 2u: { return im2col(n, k); }
         default: { return im2col(k, n); }
     }
 }
 
 // Stages the k-step at k0 (consecutive threads walk each operand's contiguous dimension: k for
-// A; the column for B, except in mode 2 where the image positions run along k).
+// A except in mode 3, where w is read transposed; the column for B, except in mode 2 where the
+// image positions run along k).
 fn stage_tiles(li: u32, row0: u32, col0: u32, k0: u32, k_end: u32) {
     for (var i = 0u; i < BM * BK / THREADS; i++) {
         let e = li + i * THREADS;
-        let ak = e % BK;
-        let am = e / BK;
+        var ak: u32;
+        var am: u32;
+        if (MODE == 3u) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }
         tile_a[ak * (BM / 4u) + am / 4u][am % 4u] = load_a(row0 + am, k0 + ak, k_end);
         var bn: u32;
         var bk: u32;
@@ -138,12 +107,7 @@ fn stage_tiles(li: u32, row0: u32, col0: u32, k0: u32, k_end: u32) {
 // Where result element (row, col) of the GEMM lives, relative to the result's view.
 fn result_index(row: u32, col: u32) -> u32 {
     switch MODE {
-        case 1u: {
-            let hw = d.in_h * d.in_w;
-            let b = col / hw;
-            return (b * d.in_c + row) * hw + (col - b * hw);
-        }
-        case 2u: { return row * d.n + col; }
+        case 2u, 3u: { return row * d.n + col; }
         default: {
             let positions = d.out_h * d.out_w;
             let b = col / positions;

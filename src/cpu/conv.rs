@@ -8,6 +8,12 @@
 //!   the adjoint of im2col), then the epilogue per input channel;
 //! - weight gradient: `dw += dy [out_c, P] · colsᵀ`.
 //!
+//! A product with P columns is small (conv_ae's second layer has P = 49), and a GEMM that short
+//! runs at a third of the machine's speed, so images go through the products in chunks of
+//! [`chunk`] side by side: `cols [taps, n·P]` for n images, and the `[out_c, P]` blocks of dy or y
+//! gathered into (scattered from) one `[out_c, n·P]` matrix, a copy that costs 1/taps of the
+//! product.
+//!
 //! The batch is cut into one slice of images per thread; each runs single-threaded products on
 //! its own scratch (allocated once by the executor, [`ConvScratch`]) and the weight gradient
 //! sums the threads' partial gradients in a fixed order.
@@ -17,8 +23,19 @@ use rayon::prelude::*;
 use super::kernels::{CpuEpilogue, Real, act_grad, activate};
 use crate::graph::ConvShape;
 
-/// Per-thread scratch for the conv twins: one `cols` matrix and one partial weight gradient per
-/// worker, grown to the largest conv op of a graph once and reused every step.
+/// Columns a chunk of images should give the products (at least one image).
+const CHUNK_COLUMNS: usize = 384;
+
+/// Images that go through the products together: enough for [`CHUNK_COLUMNS`] columns.
+pub fn chunk(s: &ConvShape) -> usize {
+    CHUNK_COLUMNS
+        .div_ceil(s.out_positions())
+        .clamp(1, s.batch.max(1))
+}
+
+/// Per-thread scratch for the conv twins: per worker, the `cols` matrix and the gathered
+/// `[out_c, n·P]` matrix of one chunk and a partial weight gradient, grown to the largest conv
+/// op of a graph once and reused every step.
 #[derive(Debug)]
 pub struct ConvScratch<T> {
     workers: Vec<Worker<T>>,
@@ -35,15 +52,14 @@ impl<T> Default for ConvScratch<T> {
 #[derive(Debug)]
 struct Worker<T> {
     cols: Vec<T>,
+    gathered: Vec<T>,
     dw: Vec<T>,
 }
 
 impl<T: Real> ConvScratch<T> {
     /// Scratch for `shapes` on `threads` workers.
     pub fn new<'a>(shapes: impl IntoIterator<Item = &'a ConvShape>, threads: usize) -> Self {
-        let mut s = ConvScratch {
-            workers: Vec::new(),
-        };
+        let mut s = ConvScratch::default();
         for shape in shapes {
             s.reserve(shape, threads);
         }
@@ -56,17 +72,20 @@ impl<T: Real> ConvScratch<T> {
         if self.workers.len() < workers {
             self.workers.resize_with(workers, || Worker {
                 cols: Vec::new(),
+                gathered: Vec::new(),
                 dw: Vec::new(),
             });
         }
-        let cols = shape.taps() * shape.out_positions();
+        let columns = chunk(shape) * shape.out_positions();
+        let grow = |v: &mut Vec<T>, len: usize| {
+            if v.len() < len {
+                v.resize(len, T::zero());
+            }
+        };
         for w in &mut self.workers {
-            if w.cols.len() < cols {
-                w.cols.resize(cols, T::zero());
-            }
-            if w.dw.len() < shape.weight_len() {
-                w.dw.resize(shape.weight_len(), T::zero());
-            }
+            grow(&mut w.cols, shape.taps() * columns);
+            grow(&mut w.gathered, shape.out_c * columns);
+            grow(&mut w.dw, shape.weight_len());
         }
     }
 
@@ -83,14 +102,22 @@ fn slice(batch: usize, n: usize, i: usize) -> std::ops::Range<usize> {
     (batch * i / n)..(batch * (i + 1) / n)
 }
 
-/// `cols[(c·k + ki)·k + kj, oh·out_w + ow] = x[c, oh·s − pad + ki, ow·s − pad + kj]` (0 outside).
-pub fn im2col<T: Real>(s: &ConvShape, x: &[T], cols: &mut [T]) {
-    let (k, p) = (s.kernel, s.out_positions());
+/// The chunks of [`chunk`] images of worker `i`'s slice: (first image, images).
+fn chunks(s: &ConvShape, n: usize, i: usize) -> impl Iterator<Item = (usize, usize)> {
+    let r = slice(s.batch, n, i);
+    let c = chunk(s);
+    r.clone().step_by(c).map(move |b| (b, c.min(r.end - b)))
+}
+
+/// `cols[(c·k + ki)·k + kj, oh·out_w + ow] = x[c, oh·s − pad + ki, ow·s − pad + kj]` (0 outside),
+/// for one image `x`; `cols` rows are `ld` apart (its first P columns are written).
+pub fn im2col<T: Real>(s: &ConvShape, x: &[T], cols: &mut [T], ld: usize) {
+    let k = s.kernel;
     for c in 0..s.in_c {
         let image = &x[c * s.in_positions()..(c + 1) * s.in_positions()];
         for ki in 0..k {
             for kj in 0..k {
-                let row = &mut cols[((c * k + ki) * k + kj) * p..][..p];
+                let row = &mut cols[((c * k + ki) * k + kj) * ld..][..s.out_positions()];
                 for oh in 0..s.out_h {
                     let ih = (oh * s.stride + ki).wrapping_sub(s.pad);
                     let out = &mut row[oh * s.out_w..(oh + 1) * s.out_w];
@@ -110,13 +137,13 @@ pub fn im2col<T: Real>(s: &ConvShape, x: &[T], cols: &mut [T]) {
 }
 
 /// The adjoint of [`im2col`]: `x[c, ih, iw] += Σ cols` over every (tap, position) that reads it.
-pub fn col2im<T: Real>(s: &ConvShape, cols: &[T], x: &mut [T]) {
-    let (k, p) = (s.kernel, s.out_positions());
+pub fn col2im<T: Real>(s: &ConvShape, cols: &[T], ld: usize, x: &mut [T]) {
+    let k = s.kernel;
     for c in 0..s.in_c {
         let image = &mut x[c * s.in_positions()..(c + 1) * s.in_positions()];
         for ki in 0..k {
             for kj in 0..k {
-                let row = &cols[((c * k + ki) * k + kj) * p..][..p];
+                let row = &cols[((c * k + ki) * k + kj) * ld..][..s.out_positions()];
                 for oh in 0..s.out_h {
                     let ih = (oh * s.stride + ki).wrapping_sub(s.pad);
                     if ih >= s.in_h {
@@ -135,12 +162,35 @@ pub fn col2im<T: Real>(s: &ConvShape, cols: &[T], x: &mut [T]) {
     }
 }
 
+/// Copies the `[rows, P]` blocks of images `first..first + n` of `src` (rows of `len`) side by
+/// side into `dst [rows, n·P]`.
+fn gather<T: Real>(src: &[T], len: usize, (first, n): (usize, usize), p: usize, dst: &mut [T]) {
+    let rows = len / p;
+    for j in 0..n {
+        let image = &src[(first + j) * len..(first + j + 1) * len];
+        for r in 0..rows {
+            dst[r * n * p + j * p..][..p].copy_from_slice(&image[r * p..(r + 1) * p]);
+        }
+    }
+}
+
 /// A pointer that may cross threads; each worker writes only its own images.
 #[derive(Clone, Copy)]
 struct Shared<T>(*mut T);
 // SAFETY: workers write disjoint ranges (their own images), see the callers.
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// Row `b` of length `len`.
+    ///
+    /// # Safety
+    /// The row lies inside the allocation and no one else touches it meanwhile.
+    unsafe fn row<'a>(self, b: usize, len: usize) -> &'a mut [T] {
+        // SAFETY: forwarded from the caller.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(b * len), len) }
+    }
+}
 
 /// `c[m×n] (+)= op(a)[m×k] · op(b)[k×n]` on this thread, all operands dense row-major with the
 /// given stored row strides.
@@ -200,6 +250,13 @@ fn finish<T: Real>(epilogue: &CpuEpilogue<T>, image: usize, channels: usize, v: 
     }
 }
 
+fn accumulates<T>(epilogue: &CpuEpilogue<T>) -> bool {
+    matches!(
+        epilogue,
+        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
+    )
+}
+
 /// `y = epilogue(conv2d(x, w))` over the batch (see [`crate::graph::Op::Conv2d`]).
 pub fn conv2d<T: Real>(
     s: &ConvShape,
@@ -212,36 +269,50 @@ pub fn conv2d<T: Real>(
     assert_eq!(x.len(), s.batch * s.in_len(), "x is [batch, in_len]");
     assert_eq!(w.len(), s.weight_len(), "w is [out_c, taps]");
     assert_eq!(y.len(), s.batch * s.out_len(), "y is [batch, out_len]");
-    let accumulate = matches!(
-        epilogue,
-        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
-    );
+    let accumulate = accumulates(&epilogue);
     let (p, taps) = (s.out_positions(), s.taps());
     let workers = scratch.workers(s);
     let n = workers.len();
     let out = Shared(y.as_mut_ptr());
     workers.par_iter_mut().enumerate().for_each(|(i, wk)| {
-        let out = out;
-        for b in slice(s.batch, n, i) {
-            // SAFETY: image b's output row lies inside y (length asserted) and only this
-            // worker handles image b.
-            let yb =
-                unsafe { std::slice::from_raw_parts_mut(out.0.add(b * s.out_len()), s.out_len()) };
-            let xb = &x[b * s.in_len()..(b + 1) * s.in_len()];
-            let cols = &mut wk.cols[..taps * p];
-            im2col(s, xb, cols);
+        for (first, images) in chunks(s, n, i) {
+            let ld = images * p;
+            for j in 0..images {
+                let b = first + j;
+                im2col(
+                    s,
+                    &x[b * s.in_len()..(b + 1) * s.in_len()],
+                    &mut wk.cols[j * p..],
+                    ld,
+                );
+            }
+            let product = &mut wk.gathered[..s.out_c * ld];
             gemm(
-                (s.out_c, p, taps),
+                (s.out_c, ld, taps),
                 w,
                 taps,
                 false,
-                cols,
-                p,
+                &wk.cols,
+                ld,
                 false,
-                yb,
-                accumulate,
+                product,
+                false,
             );
-            finish(&epilogue, b, s.out_c, yb);
+            for j in 0..images {
+                let b = first + j;
+                // SAFETY: image b's row lies inside y (length asserted) and only this worker
+                // handles image b.
+                let yb = unsafe { out.row(b, s.out_len()) };
+                for (o, part) in yb.chunks_mut(p).enumerate() {
+                    let from = &product[o * ld + j * p..][..p];
+                    if accumulate {
+                        part.iter_mut().zip(from).for_each(|(v, &a)| *v = *v + a);
+                    } else {
+                        part.copy_from_slice(from);
+                    }
+                }
+                finish(&epilogue, b, s.out_c, yb);
+            }
         }
     });
 }
@@ -259,38 +330,40 @@ pub fn conv2d_input_grad<T: Real>(
     assert_eq!(dy.len(), s.batch * s.out_len(), "dy is [batch, out_len]");
     assert_eq!(w.len(), s.weight_len(), "w is [out_c, taps]");
     assert_eq!(dx.len(), s.batch * s.in_len(), "dx is [batch, in_len]");
-    let accumulate = matches!(
-        epilogue,
-        CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
-    );
+    let accumulate = accumulates(&epilogue);
     let (p, taps) = (s.out_positions(), s.taps());
     let workers = scratch.workers(s);
     let n = workers.len();
     let out = Shared(dx.as_mut_ptr());
     workers.par_iter_mut().enumerate().for_each(|(i, wk)| {
-        let out = out;
-        for b in slice(s.batch, n, i) {
-            // SAFETY: image b's row lies inside dx (length asserted), handled by this worker only.
-            let dxb =
-                unsafe { std::slice::from_raw_parts_mut(out.0.add(b * s.in_len()), s.in_len()) };
-            let dyb = &dy[b * s.out_len()..(b + 1) * s.out_len()];
-            let dcols = &mut wk.cols[..taps * p];
+        for chunk in chunks(s, n, i) {
+            let (first, images) = chunk;
+            let ld = images * p;
+            let dys = &mut wk.gathered[..s.out_c * ld];
+            gather(dy, s.out_len(), chunk, p, dys);
+            let dcols = &mut wk.cols[..taps * ld];
             gemm(
-                (taps, p, s.out_c),
+                (taps, ld, s.out_c),
                 w,
                 taps,
                 true,
-                dyb,
-                p,
+                dys,
+                ld,
                 false,
                 dcols,
                 false,
             );
-            if !accumulate {
-                dxb.fill(T::zero());
+            for j in 0..images {
+                let b = first + j;
+                // SAFETY: image b's row lies inside dx (length asserted), handled by this
+                // worker only.
+                let dxb = unsafe { out.row(b, s.in_len()) };
+                if !accumulate {
+                    dxb.fill(T::zero());
+                }
+                col2im(s, &dcols[j * p..], ld, dxb);
+                finish(&epilogue, b, s.in_c, dxb);
             }
-            col2im(s, dcols, dxb);
-            finish(&epilogue, b, s.in_c, dxb);
         }
     });
 }
@@ -313,11 +386,31 @@ pub fn conv2d_weight_grad<T: Real>(
     workers.par_iter_mut().enumerate().for_each(|(i, wk)| {
         let part = &mut wk.dw[..len];
         part.fill(T::zero());
-        for b in slice(s.batch, n, i) {
-            let cols = &mut wk.cols[..taps * p];
-            im2col(s, &x[b * s.in_len()..(b + 1) * s.in_len()], cols);
-            let dyb = &dy[b * s.out_len()..(b + 1) * s.out_len()];
-            gemm((s.out_c, taps, p), dyb, p, false, cols, p, true, part, true);
+        for chunk in chunks(s, n, i) {
+            let (first, images) = chunk;
+            let ld = images * p;
+            for j in 0..images {
+                let b = first + j;
+                im2col(
+                    s,
+                    &x[b * s.in_len()..(b + 1) * s.in_len()],
+                    &mut wk.cols[j * p..],
+                    ld,
+                );
+            }
+            let dys = &mut wk.gathered[..s.out_c * ld];
+            gather(dy, s.out_len(), chunk, p, dys);
+            gemm(
+                (s.out_c, taps, ld),
+                dys,
+                ld,
+                false,
+                &wk.cols,
+                ld,
+                true,
+                part,
+                true,
+            );
         }
     });
     if !accumulate {

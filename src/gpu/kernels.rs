@@ -68,7 +68,7 @@ pub enum Kernel {
     /// `shaders/loss_scale.wgsl`, `loss_scale`.
     LossScale,
     /// `shaders/conv2d.wgsl` with `matmul_tile64.wgsl`: the conv products as implicit GEMMs in
-    /// 64×64 tiles (MODE 0 forward, 1 input gradient, 2 weight gradient).
+    /// 64×64 tiles (MODE 0 forward, 2 weight gradient, 3 input-gradient columns).
     Conv2d,
     /// `shaders/conv2d.wgsl` with `matmul_tile32.wgsl`: 32×32 tiles, for products with at most
     /// 32 rows (channels) or too few tiles of 64.
@@ -77,6 +77,8 @@ pub enum Kernel {
     ConvWeightGradSum,
     /// `shaders/conv2d_reduce.wgsl`, `channel_sum`: conv bias gradients.
     ChannelSum,
+    /// `shaders/conv2d_col2im.wgsl`: folds input-gradient columns back onto the images.
+    Col2im,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -102,7 +104,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 31] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -134,6 +136,7 @@ impl Kernel {
         Kernel::Conv2dSmall,
         Kernel::ConvWeightGradSum,
         Kernel::ChannelSum,
+        Kernel::Col2im,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -193,9 +196,20 @@ impl Kernel {
             Kernel::CheckFinite | Kernel::LossScale => {
                 wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
-            Kernel::Conv2d => wgsl!("activation.wgsl", "matmul_tile64.wgsl", "conv2d.wgsl"),
-            Kernel::Conv2dSmall => {
-                wgsl!("activation.wgsl", "matmul_tile32.wgsl", "conv2d.wgsl")
+            Kernel::Conv2d => wgsl!(
+                "activation.wgsl",
+                "conv2d_dims.wgsl",
+                "matmul_tile64.wgsl",
+                "conv2d.wgsl"
+            ),
+            Kernel::Conv2dSmall => wgsl!(
+                "activation.wgsl",
+                "conv2d_dims.wgsl",
+                "matmul_tile32.wgsl",
+                "conv2d.wgsl"
+            ),
+            Kernel::Col2im => {
+                wgsl!("activation.wgsl", "conv2d_dims.wgsl", "conv2d_col2im.wgsl")
             }
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
                 wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
@@ -227,6 +241,7 @@ impl Kernel {
             Kernel::LossScale => "loss_scale",
             Kernel::ConvWeightGradSum => "weight_grad_sum",
             Kernel::ChannelSum => "channel_sum",
+            Kernel::Col2im => "col2im",
             Kernel::Matmul
             | Kernel::MatmulSmall
             | Kernel::MatmulLarge
@@ -273,6 +288,7 @@ impl Kernel {
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
             Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
+            Kernel::Col2im => &[Read, ReadWrite, Read, Uniform],
         }
     }
 }

@@ -398,6 +398,7 @@ impl Evaluator {
     /// The loss terms for `params` (see [`evaluate`]).
     pub fn evaluate(&mut self, params: &Parameters) -> Result<LossReport> {
         let mut sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut measures: Vec<(&'static str, f64)> = Vec::new();
         for part in &mut self.parts {
             if params.layout != part.tg.layout {
                 return Err(Error::Config(
@@ -422,6 +423,14 @@ impl Evaluator {
                     }
                     sums[k].1 += value * part.batch as f64;
                 }
+                for (k, m) in part.tg.measures.iter().enumerate() {
+                    let v = part.backend.read(m.values)?;
+                    let value = m.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
+                    if measures.len() <= k {
+                        measures.push((m.name, 0.0));
+                    }
+                    measures[k].1 += value * part.batch as f64;
+                }
             }
         }
         Ok(LossReport {
@@ -431,6 +440,10 @@ impl Evaluator {
                 .collect(),
             skipped_steps: 0,
             loss_scale: None,
+            measures: measures
+                .into_iter()
+                .map(|(n, s)| (n, s / self.rows as f64))
+                .collect(),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod gemm;
 pub mod kernels;
+pub mod psd;
 pub mod regularizers;
 pub mod vmath;
 
@@ -631,6 +632,7 @@ impl<T: Real> CpuExecutor<T> {
                 self.put(params.buf, p);
                 self.put(velocity.buf, vel);
             }
+            Op::Psd(ref p) => self.run_psd(p, s),
         }
     }
 }

@@ -67,6 +67,20 @@ pub enum Kernel {
     CheckFinite,
     /// `shaders/loss_scale.wgsl`, `loss_scale`.
     LossScale,
+    /// `shaders/psd.wgsl`, `psd_gain`.
+    PsdGain,
+    /// `shaders/psd.wgsl`, `psd_gain_grad`.
+    PsdGainGrad,
+    /// `shaders/psd.wgsl`, `psd_lipschitz`.
+    PsdLipschitz,
+    /// `shaders/psd.wgsl`, `psd_shrink`.
+    PsdShrink,
+    /// `shaders/psd.wgsl`, `psd_momentum`.
+    PsdMomentum,
+    /// `shaders/psd.wgsl`, `psd_terms`.
+    PsdTerms,
+    /// `shaders/psd.wgsl`, `psd_renorm`.
+    PsdRenorm,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -92,7 +106,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 27] = [
+    pub const ALL: [Kernel; 34] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -120,6 +134,13 @@ impl Kernel {
         Kernel::SumSquaresFinal,
         Kernel::CheckFinite,
         Kernel::LossScale,
+        Kernel::PsdGain,
+        Kernel::PsdGainGrad,
+        Kernel::PsdLipschitz,
+        Kernel::PsdShrink,
+        Kernel::PsdMomentum,
+        Kernel::PsdTerms,
+        Kernel::PsdRenorm,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -179,6 +200,13 @@ impl Kernel {
             Kernel::CheckFinite | Kernel::LossScale => {
                 wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
+            Kernel::PsdGain
+            | Kernel::PsdGainGrad
+            | Kernel::PsdLipschitz
+            | Kernel::PsdShrink
+            | Kernel::PsdMomentum
+            | Kernel::PsdTerms
+            | Kernel::PsdRenorm => wgsl!("step.wgsl", "workgroup.wgsl", "psd.wgsl"),
         }
     }
 
@@ -204,6 +232,13 @@ impl Kernel {
             Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::CheckFinite => "check_finite",
             Kernel::LossScale => "loss_scale",
+            Kernel::PsdGain => "psd_gain",
+            Kernel::PsdGainGrad => "psd_gain_grad",
+            Kernel::PsdLipschitz => "psd_lipschitz",
+            Kernel::PsdShrink => "psd_shrink",
+            Kernel::PsdMomentum => "psd_momentum",
+            Kernel::PsdTerms => "psd_terms",
+            Kernel::PsdRenorm => "psd_renorm",
             Kernel::Matmul
             | Kernel::MatmulSmall
             | Kernel::MatmulLarge
@@ -246,6 +281,12 @@ impl Kernel {
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
+            Kernel::PsdGain | Kernel::PsdMomentum => &[Read, Read, ReadWrite, Uniform],
+            Kernel::PsdGainGrad => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdLipschitz => &[Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdShrink => &[Read, Read, Read, Read, Read, ReadWrite, Uniform],
+            Kernel::PsdTerms => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdRenorm => &[ReadWrite, Uniform],
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here computes; it only says what is computed, on which buffers, in which order.
 
 pub mod build;
+pub mod psd;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -463,6 +464,8 @@ pub enum Op {
         /// `[1, 2]` u32 health counters (see [`Op::GradNorm`]).
         health: Tensor,
     },
+    /// An op of predictive sparse decomposition (see [`psd::PsdOp`]).
+    Psd(psd::PsdOp),
 }
 
 impl Op {
@@ -506,6 +509,7 @@ impl Op {
             Op::SampleGrad { dmu, dlogvar, .. } => vec![*dmu, *dlogvar],
             Op::CheckFinite { flag, .. } => vec![*flag],
             Op::LossScale { state, health, .. } => vec![*state, *health],
+            Op::Psd(p) => p.outputs(),
         }
     }
 
@@ -564,6 +568,7 @@ impl Op {
                 forward_finite,
                 ..
             } => vec![*norm_sq, *forward_finite],
+            Op::Psd(p) => p.inputs(),
         }
     }
 }

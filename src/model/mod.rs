@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod params;
+pub mod psd;
 pub mod spec;
 pub mod targets;
 

@@ -50,6 +50,9 @@ pub struct LayerParams {
 pub struct ParamLayout {
     /// One entry per dense layer, in execution order.
     pub layers: Vec<LayerParams>,
+    /// Tensors outside the dense layers, after theirs: a PSD model's gain `encoder.2.weight`
+    /// and dictionary `decoder.0.weight` (see [`crate::model::psd`]); empty otherwise.
+    pub extra: Vec<ParamTensor>,
     /// Arena length in elements, padding included.
     pub len: usize,
 }
@@ -61,6 +64,9 @@ fn align(n: usize) -> usize {
 impl ParamLayout {
     /// Lays out every layer of `spec`.
     pub fn new(spec: &ModelSpec) -> Self {
+        if matches!(spec.variant, crate::model::Variant::Psd { .. }) {
+            return crate::model::psd::layout(spec);
+        }
         let mut len = 0;
         let mut take = |name: String, shape: Vec<usize>| {
             let t = ParamTensor {
@@ -91,16 +97,23 @@ impl ParamLayout {
                 bias,
             });
         }
-        ParamLayout { layers, len }
+        ParamLayout {
+            layers,
+            extra: Vec::new(),
+            len,
+        }
     }
 
     /// Every tensor the model owns, weights and biases interleaved by layer (a tied decoder
-    /// layer contributes its bias only).
+    /// layer contributes its bias only), then the [`ParamLayout::extra`] ones.
     pub fn tensors(&self) -> impl Iterator<Item = &ParamTensor> {
-        self.layers.iter().flat_map(|l| {
-            let own_weight = (!l.transposed).then_some(&l.weight);
-            own_weight.into_iter().chain([&l.bias])
-        })
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                let own_weight = (!l.transposed).then_some(&l.weight);
+                own_weight.into_iter().chain([&l.bias])
+            })
+            .chain(&self.extra)
     }
 
     /// Number of trainable scalars (padding excluded).
@@ -112,6 +125,7 @@ impl ParamLayout {
     /// layers, He/Kaiming uniform for ReLU-family layers, zero biases. Deterministic in `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
         let mut arena = vec![0.0f32; self.len];
+        crate::model::psd::init_extra(self, seed, &mut arena);
         for (k, l) in self
             .layers
             .iter()

@@ -91,7 +91,8 @@ pub struct TrainArgs {
     /// Tie the decoder's weights to the encoder's transposes (needs a mirrored decoder).
     #[arg(help_heading = "Model", long)]
     pub tied: bool,
-    /// Regularized variant: plain, sparse, denoising, contractive or vae.
+    /// Regularized variant: plain, sparse, denoising, contractive, vae or psd (predictive
+    /// sparse decomposition: --encoder IN,CODE, --sparsity λ, --prediction γ).
     #[arg(help_heading = "Model", long, default_value = "plain")]
     pub variant: String,
     /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code.
@@ -117,6 +118,17 @@ pub struct TrainArgs {
     /// VAE: samples of z per input.
     #[arg(help_heading = "Model", long, default_value_t = 1)]
     pub vae_samples: u32,
+    /// PSD: weight γ of the prediction term γ‖h − f(x)‖² (--sparsity is the L1 weight λ).
+    #[arg(
+        help_heading = "Model",
+        long,
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub prediction: f32,
+    /// PSD: FISTA iterations of the code inference per training step.
+    #[arg(help_heading = "Model", long, default_value_t = 20)]
+    pub inference_steps: u32,
     /// Optimizer: adam, adamw or sgd.
     #[arg(help_heading = "Training", long, default_value = "adam")]
     pub optimizer: String,
@@ -294,7 +306,9 @@ fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
 }
 
 fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
-    let encoder = if args.encoder.is_empty() {
+    let encoder = if args.encoder.is_empty() && args.variant == "psd" {
+        vec![data.cols, 256]
+    } else if args.encoder.is_empty() {
         vec![data.cols, 256, 32]
     } else {
         args.encoder.clone()
@@ -333,9 +347,11 @@ fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
             beta: args.beta,
             samples: args.vae_samples,
         },
+        "psd" => crate::psd::variant(&mut spec, args),
         other => {
             return Err(Error::Config(format!(
-                "unknown variant '{other}' (expected plain, sparse, denoising, contractive or vae)"
+                "unknown variant '{other}' (expected plain, sparse, denoising, contractive, vae \
+                 or psd)"
             )));
         }
     };
@@ -389,6 +405,15 @@ fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
         Variant::Vae { beta, samples } => {
             (args.beta, args.vae_samples) = (beta, samples);
             "vae"
+        }
+        Variant::Psd {
+            lambda,
+            gamma,
+            inference_steps,
+        } => {
+            (args.sparsity, args.prediction, args.inference_steps) =
+                (lambda, gamma, inference_steps);
+            "psd"
         }
     }
     .into();
@@ -469,6 +494,7 @@ fn config_text(args: &TrainArgs) -> Result<String> {
 
 pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     let args = resolve_args(cli, matches)?;
+    crate::psd::check_flags(&args, matches)?;
     let resuming = args.resume.is_some();
     if resuming {
         resume::refuse_run_flags(matches, &args.out)?;

@@ -35,6 +35,9 @@ pub struct TrainingGraph {
     pub code: Tensor,
     /// The loss, term by term; the first is the reconstruction.
     pub terms: Vec<LossTerm>,
+    /// Values measured beside the loss and not part of it, read like terms (a PSD model's
+    /// `zero_fraction`, `prediction_sq` and `code_sq`); empty for other models.
+    pub measures: Vec<LossTerm>,
     /// `[1, 2]` u32: steps skipped for a non-finite gradient, and the first of them.
     pub health: Tensor,
     /// The optimizer ops (gradient norm, then Adam or SGD), shared by the main and the tail
@@ -77,6 +80,8 @@ pub struct StepOps {
     /// The loss, term by term, averaged over this step's rows; the first is the
     /// reconstruction.
     pub terms: Vec<LossTerm>,
+    /// As [`TrainingGraph::measures`], for this step's rows.
+    pub measures: Vec<LossTerm>,
 }
 
 /// The training step of `spec` at batch size `batch` over a resident set of `rows` rows.
@@ -198,6 +203,10 @@ pub fn build_training_graph_with_tail(
         });
         state
     });
+    // A PSD dictionary goes back to unit-norm columns after every update.
+    if let Some(op) = crate::graph::build::psd::renormalize(&layout, params) {
+        g.push(op);
+    }
     let update = g.update_start..g.ops.len();
 
     // The tail step: the same program at its own batch size, on its own activation buffers
@@ -232,6 +241,7 @@ pub fn build_training_graph_with_tail(
         activations: main.activations,
         code: main.code,
         terms: main.terms,
+        measures: main.measures,
         health,
         update,
         tail,

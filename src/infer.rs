@@ -15,6 +15,10 @@ use crate::model::{ModelSpec, Parameters, Variant};
 use crate::optim::OptimizerConfig;
 use crate::train::{Backend, Device, LossReport};
 
+mod psd;
+
+pub use psd::{CHECK_EVERY, Inferred};
+
 /// Rows per forward pass.
 const CHUNK: usize = 256;
 
@@ -457,6 +461,11 @@ pub fn jacobian_norms(
     device: &Device,
 ) -> Result<Vec<f64>> {
     let mut probe = spec.clone();
+    if matches!(probe.variant, Variant::Psd { .. }) {
+        return Err(Error::Config(
+            "Jacobian norms of a PSD model's encoder (g ⊙ tanh) are not supported".into(),
+        ));
+    }
     if matches!(probe.variant, Variant::Vae { .. }) {
         return Err(Error::Config(
             "Jacobian norms of a VAE's encoder heads are not supported".into(),
@@ -503,7 +512,9 @@ pub fn jacobians(
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     spec.validate()?;
-    if matches!(spec.variant, Variant::Vae { .. }) || spec.encoder_layers() == 0 {
+    if matches!(spec.variant, Variant::Vae { .. } | Variant::Psd { .. })
+        || spec.encoder_layers() == 0
+    {
         return Err(Error::Config(
             "Jacobians are defined here for autoencoders with an encoder, not VAEs".into(),
         ));

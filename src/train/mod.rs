@@ -446,6 +446,12 @@ impl Trainer {
         full - tails * (self.batch - self.tail) as u64
     }
 
+    /// The values of a view of the training graph's buffers as the last step left them
+    /// (e.g. [`TrainingGraph::code`]: a PSD model's inferred codes).
+    pub fn read(&mut self, t: crate::graph::Tensor) -> Result<Vec<f32>> {
+        self.backend.read(t)
+    }
+
     /// The training graph, for tests and tools that inspect buffers.
     pub fn graph(&self) -> &TrainingGraph {
         &self.tg

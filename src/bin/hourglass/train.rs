@@ -757,6 +757,18 @@ mod tests {
                 "--loss",
                 "mse",
             ],
+            &[
+                "--variant",
+                "psd",
+                "--encoder",
+                "6,3",
+                "--sparsity",
+                "0.4",
+                "--prediction",
+                "0.7",
+                "--inference-steps",
+                "9",
+            ],
         ] {
             let args = parse(argv);
             let spec = spec_from_flags(&args, &data).unwrap();

@@ -1,6 +1,8 @@
 //! CPU twins of the PSD kernels (`shaders/psd.wgsl`, ops in [`crate::graph::psd`]): the same
 //! arithmetic in the same order, sums sequential where the WGSL thread sums sequentially.
 
+use rayon::prelude::*;
+
 use crate::cpu::CpuExecutor;
 use crate::cpu::kernels::Real;
 use crate::graph::StepParams;
@@ -46,13 +48,20 @@ pub fn power_iteration<T: Real>(gram: &[T], c: usize, iterations: u32, scratch: 
     }
     let mut rq = T::zero();
     for _ in 0..iterations {
-        for j in 0..c {
+        // Rows in parallel for large codes; each row's sum in order, as one WGSL thread adds.
+        let vr = &*v;
+        let row_dot = |(j, uj): (usize, &mut T)| {
             let row = &gram[j * c..(j + 1) * c];
             let mut acc = T::zero();
             for k in 0..c {
-                acc = acc + row[k] * v[k];
+                acc = acc + row[k] * vr[k];
             }
-            u[j] = acc;
+            *uj = acc;
+        };
+        if c >= 128 {
+            u.par_iter_mut().enumerate().for_each(row_dot);
+        } else {
+            u.iter_mut().enumerate().for_each(row_dot);
         }
         let (mut uu, mut vu, mut vv) = (T::zero(), T::zero(), T::zero());
         for j in 0..c {

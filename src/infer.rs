@@ -15,6 +15,10 @@ use crate::model::{ModelSpec, Parameters, Variant};
 use crate::optim::OptimizerConfig;
 use crate::train::{Backend, Device, LossReport};
 
+mod psd;
+
+pub use psd::{CHECK_EVERY, Inferred};
+
 /// Rows per forward pass.
 const CHUNK: usize = 256;
 
@@ -398,6 +402,7 @@ impl Evaluator {
     /// The loss terms for `params` (see [`evaluate`]).
     pub fn evaluate(&mut self, params: &Parameters) -> Result<LossReport> {
         let mut sums: Vec<(&'static str, f64)> = Vec::new();
+        let mut measures: Vec<(&'static str, f64)> = Vec::new();
         for part in &mut self.parts {
             if params.layout != part.tg.layout {
                 return Err(Error::Config(
@@ -422,6 +427,14 @@ impl Evaluator {
                     }
                     sums[k].1 += value * part.batch as f64;
                 }
+                for (k, m) in part.tg.measures.iter().enumerate() {
+                    let v = part.backend.read(m.values)?;
+                    let value = m.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
+                    if measures.len() <= k {
+                        measures.push((m.name, 0.0));
+                    }
+                    measures[k].1 += value * part.batch as f64;
+                }
             }
         }
         Ok(LossReport {
@@ -431,6 +444,10 @@ impl Evaluator {
                 .collect(),
             skipped_steps: 0,
             loss_scale: None,
+            measures: measures
+                .into_iter()
+                .map(|(n, s)| (n, s / self.rows as f64))
+                .collect(),
         })
     }
 }
@@ -444,6 +461,11 @@ pub fn jacobian_norms(
     device: &Device,
 ) -> Result<Vec<f64>> {
     let mut probe = spec.clone();
+    if matches!(probe.variant, Variant::Psd { .. }) {
+        return Err(Error::Config(
+            "Jacobian norms of a PSD model's encoder (g ⊙ tanh) are not supported".into(),
+        ));
+    }
     if matches!(probe.variant, Variant::Vae { .. }) {
         return Err(Error::Config(
             "Jacobian norms of a VAE's encoder heads are not supported".into(),
@@ -490,7 +512,9 @@ pub fn jacobians(
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
     spec.validate()?;
-    if matches!(spec.variant, Variant::Vae { .. }) || spec.encoder_layers() == 0 {
+    if matches!(spec.variant, Variant::Vae { .. } | Variant::Psd { .. })
+        || spec.encoder_layers() == 0
+    {
         return Err(Error::Config(
             "Jacobians are defined here for autoencoders with an encoder, not VAEs".into(),
         ));

@@ -81,6 +81,7 @@
 //! | `Denoising { noise }` | reconstruct the clean input from a corrupted one (masking, Gaussian or salt-and-pepper noise) |
 //! | `Contractive { lambda, projections }` | + λ ‖∂h/∂x‖²_F, exact or estimated with random projections |
 //! | `Vae { beta, samples }` | variational: μ and log σ² heads, reparameterized samples, + β KL(q(z\|x) ‖ N(0, I)) |
+//! | `Psd { lambda, gamma, inference_steps }` | predictive sparse decomposition: the code h* = argmin ‖x − Dh‖² + λ‖h‖₁ + γ‖h − f(x)‖² is inferred by FISTA inside the step; a unit-column dictionary D and a fast encoder f(x) = g ⊙ tanh(Wx + b) ([`model::psd`], [`Autoencoder::infer`]) |
 //!
 //! Decoder weights can be tied to the transposed encoder weights (`tied`). The [`Loss`] is the
 //! squared error or the Bernoulli cross-entropy (computed from logits, `softplus(z) − x·z`),

@@ -116,6 +116,21 @@ fn every_variant_trains_from_the_command_line_on_cpu_and_gpu() {
                 "2",
             ],
         ),
+        (
+            "psd",
+            &[
+                "--encoder",
+                "16,12",
+                "--variant",
+                "psd",
+                "--sparsity",
+                "0.2",
+                "--prediction",
+                "0.5",
+                "--inference-steps",
+                "8",
+            ],
+        ),
     ] {
         let mut models = Vec::new();
         for device in ["cpu", "gpu"] {

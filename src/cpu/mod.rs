@@ -4,6 +4,7 @@ pub mod conv;
 pub mod conv_reference;
 pub mod gemm;
 pub mod kernels;
+pub mod psd;
 pub mod regularizers;
 pub mod vmath;
 
@@ -730,6 +731,7 @@ impl<T: Real> CpuExecutor<T> {
                 self.put(params.buf, p);
                 self.put(velocity.buf, vel);
             }
+            Op::Psd(ref p) => self.run_psd(p, s),
         }
     }
 }

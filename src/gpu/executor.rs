@@ -18,6 +18,8 @@ use crate::graph::{
 };
 use crate::model::Noise;
 
+mod psd;
+
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
 const STEP_SLOT: u64 = 256;
 /// Steps one submission can carry.
@@ -1167,6 +1169,7 @@ fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) ->
                 },
             ]
         }
+        Op::Psd(ref p) => psd::plan(p),
     }
 }
 

@@ -79,6 +79,20 @@ pub enum Kernel {
     ChannelSum,
     /// `shaders/conv2d_col2im.wgsl`: folds input-gradient columns back onto the images.
     Col2im,
+    /// `shaders/psd.wgsl`, `psd_gain`.
+    PsdGain,
+    /// `shaders/psd.wgsl`, `psd_gain_grad`.
+    PsdGainGrad,
+    /// `shaders/psd.wgsl`, `psd_lipschitz`.
+    PsdLipschitz,
+    /// `shaders/psd.wgsl`, `psd_shrink`.
+    PsdShrink,
+    /// `shaders/psd.wgsl`, `psd_momentum`.
+    PsdMomentum,
+    /// `shaders/psd.wgsl`, `psd_terms`.
+    PsdTerms,
+    /// `shaders/psd.wgsl`, `psd_renorm`.
+    PsdRenorm,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -104,7 +118,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 39] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -137,6 +151,13 @@ impl Kernel {
         Kernel::ConvWeightGradSum,
         Kernel::ChannelSum,
         Kernel::Col2im,
+        Kernel::PsdGain,
+        Kernel::PsdGainGrad,
+        Kernel::PsdLipschitz,
+        Kernel::PsdShrink,
+        Kernel::PsdMomentum,
+        Kernel::PsdTerms,
+        Kernel::PsdRenorm,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -214,6 +235,13 @@ impl Kernel {
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
                 wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
             }
+            Kernel::PsdGain
+            | Kernel::PsdGainGrad
+            | Kernel::PsdLipschitz
+            | Kernel::PsdShrink
+            | Kernel::PsdMomentum
+            | Kernel::PsdTerms
+            | Kernel::PsdRenorm => wgsl!("step.wgsl", "workgroup.wgsl", "psd.wgsl"),
         }
     }
 
@@ -242,6 +270,13 @@ impl Kernel {
             Kernel::ConvWeightGradSum => "weight_grad_sum",
             Kernel::ChannelSum => "channel_sum",
             Kernel::Col2im => "col2im",
+            Kernel::PsdGain => "psd_gain",
+            Kernel::PsdGainGrad => "psd_gain_grad",
+            Kernel::PsdLipschitz => "psd_lipschitz",
+            Kernel::PsdShrink => "psd_shrink",
+            Kernel::PsdMomentum => "psd_momentum",
+            Kernel::PsdTerms => "psd_terms",
+            Kernel::PsdRenorm => "psd_renorm",
             Kernel::Matmul
             | Kernel::MatmulSmall
             | Kernel::MatmulLarge
@@ -289,6 +324,12 @@ impl Kernel {
             Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
             Kernel::Col2im => &[Read, ReadWrite, Read, Uniform],
+            Kernel::PsdGain | Kernel::PsdMomentum => &[Read, Read, ReadWrite, Uniform],
+            Kernel::PsdGainGrad => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdLipschitz => &[Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdShrink => &[Read, Read, Read, Read, Read, ReadWrite, Uniform],
+            Kernel::PsdTerms => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::PsdRenorm => &[ReadWrite, Uniform],
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod conv;
+pub mod psd;
 
 use bytemuck::{Pod, Zeroable};
 
@@ -533,6 +534,8 @@ pub enum Op {
         /// `[1, 2]` u32 health counters (see [`Op::GradNorm`]).
         health: Tensor,
     },
+    /// An op of predictive sparse decomposition (see [`psd::PsdOp`]).
+    Psd(psd::PsdOp),
 }
 
 impl Op {
@@ -580,6 +583,7 @@ impl Op {
             Op::SampleGrad { dmu, dlogvar, .. } => vec![*dmu, *dlogvar],
             Op::CheckFinite { flag, .. } => vec![*flag],
             Op::LossScale { state, health, .. } => vec![*state, *health],
+            Op::Psd(p) => p.outputs(),
         }
     }
 
@@ -646,6 +650,7 @@ impl Op {
                 forward_finite,
                 ..
             } => vec![*norm_sq, *forward_finite],
+            Op::Psd(p) => p.inputs(),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod conv;
 pub mod params;
+pub mod psd;
 pub mod spec;
 pub mod targets;
 

@@ -50,12 +50,28 @@ pub struct LayerParams {
 }
 
 /// The arena layout of a model's parameters.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ParamLayout {
     /// One entry per dense layer, in execution order.
     pub layers: Vec<LayerParams>,
+    /// Tensors outside the dense layers, after theirs: a PSD model's gain `encoder.2.weight`
+    /// and dictionary `decoder.0.weight` (see [`crate::model::psd`]); empty otherwise.
+    pub extra: Vec<ParamTensor>,
     /// Arena length in elements, padding included.
     pub len: usize,
+}
+
+/// As derived, with `extra` left out when empty (so the dumps pinned by tests/graph_golden
+/// stay those of the layouts before it existed).
+impl std::fmt::Debug for ParamLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("ParamLayout");
+        s.field("layers", &self.layers);
+        if !self.extra.is_empty() {
+            s.field("extra", &self.extra);
+        }
+        s.field("len", &self.len).finish()
+    }
 }
 
 fn align(n: usize) -> usize {
@@ -65,6 +81,9 @@ fn align(n: usize) -> usize {
 impl ParamLayout {
     /// Lays out every layer of `spec`.
     pub fn new(spec: &ModelSpec) -> Self {
+        if matches!(spec.variant, crate::model::Variant::Psd { .. }) {
+            return crate::model::psd::layout(spec);
+        }
         let mut len = 0;
         let mut take = |name: String, shape: Vec<usize>| {
             let t = ParamTensor {
@@ -96,16 +115,23 @@ impl ParamLayout {
                 bias,
             });
         }
-        ParamLayout { layers, len }
+        ParamLayout {
+            layers,
+            extra: Vec::new(),
+            len,
+        }
     }
 
     /// Every tensor the model owns, weights and biases interleaved by layer (a tied decoder
-    /// layer contributes its bias only).
+    /// layer contributes its bias only), then the [`ParamLayout::extra`] ones.
     pub fn tensors(&self) -> impl Iterator<Item = &ParamTensor> {
-        self.layers.iter().flat_map(|l| {
-            let own_weight = (!l.transposed).then_some(&l.weight);
-            own_weight.into_iter().chain([&l.bias])
-        })
+        self.layers
+            .iter()
+            .flat_map(|l| {
+                let own_weight = (!l.transposed).then_some(&l.weight);
+                own_weight.into_iter().chain([&l.bias])
+            })
+            .chain(&self.extra)
     }
 
     /// Number of trainable scalars (padding excluded).
@@ -120,6 +146,7 @@ impl ParamLayout {
     /// Deterministic in `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
         let mut arena = vec![0.0f32; self.len];
+        crate::model::psd::init_extra(self, seed, &mut arena);
         for (k, l) in self
             .layers
             .iter()

@@ -225,6 +225,18 @@ pub enum Variant {
         /// Samples of z per input, ≥ 1.
         samples: u32,
     },
+    /// Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008): per example
+    /// min over h of ‖x − D h‖² + λ‖h‖₁ + γ‖h − f(x)‖², with a linear dictionary decoder D
+    /// (unit-norm columns) and a fast encoder f(x) = g ⊙ tanh(W x + b) trained to predict the
+    /// optimal code h*. One code layer, squared error, identity output (see [`crate::model::psd`]).
+    Psd {
+        /// L1 weight λ ≥ 0 (`--sparsity`).
+        lambda: f32,
+        /// Weight γ ≥ 0 of the prediction term (`--prediction`).
+        gamma: f32,
+        /// FISTA iterations of the inference per training step, ≥ 1 (`--inference-steps`).
+        inference_steps: u32,
+    },
 }
 
 /// Where a dense layer sits in the model.
@@ -465,6 +477,9 @@ impl ModelSpec {
         if let Some(z) = self.encoder.iter().chain(&self.decoder).find(|&&w| w == 0) {
             return bad(format!("layer sizes must be positive, got {z}"));
         }
+        if matches!(self.variant, Variant::Psd { .. }) {
+            crate::model::psd::validate(self)?;
+        }
         if self.decoder[0] != self.code_dim() {
             return bad(format!(
                 "the decoder must start at the code size {} but starts at {}",
@@ -564,6 +579,8 @@ impl ModelSpec {
                     return bad("a VAE cannot tie weights: its encoder ends in two heads".into());
                 }
             }
+            // Checked before the generic rules, with messages of its own.
+            Variant::Psd { .. } => {}
         }
         Ok(())
     }

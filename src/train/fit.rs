@@ -249,6 +249,7 @@ impl EarlyStop {
 #[derive(Default)]
 struct Mean {
     sums: Vec<(&'static str, f64)>,
+    measures: Vec<(&'static str, f64)>,
     reads: usize,
     skipped: u64,
     loss_scale: Option<(f32, u64)>,
@@ -262,6 +263,12 @@ impl Mean {
             }
             self.sums[k].1 += value;
         }
+        for (k, &(name, value)) in report.measures.iter().enumerate() {
+            if self.measures.len() <= k {
+                self.measures.push((name, 0.0));
+            }
+            self.measures[k].1 += value;
+        }
         self.reads += 1;
         self.skipped = report.skipped_steps;
         self.loss_scale = report.loss_scale;
@@ -273,6 +280,11 @@ impl Mean {
             terms: self.sums.iter().map(|&(name, s)| (name, s / n)).collect(),
             skipped_steps: self.skipped,
             loss_scale: self.loss_scale,
+            measures: self
+                .measures
+                .iter()
+                .map(|&(name, s)| (name, s / n))
+                .collect(),
         };
         *self = Mean {
             skipped: self.skipped,

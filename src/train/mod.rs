@@ -122,9 +122,27 @@ pub struct LossReport {
     /// skipped because the scaled gradients overflowed f16 (which halves the scale; these are
     /// not faults and not counted in `skipped_steps`).
     pub loss_scale: Option<(f32, u64)>,
+    /// `(name, batch-mean value)` of what the model measures beside its loss (not part of
+    /// [`LossReport::total`]): a PSD model's `zero_fraction` (of the inferred code's entries),
+    /// `prediction_sq` (‖h* − f(x)‖²) and `code_sq` (‖h*‖²). Empty for other models.
+    pub measures: Vec<(&'static str, f64)>,
 }
 
 impl LossReport {
+    /// The value of the measure called `name`.
+    pub fn measure(&self, name: &str) -> Option<f64> {
+        self.measures
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// A PSD model's relative prediction error ‖f(x) − h*‖ / ‖h*‖ over the rows read.
+    pub fn relative_prediction_error(&self) -> Option<f64> {
+        let (e, h) = (self.measure("prediction_sq")?, self.measure("code_sq")?);
+        Some(if h > 0.0 { (e / h).sqrt() } else { f64::NAN })
+    }
+
     /// The total loss: the sum of the terms.
     pub fn total(&self) -> f64 {
         self.terms.iter().map(|(_, v)| v).sum()
@@ -240,6 +258,13 @@ impl Trainer {
     ) -> Result<Self> {
         spec.validate()?;
         config.optimizer.validate()?;
+        if spec.psd_settings().is_some() && config.precision == Precision::Mixed {
+            return Err(Error::Config(
+                "--variant psd trains in f32 only (its inference is iterative): leave out \
+                 --precision mixed"
+                    .into(),
+            ));
+        }
         if data.cols != spec.input_dim() {
             return Err(Error::Config(format!(
                 "the data has {} features per example but the model's {}",
@@ -421,6 +446,12 @@ impl Trainer {
         full - tails * (self.batch - self.tail) as u64
     }
 
+    /// The values of a view of the training graph's buffers as the last step left them
+    /// (e.g. [`TrainingGraph::code`]: a PSD model's inferred codes).
+    pub fn read(&mut self, t: crate::graph::Tensor) -> Result<Vec<f32>> {
+        self.backend.read(t)
+    }
+
     /// The training graph, for tests and tools that inspect buffers.
     pub fn graph(&self) -> &TrainingGraph {
         &self.tg
@@ -597,10 +628,21 @@ impl Trainer {
                     }
                     None => None,
                 };
+                let step_measures = match (&self.tg.tail, tail_step) {
+                    (Some(t), Some(_)) => t.measures.clone(),
+                    _ => self.tg.measures.clone(),
+                };
+                let mut measures = Vec::with_capacity(step_measures.len());
+                for m in &step_measures {
+                    let values = self.backend.read(m.values)?;
+                    let sum: f64 = values.iter().map(|&x| f64::from(x)).sum();
+                    measures.push((m.name, m.scale * sum));
+                }
                 loss = Some(LossReport {
                     terms,
                     skipped_steps: skipped,
                     loss_scale,
+                    measures,
                 });
             }
         }

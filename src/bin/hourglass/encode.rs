@@ -24,6 +24,8 @@ Examples:
   hourglass encode --model vae/model.safetensors --dataset fashion-mnist --out test-codes.npy
   hourglass encode --model hash/model.safetensors --binary --out bits.npy
       (uint8 [rows, ceil(code/8)], bits most significant first: np.unpackbits(a, axis=1))
+  hourglass encode --model psd/best.safetensors --infer --out sparse.npy
+      (a --variant psd model: the sparse codes h* by FISTA, not the fast encoder's f(x))
   hourglass encode --model map2d/model.safetensors --png codes.png
       (a model with a 2-number code: the bundled test set's codes coloured by class)";
 
@@ -66,6 +68,14 @@ pub struct EncodeArgs {
     /// for the bundled set and --dataset.
     #[arg(long, value_name = "PATH", requires = "png")]
     labels: Option<String>,
+    /// A PSD model (--variant psd): write the sparse codes h* = argmin ‖x − Dh‖² + λ‖h‖₁ +
+    /// γ‖h − f(x)‖², inferred by FISTA from f(x) until the objective's relative change is
+    /// below 1e-7, instead of the fast encoder's f(x).
+    #[arg(long)]
+    infer: bool,
+    /// With --infer: at most this many FISTA iterations per row [default: 1000].
+    #[arg(long, value_name = "K", requires = "infer")]
+    inference_steps: Option<u32>,
 }
 
 #[derive(Args)]
@@ -116,6 +126,16 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
         .output("--png", args.png.as_deref(), &["png"])
         .check()?;
     let (spec, _) = checkpoint::load(&args.model)?;
+    if args.infer && spec.psd_settings().is_none() {
+        return Err(Error::Config(
+            "--infer runs the sparse-code inference of a PSD model (--variant psd); this model \
+             has a feed-forward encoder only: leave out --infer"
+                .into(),
+        ));
+    }
+    if args.inference_steps == Some(0) {
+        return Err(Error::Config("--inference-steps must be at least 1".into()));
+    }
     if args.png.is_some() && spec.code_dim() != 2 {
         return Err(Error::Config(format!(
             "--png scatters 2-D codes, but the model's code has {} values; train one with a \
@@ -140,11 +160,34 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
             source.describe()
         )));
     }
-    let codes = ae.encode(&data)?;
-    let what = if matches!(ae.spec().variant, Variant::Vae { .. }) {
-        " (the means μ)"
+    let (codes, what) = if args.infer {
+        let max = args
+            .inference_steps
+            .unwrap_or(hourglass::model::psd::DEFAULT_INFER_STEPS);
+        let inferred = ae.infer(&data, max as usize)?;
+        let most = inferred.iterations.iter().max().copied().unwrap_or(0);
+        ui.say(&format!(
+            "inferred sparse codes: objective {:.5} per row (reconstruction {:.5} + sparsity \
+             {:.5} + prediction {:.5}), {:.1}% zeros, at most {most} FISTA iterations{}",
+            inferred.objective(),
+            inferred.terms[0].1,
+            inferred.terms[1].1,
+            inferred.terms[2].1,
+            100.0 * inferred.zero_fraction(),
+            if inferred.converged {
+                ""
+            } else {
+                " (some rows stopped at --inference-steps before the objective settled)"
+            }
+        ));
+        (inferred.codes, " (sparse codes h*)")
     } else {
-        ""
+        let what = match ae.spec().variant {
+            Variant::Vae { .. } => " (the means μ)",
+            Variant::Psd { .. } => " (the fast encoder's f(x); --infer for h*)",
+            _ => "",
+        };
+        (ae.encode(&data)?, what)
     };
     if let Some(out) = &args.out {
         if args.binary {

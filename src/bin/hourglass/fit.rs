@@ -306,6 +306,10 @@ pub fn fit(run: Run) -> Result<()> {
         checkpoint::save(&best_path, spec, &params)?;
     }
     let picture = pictures(&run, &out, &params)?;
+    let atoms = match crate::psd::write_atoms(spec, &params, &out)? {
+        Some(name) => format!(", {name}"),
+        None => String::new(),
+    };
     write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
     let step = run.trainer.step();
@@ -327,7 +331,7 @@ pub fn fit(run: Run) -> Result<()> {
     ));
     ui.say(&format!(
         "wrote {}: model.safetensors, best.safetensors, train_state.safetensors, \
-         metrics.jsonl, config.toml, loss.png, {picture}",
+         metrics.jsonl, config.toml, loss.png, {picture}{atoms}",
         config::absolute(&out).display()
     ));
     Ok(())

@@ -16,6 +16,7 @@ mod metrics;
 mod outputs;
 mod overlap;
 mod progress;
+mod psd;
 mod resume;
 mod runfolder;
 mod sample;

@@ -6,7 +6,9 @@
 //! absent without validation data), `skipped_steps` (steps of this session skipped so far for a
 //! non-finite gradient), with `--precision mixed` `loss_scale` and `overflow_steps` (the dynamic
 //! loss scale at the epoch's end and the steps so far skipped for an f16 overflow, which
-//! halve it), `samples_per_sec`, `lr` (of the epoch's last step) and
+//! halve it), for `--variant psd` `zero_fraction` and `relative_prediction_error` after each
+//! prefix's terms (the inferred code's fraction of exact zeros, and ‖f(x) − h*‖ / ‖h*‖),
+//! `samples_per_sec`, `lr` (of the epoch's last step) and
 //! `elapsed_s` (wall-clock seconds since the run started, resumed sessions included).
 
 use std::io::Write;
@@ -46,6 +48,13 @@ impl EpochRecord {
             f.push((format!("{prefix}_loss"), json!(report.total())));
             for (name, value) in &report.terms {
                 f.push((format!("{prefix}_{name}"), json!(value)));
+            }
+            // A PSD model's code: the fraction of exact zeros in h*, and ‖f(x) − h*‖ / ‖h*‖.
+            if let Some(z) = report.measure("zero_fraction") {
+                f.push((format!("{prefix}_zero_fraction"), json!(z)));
+            }
+            if let Some(e) = report.relative_prediction_error() {
+                f.push((format!("{prefix}_relative_prediction_error"), json!(e)));
             }
         };
         put("train", &self.train);

@@ -183,6 +183,7 @@ pub fn variant_name(spec: &ModelSpec) -> &'static str {
         Variant::Denoising { .. } => "denoising",
         Variant::Contractive { .. } => "contractive",
         Variant::Vae { .. } => "vae",
+        Variant::Psd { .. } => "psd",
     }
 }
 

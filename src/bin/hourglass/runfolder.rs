@@ -19,7 +19,7 @@ use hourglass::{Error, Result};
 use crate::Ui;
 
 /// The files a run writes (and the only ones a run ever removes).
-pub const RUN_FILES: [&str; 9] = [
+pub const RUN_FILES: [&str; 10] = [
     "model.safetensors",
     "best.safetensors",
     "train_state.safetensors",
@@ -29,6 +29,7 @@ pub const RUN_FILES: [&str; 9] = [
     "loss.png",
     "reconstructions.png",
     "reconstructions.npy",
+    "atoms.png",
 ];
 
 /// The files whose presence means the folder holds a run.

@@ -201,6 +201,7 @@ fn variant_name(v: &Variant) -> &'static str {
         Variant::Denoising { .. } => "denoising",
         Variant::Contractive { .. } => "contractive",
         Variant::Vae { .. } => "variational",
+        Variant::Psd { .. } => "predictive sparse decomposition",
     }
 }
 

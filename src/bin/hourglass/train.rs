@@ -97,7 +97,8 @@ pub struct TrainArgs {
     /// Tie the decoder's weights to the encoder's transposes (needs a mirrored decoder).
     #[arg(help_heading = "Model", long)]
     pub tied: bool,
-    /// Regularized variant: plain, sparse, denoising, contractive or vae.
+    /// Regularized variant: plain, sparse, denoising, contractive, vae or psd (predictive
+    /// sparse decomposition: --encoder IN,CODE, --sparsity λ, --prediction γ).
     #[arg(help_heading = "Model", long, default_value = "plain")]
     pub variant: String,
     /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code.
@@ -123,6 +124,17 @@ pub struct TrainArgs {
     /// VAE: samples of z per input.
     #[arg(help_heading = "Model", long, default_value_t = 1)]
     pub vae_samples: u32,
+    /// PSD: weight γ of the prediction term γ‖h − f(x)‖² (--sparsity is the L1 weight λ).
+    #[arg(
+        help_heading = "Model",
+        long,
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub prediction: f32,
+    /// PSD: FISTA iterations of the code inference per training step.
+    #[arg(help_heading = "Model", long, default_value_t = 20)]
+    pub inference_steps: u32,
     /// Optimizer: adam, adamw or sgd.
     #[arg(help_heading = "Training", long, default_value = "adam")]
     pub optimizer: String,
@@ -309,7 +321,9 @@ fn parse_encoder_token(s: &str) -> std::result::Result<EncoderToken, String> {
 }
 
 fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
-    let mut spec = if args.encoder.is_empty() {
+    let mut spec = if args.encoder.is_empty() && args.variant == "psd" {
+        ModelSpec::mirrored(&[data.cols, 256])
+    } else if args.encoder.is_empty() {
         ModelSpec::mirrored(&[data.cols, 256, 32])
     } else {
         ModelSpec::from_encoder_tokens(&args.encoder)?
@@ -347,9 +361,11 @@ fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
             beta: args.beta,
             samples: args.vae_samples,
         },
+        "psd" => crate::psd::variant(&mut spec, args),
         other => {
             return Err(Error::Config(format!(
-                "unknown variant '{other}' (expected plain, sparse, denoising, contractive or vae)"
+                "unknown variant '{other}' (expected plain, sparse, denoising, contractive, vae \
+                 or psd)"
             )));
         }
     };
@@ -403,6 +419,15 @@ fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
         Variant::Vae { beta, samples } => {
             (args.beta, args.vae_samples) = (beta, samples);
             "vae"
+        }
+        Variant::Psd {
+            lambda,
+            gamma,
+            inference_steps,
+        } => {
+            (args.sparsity, args.prediction, args.inference_steps) =
+                (lambda, gamma, inference_steps);
+            "psd"
         }
     }
     .into();
@@ -483,6 +508,7 @@ fn config_text(args: &TrainArgs) -> Result<String> {
 
 pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
     let args = resolve_args(cli, matches)?;
+    crate::psd::check_flags(&args, matches)?;
     let resuming = args.resume.is_some();
     if resuming {
         resume::refuse_run_flags(matches, &args.out)?;
@@ -748,6 +774,18 @@ mod tests {
             &["--encoder", "1x2x3,conv4k3s2,conv2,5", "--tied"],
             &["--encoder", "1x2x3,4"],
             &["--encoder", "1x2x3,conv2k1s2"],
+            &[
+                "--variant",
+                "psd",
+                "--encoder",
+                "6,3",
+                "--sparsity",
+                "0.4",
+                "--prediction",
+                "0.7",
+                "--inference-steps",
+                "9",
+            ],
         ] {
             let args = parse(argv);
             let spec = spec_from_flags(&args, &data).unwrap();

@@ -17,6 +17,7 @@ fn variant_name(v: &Variant) -> &'static str {
         Variant::Denoising { .. } => "denoising",
         Variant::Contractive { .. } => "contractive",
         Variant::Vae { .. } => "vae",
+        Variant::Psd { .. } => "psd",
     }
 }
 
@@ -67,7 +68,9 @@ pub fn unused_flags(
         ),
     ];
     for (id, flag, wanted) in [
-        ("sparsity", "--sparsity", "sparse"),
+        ("sparsity", "--sparsity", "sparse or psd"),
+        ("prediction", "--prediction", "psd"),
+        ("inference_steps", "--inference-steps", "psd"),
         ("sparsity_target", "--sparsity-target", "sparse"),
         ("noise", "--noise", "denoising"),
         ("contractive", "--contractive", "contractive"),
@@ -82,7 +85,7 @@ pub fn unused_flags(
         checks.push((
             id,
             flag,
-            variant != wanted,
+            !wanted.split(" or ").any(|w| w == variant),
             format!("it applies to --variant {wanted}, and this model is {variant}"),
         ));
     }

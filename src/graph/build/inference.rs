@@ -25,6 +25,9 @@ pub struct InferenceGraph {
 
 /// The forward pass of `spec` at batch size `batch`; `decode_only` starts from codes.
 pub fn build_inference_graph(spec: &ModelSpec, batch: usize, decode_only: bool) -> InferenceGraph {
+    if matches!(spec.variant, Variant::Psd { .. }) {
+        return crate::graph::build::psd::inference_graph(spec, batch, decode_only);
+    }
     let layout = ParamLayout::new(spec);
     let mut g = Graph::default();
     let params = g.matrix("params", 1, layout.len);

@@ -18,12 +18,14 @@ mod dense;
 mod inference;
 mod jacobian;
 mod layer;
+mod psd;
 mod step;
 mod training;
 mod variants;
 
 pub use inference::{InferenceGraph, build_inference_graph};
 pub use jacobian::{JacobianGraph, build_jacobian_graph};
+pub use psd::{InferSegment, PsdInferGraph, build_psd_infer_graph};
 pub use training::{
     StepOps, TrainingGraph, build_training_graph, build_training_graph_clipped,
     build_training_graph_with_tail,

@@ -38,6 +38,9 @@ pub(super) fn append_step(
         grads,
         forward_finite,
     } = shared;
+    if matches!(spec.variant, crate::model::Variant::Psd { .. }) {
+        return crate::graph::build::psd::append_step(g, spec, layout, shared, batch);
+    }
     let d = spec.input_dim();
     let first_op = g.ops.len();
     let mut w = GradWriter::new(grads);
@@ -143,5 +146,6 @@ pub(super) fn append_step(
         activations,
         code,
         terms,
+        measures: Vec::new(),
     }
 }

@@ -9,7 +9,7 @@ use crate::model::{ModelSpec, ParamLayout};
 use crate::optim::{OptimizerConfig, OptimizerKind};
 
 /// A training graph and the buffers a trainer needs to find in it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TrainingGraph {
     /// The ops and buffers.
     pub graph: Graph,
@@ -35,6 +35,9 @@ pub struct TrainingGraph {
     pub code: Tensor,
     /// The loss, term by term; the first is the reconstruction.
     pub terms: Vec<LossTerm>,
+    /// Values measured beside the loss and not part of it, read like terms (a PSD model's
+    /// `zero_fraction`, `prediction_sq` and `code_sq`); empty for other models.
+    pub measures: Vec<LossTerm>,
     /// `[1, 2]` u32: steps skipped for a non-finite gradient, and the first of them.
     pub health: Tensor,
     /// The optimizer ops (gradient norm, then Adam or SGD), shared by the main and the tail
@@ -49,6 +52,51 @@ pub struct TrainingGraph {
     pub loss_scale: Option<Tensor>,
 }
 
+// As derived, with `measures` left out when empty (so the dumps pinned by tests/graph_golden
+// stay those of the graphs before it existed).
+impl std::fmt::Debug for TrainingGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("TrainingGraph");
+        s.field("graph", &self.graph)
+            .field("layout", &self.layout)
+            .field("data", &self.data)
+            .field("order", &self.order)
+            .field("batch", &self.batch)
+            .field("input", &self.input)
+            .field("params", &self.params)
+            .field("grads", &self.grads)
+            .field("optimizer_state", &self.optimizer_state)
+            .field("activations", &self.activations)
+            .field("code", &self.code)
+            .field("terms", &self.terms);
+        if !self.measures.is_empty() {
+            s.field("measures", &self.measures);
+        }
+        s.field("health", &self.health)
+            .field("update", &self.update)
+            .field("tail", &self.tail)
+            .field("loss_scale", &self.loss_scale)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StepOps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("StepOps");
+        s.field("rows", &self.rows)
+            .field("ops", &self.ops)
+            .field("batch", &self.batch)
+            .field("input", &self.input)
+            .field("activations", &self.activations)
+            .field("code", &self.code)
+            .field("terms", &self.terms);
+        if !self.measures.is_empty() {
+            s.field("measures", &self.measures);
+        }
+        s.finish()
+    }
+}
+
 impl TrainingGraph {
     /// What a mixed-precision run's loss-scale state starts as.
     pub fn initial_loss_scale() -> [f32; 4] {
@@ -60,7 +108,7 @@ impl TrainingGraph {
 /// ops gather `rows` rows from the shared data and order buffers, starting at the step's
 /// `batch_start`, and write the gradient of their batch-mean loss into the shared gradient
 /// arena.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StepOps {
     /// The batch size.
     pub rows: usize,
@@ -77,6 +125,8 @@ pub struct StepOps {
     /// The loss, term by term, averaged over this step's rows; the first is the
     /// reconstruction.
     pub terms: Vec<LossTerm>,
+    /// As [`TrainingGraph::measures`], for this step's rows.
+    pub measures: Vec<LossTerm>,
 }
 
 /// The training step of `spec` at batch size `batch` over a resident set of `rows` rows.
@@ -198,6 +248,10 @@ pub fn build_training_graph_with_tail(
         });
         state
     });
+    // A PSD dictionary goes back to unit-norm columns after every update.
+    if let Some(op) = crate::graph::build::psd::renormalize(&layout, params) {
+        g.push(op);
+    }
     let update = g.update_start..g.ops.len();
 
     // The tail step: the same program at its own batch size, on its own activation buffers
@@ -232,6 +286,7 @@ pub fn build_training_graph_with_tail(
         activations: main.activations,
         code: main.code,
         terms: main.terms,
+        measures: main.measures,
         health,
         update,
         tail,

@@ -115,5 +115,7 @@ pub(super) fn regularizer<'l>(
             projections,
         }),
         Variant::Vae { beta, samples } => Box::new(vae::Vae::new(layout, beta, samples)),
+        // Its whole step is built by `build::psd`; it never asks for hooks.
+        Variant::Psd { .. } => Box::new(Plain),
     }
 }

@@ -51,10 +51,12 @@ def train(x, *, val=None, callback=None, progress=None, **options):
 
     Every other keyword is a flag of ``hourglass train`` with ``-`` spelled ``_`` and the same
     default (``train_defaults()`` lists them): ``encoder`` (a list or ``"784,256,32"``;
-    default ``[D, 256, 32]``), ``decoder``, ``activation``, ``code_activation``,
+    conv models as ``"1x28x28,conv32k3s2,conv64k3s2,32"`` or ``["1x28x28", "conv32k3s2",
+    32]``; default ``[D, 256, 32]``), ``decoder``, ``activation``, ``code_activation``,
     ``output_activation``, ``loss``, ``tied``, ``variant`` (plain, sparse, denoising,
-    contractive, vae), ``sparsity``, ``sparsity_target``, ``noise``, ``contractive``,
-    ``jacobian_projections``, ``beta``, ``vae_samples``, ``optimizer``, ``lr``, ``momentum``,
+    contractive, vae, psd), ``sparsity``, ``sparsity_target``, ``noise``, ``contractive``,
+    ``jacobian_projections``, ``beta``, ``vae_samples``, ``prediction`` and
+    ``inference_steps`` (psd), ``optimizer``, ``lr``, ``momentum``,
     ``weight_decay``, ``schedule``, ``warmup``, ``clip_grad_norm``, ``batch_size``,
     ``drop_last``, ``on_nonfinite``, ``precision``, ``steps``, ``epochs`` (default 5),
     ``early_stop``, ``no_shuffle``, ``seed``, ``device`` (auto, gpu, cpu), ``init`` (a

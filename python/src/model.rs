@@ -96,6 +96,7 @@ fn variant_name(v: &Variant) -> &'static str {
         Variant::Denoising { .. } => "denoising",
         Variant::Contractive { .. } => "contractive",
         Variant::Vae { .. } => "vae",
+        Variant::Psd { .. } => "psd",
     }
 }
 

@@ -5,11 +5,11 @@
 
 use hourglass::data::Normalize;
 use hourglass::graph::Precision;
-use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant};
+use hourglass::model::{EncoderToken, ModelOptions, ModelSpec};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::train::{NonFinitePolicy, Schedule, TrainConfig};
 use hourglass::{Dataset, Error, Result};
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 
@@ -34,21 +34,8 @@ const CLI_ONLY: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub val_split: Option<f64>,
-    pub encoder: Vec<usize>,
-    pub decoder: Option<Vec<usize>>,
-    pub activation: String,
-    pub code_activation: String,
-    pub output_activation: String,
-    pub loss: String,
-    pub tied: bool,
-    pub variant: String,
-    pub sparsity: f32,
-    pub sparsity_target: Option<f32>,
-    pub noise: String,
-    pub contractive: f32,
-    pub jacobian_projections: Option<u32>,
-    pub beta: f32,
-    pub vae_samples: u32,
+    /// The model settings, resolved into a spec by the library as the CLI resolves its flags.
+    pub model: ModelOptions,
     pub optimizer: String,
     pub lr: f32,
     pub momentum: f32,
@@ -76,21 +63,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             val_split: None,
-            encoder: Vec::new(),
-            decoder: None,
-            activation: "relu".into(),
-            code_activation: "identity".into(),
-            output_activation: "sigmoid".into(),
-            loss: "bce".into(),
-            tied: false,
-            variant: "plain".into(),
-            sparsity: 1e-3,
-            sparsity_target: None,
-            noise: "mask:0.25".into(),
-            contractive: 0.1,
-            jacobian_projections: None,
-            beta: 1.0,
-            vae_samples: 1,
+            model: ModelOptions::default(),
             optimizer: "adam".into(),
             lr: 1e-3,
             momentum: 0.9,
@@ -153,6 +126,31 @@ fn as_sizes(value: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
         .collect()
 }
 
+/// Encoder tokens as the CLI's `"1x28x28,conv32k3s2,32"` or a list of them (ints for dense
+/// sizes, strings for shapes and conv layers: `["1x28x28", "conv32k3s2", 32]`).
+fn as_tokens(value: &Bound<'_, PyAny>) -> PyResult<Vec<EncoderToken>> {
+    let parse = |t: &str| {
+        EncoderToken::parse(t.trim()).map_err(|e| match e {
+            Error::Config(m) => PyValueError::new_err(m),
+            other => PyValueError::new_err(other.to_string()),
+        })
+    };
+    if let Ok(text) = value.cast::<PyString>() {
+        let text: String = text.extract()?;
+        return text.split(',').map(parse).collect();
+    }
+    value
+        .try_iter()?
+        .map(|item| {
+            let item = item?;
+            match item.cast::<PyString>() {
+                Ok(t) => parse(&t.extract::<String>()?),
+                Err(_) => as_u64(&item).map(|v| EncoderToken::Dense(v as usize)),
+            }
+        })
+        .collect()
+}
+
 fn optional<T>(
     value: &Bound<'_, PyAny>,
     f: impl Fn(&Bound<'_, PyAny>) -> PyResult<T>,
@@ -195,6 +193,8 @@ pub const KEYWORDS: &[&str] = &[
     "jacobian_projections",
     "beta",
     "vae_samples",
+    "prediction",
+    "inference_steps",
     "optimizer",
     "lr",
     "momentum",
@@ -231,23 +231,28 @@ impl TrainOptions {
             let v = &value;
             let set = match key.as_str() {
                 "val_split" => optional(v, |v| v.extract::<f64>()).map(|x| o.val_split = x),
-                "encoder" => as_sizes(v).map(|x| o.encoder = x),
-                "decoder" => optional(v, as_sizes).map(|x| o.decoder = x),
-                "activation" => as_string(v).map(|x| o.activation = x),
-                "code_activation" => as_string(v).map(|x| o.code_activation = x),
-                "output_activation" => as_string(v).map(|x| o.output_activation = x),
-                "loss" => as_string(v).map(|x| o.loss = x),
-                "tied" => as_bool(v).map(|x| o.tied = x),
-                "variant" => as_string(v).map(|x| o.variant = x),
-                "sparsity" => as_f32(v).map(|x| o.sparsity = x),
-                "sparsity_target" => optional(v, as_f32).map(|x| o.sparsity_target = x),
-                "noise" => as_string(v).map(|x| o.noise = x),
-                "contractive" => as_f32(v).map(|x| o.contractive = x),
-                "jacobian_projections" => optional(v, as_u64)
-                    .map(|x| o.jacobian_projections = x.map(|p| p.min(u64::from(u32::MAX)) as u32)),
-                "beta" => as_f32(v).map(|x| o.beta = x),
+                "encoder" => as_tokens(v).map(|x| o.model.encoder = x),
+                "decoder" => optional(v, as_sizes).map(|x| o.model.decoder = x),
+                "activation" => as_string(v).map(|x| o.model.activation = x),
+                "code_activation" => as_string(v).map(|x| o.model.code_activation = x),
+                "output_activation" => as_string(v).map(|x| o.model.output_activation = x),
+                "loss" => as_string(v).map(|x| o.model.loss = x),
+                "tied" => as_bool(v).map(|x| o.model.tied = x),
+                "variant" => as_string(v).map(|x| o.model.variant = x),
+                "sparsity" => as_f32(v).map(|x| o.model.sparsity = x),
+                "sparsity_target" => optional(v, as_f32).map(|x| o.model.sparsity_target = x),
+                "noise" => as_string(v).map(|x| o.model.noise = x),
+                "contractive" => as_f32(v).map(|x| o.model.contractive = x),
+                "jacobian_projections" => optional(v, as_u64).map(|x| {
+                    o.model.jacobian_projections = x.map(|p| p.min(u64::from(u32::MAX)) as u32)
+                }),
+                "beta" => as_f32(v).map(|x| o.model.beta = x),
                 "vae_samples" => {
-                    as_u64(v).map(|x| o.vae_samples = x.min(u64::from(u32::MAX)) as u32)
+                    as_u64(v).map(|x| o.model.vae_samples = x.min(u64::from(u32::MAX)) as u32)
+                }
+                "prediction" => as_f32(v).map(|x| o.model.prediction = x),
+                "inference_steps" => {
+                    as_u64(v).map(|x| o.model.inference_steps = x.min(u64::from(u32::MAX)) as u32)
                 }
                 "optimizer" => as_string(v).map(|x| o.optimizer = x),
                 "lr" => as_f32(v).map(|x| o.lr = x),
@@ -291,21 +296,24 @@ impl TrainOptions {
         let o = TrainOptions::default();
         let d = PyDict::new(py);
         d.set_item("val_split", o.val_split)?;
-        d.set_item("encoder", PyList::new(py, &o.encoder)?)?;
-        d.set_item("decoder", o.decoder)?;
-        d.set_item("activation", o.activation)?;
-        d.set_item("code_activation", o.code_activation)?;
-        d.set_item("output_activation", o.output_activation)?;
-        d.set_item("loss", o.loss)?;
-        d.set_item("tied", o.tied)?;
-        d.set_item("variant", o.variant)?;
-        d.set_item("sparsity", f64_of(o.sparsity))?;
-        d.set_item("sparsity_target", o.sparsity_target.map(f64_of))?;
-        d.set_item("noise", o.noise)?;
-        d.set_item("contractive", f64_of(o.contractive))?;
-        d.set_item("jacobian_projections", o.jacobian_projections)?;
-        d.set_item("beta", f64_of(o.beta))?;
-        d.set_item("vae_samples", o.vae_samples)?;
+        let tokens: Vec<String> = o.model.encoder.iter().map(ToString::to_string).collect();
+        d.set_item("encoder", PyList::new(py, tokens)?)?;
+        d.set_item("decoder", o.model.decoder)?;
+        d.set_item("activation", o.model.activation)?;
+        d.set_item("code_activation", o.model.code_activation)?;
+        d.set_item("output_activation", o.model.output_activation)?;
+        d.set_item("loss", o.model.loss)?;
+        d.set_item("tied", o.model.tied)?;
+        d.set_item("variant", o.model.variant)?;
+        d.set_item("sparsity", f64_of(o.model.sparsity))?;
+        d.set_item("sparsity_target", o.model.sparsity_target.map(f64_of))?;
+        d.set_item("noise", o.model.noise)?;
+        d.set_item("contractive", f64_of(o.model.contractive))?;
+        d.set_item("jacobian_projections", o.model.jacobian_projections)?;
+        d.set_item("beta", f64_of(o.model.beta))?;
+        d.set_item("vae_samples", o.model.vae_samples)?;
+        d.set_item("prediction", f64_of(o.model.prediction))?;
+        d.set_item("inference_steps", o.model.inference_steps)?;
         d.set_item("optimizer", o.optimizer)?;
         d.set_item("lr", f64_of(o.lr))?;
         d.set_item("momentum", f64_of(o.momentum))?;
@@ -363,53 +371,7 @@ impl TrainOptions {
 
     /// The model spec, as `hourglass train` builds it from its flags.
     pub fn spec(&self, data: &Dataset) -> Result<ModelSpec> {
-        let encoder = if self.encoder.is_empty() {
-            vec![data.cols, 256, 32]
-        } else {
-            self.encoder.clone()
-        };
-        let mut spec = ModelSpec::mirrored(&encoder);
-        if let Some(d) = &self.decoder {
-            spec.decoder = d.clone();
-        }
-        spec.activation = Activation::parse(&self.activation)?;
-        spec.code_activation = Activation::parse(&self.code_activation)?;
-        spec.output_activation = Activation::parse(&self.output_activation)?;
-        spec.loss = match self.loss.as_str() {
-            "mse" => Loss::Mse,
-            "bce" => Loss::Bce,
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown loss '{other}' (expected mse or bce)"
-                )));
-            }
-        };
-        spec.tied = self.tied;
-        spec.variant = match self.variant.as_str() {
-            "plain" => Variant::Plain,
-            "sparse" => Variant::Sparse {
-                lambda: self.sparsity,
-                target: self.sparsity_target,
-            },
-            "denoising" => Variant::Denoising {
-                noise: Noise::parse(&self.noise)?,
-            },
-            "contractive" => Variant::Contractive {
-                lambda: self.contractive,
-                projections: self.jacobian_projections,
-            },
-            "vae" => Variant::Vae {
-                beta: self.beta,
-                samples: self.vae_samples,
-            },
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown variant '{other}' (expected plain, sparse, denoising, contractive or vae)"
-                )));
-            }
-        };
-        spec.validate()?;
-        Ok(spec)
+        self.model.spec(data.cols)
     }
 
     /// The run's length in steps for `per_epoch` steps an epoch.

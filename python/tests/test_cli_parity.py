@@ -35,13 +35,21 @@ def cli_train(cli, tmp_path, data, *flags):
          dict(variant="denoising", noise="mask:0.3", lr=3e-3)),
         (np.float32, ["--variant", "vae", "--optimizer", "sgd", "--schedule", "cosine", "--drop-last", "false"],
          dict(variant="vae", optimizer="sgd", schedule="cosine", drop_last=False)),
+        # A conv model: the rows as 1x3x4 images, its encoder given as a list of tokens.
+        (np.float32, ["--encoder", "1x3x4,conv2k3s2,3"],
+         dict(encoder=["1x3x4", "conv2k3s2", 3])),
+        (np.float32, ["--encoder", "12,5", "--variant", "psd", "--sparsity", "0.1", "--inference-steps", "4"],
+         dict(encoder=[12, 5], variant="psd", sparsity=0.1, inference_steps=4)),
     ],
 )
 def test_python_equals_the_cli_for_the_same_seed(cli, tmp_path, x, dtype, flags, keywords):
     data = (x * 255).astype(np.uint8) if dtype == np.uint8 else x
-    common = ["--encoder", "12,6,3", "--epochs", "3", "--batch-size", "32", "--seed", "7", "--device", "cpu"]
+    if "--encoder" not in flags:
+        flags = ["--encoder", "12,6,3", *flags]
+        keywords = dict(encoder="12,6,3", **keywords)
+    common = ["--epochs", "3", "--batch-size", "32", "--seed", "7", "--device", "cpu"]
     out = cli_train(cli, tmp_path, data, *common, *flags)
-    model = hg.train(data, encoder="12,6,3", epochs=3, batch_size=32, seed=7, device="cpu", **keywords)
+    model = hg.train(data, epochs=3, batch_size=32, seed=7, device="cpu", **keywords)
     theirs = hg.load(out / "model.safetensors", device="cpu").state_dict()
     ours = model.state_dict()
     assert ours.keys() == theirs.keys()

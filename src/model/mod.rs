@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod conv;
+pub mod options;
 pub mod params;
 pub mod psd;
 pub mod spec;
@@ -9,6 +10,7 @@ pub mod targets;
 
 pub use builder::SpecBuilder;
 pub use conv::{ConvSpec, ConvStage, EncoderToken, ImageShape};
+pub use options::ModelOptions;
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
 pub use spec::{Activation, LayerKind, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};
 pub use targets::{BCE_RANGE_HINT, check_targets};

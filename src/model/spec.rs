@@ -415,16 +415,16 @@ impl ModelSpec {
         }
     }
 
-    /// `input size 784`, or for a model with an input shape `input shape 1x28x28 (the
+    /// `input size is 784`, or for a model with an input shape `input shape is 1x28x28 (the
     /// encoder token '1x28x28': C×H×W = 784 values per row)`: for messages about data of the
-    /// wrong width.
+    /// wrong width (`the model's …`).
     pub fn input_size_text(&self) -> String {
         match self.input_shape {
             Some(s) => format!(
-                "input shape {s} (the encoder token '{s}': C×H×W = {} values per row)",
+                "input shape is {s} (the encoder token '{s}': C×H×W = {} values per row)",
                 s.len()
             ),
-            None => format!("input size {}", self.input_dim()),
+            None => format!("input size is {}", self.input_dim()),
         }
     }
 

@@ -5,25 +5,11 @@ use std::path::Path;
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use hourglass::model::{Activation, Loss, ModelSpec, Parameters, Variant, psd};
+use hourglass::model::{ModelSpec, Parameters, psd};
 use hourglass::viz::{image_side, tile_rows};
 use hourglass::{Error, Result};
 
 use crate::train::TrainArgs;
-
-/// Sets what a PSD model implies (tanh encoder, identity output, squared error) and returns
-/// its variant from `--sparsity`, `--prediction` and `--inference-steps`.
-pub fn variant(spec: &mut ModelSpec, args: &TrainArgs) -> Variant {
-    spec.activation = Activation::Tanh;
-    spec.code_activation = Activation::Tanh;
-    spec.output_activation = Activation::Identity;
-    spec.loss = Loss::Mse;
-    Variant::Psd {
-        lambda: args.sparsity,
-        gamma: args.prediction,
-        inference_steps: args.inference_steps,
-    }
-}
 
 /// Refuses, with a PSD model, a decoder or encoder flag given on the command line that
 /// contradicts its linear decoder with the squared error and its tanh encoder.

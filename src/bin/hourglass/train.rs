@@ -7,7 +7,9 @@ use clap::{ArgAction, ArgMatches, Args};
 use hourglass::data::{self, Dataset};
 use hourglass::graph::Precision;
 use hourglass::io::checkpoint;
-use hourglass::model::{Activation, EncoderToken, Loss, ModelSpec, Noise, Variant, check_targets};
+use hourglass::model::{
+    Activation, EncoderToken, Loss, ModelOptions, ModelSpec, Noise, Variant, check_targets,
+};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
 use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
@@ -321,56 +323,31 @@ fn parse_encoder_token(s: &str) -> std::result::Result<EncoderToken, String> {
 }
 
 fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
-    let mut spec = if args.encoder.is_empty() && args.variant == "psd" {
-        ModelSpec::mirrored(&[data.cols, 256])
-    } else if args.encoder.is_empty() {
-        ModelSpec::mirrored(&[data.cols, 256, 32])
-    } else {
-        ModelSpec::from_encoder_tokens(&args.encoder)?
-    };
-    if let Some(d) = &args.decoder {
-        spec.decoder = d.clone();
+    model_options(args).spec(data.cols)
+}
+
+/// The model flags as the library's options (the one place that resolves them into a spec,
+/// shared with the Python package).
+fn model_options(args: &TrainArgs) -> ModelOptions {
+    ModelOptions {
+        encoder: args.encoder.clone(),
+        decoder: args.decoder.clone(),
+        activation: args.activation.clone(),
+        code_activation: args.code_activation.clone(),
+        output_activation: args.output_activation.clone(),
+        loss: args.loss.clone(),
+        tied: args.tied,
+        variant: args.variant.clone(),
+        sparsity: args.sparsity,
+        sparsity_target: args.sparsity_target,
+        noise: args.noise.clone(),
+        contractive: args.contractive,
+        jacobian_projections: args.jacobian_projections,
+        beta: args.beta,
+        vae_samples: args.vae_samples,
+        prediction: args.prediction,
+        inference_steps: args.inference_steps,
     }
-    spec.activation = Activation::parse(&args.activation)?;
-    spec.code_activation = Activation::parse(&args.code_activation)?;
-    spec.output_activation = Activation::parse(&args.output_activation)?;
-    spec.loss = match args.loss.as_str() {
-        "mse" => Loss::Mse,
-        "bce" => Loss::Bce,
-        other => {
-            return Err(Error::Config(format!(
-                "unknown loss '{other}' (expected mse or bce)"
-            )));
-        }
-    };
-    spec.tied = args.tied;
-    spec.variant = match args.variant.as_str() {
-        "plain" => Variant::Plain,
-        "sparse" => Variant::Sparse {
-            lambda: args.sparsity,
-            target: args.sparsity_target,
-        },
-        "denoising" => Variant::Denoising {
-            noise: Noise::parse(&args.noise)?,
-        },
-        "contractive" => Variant::Contractive {
-            lambda: args.contractive,
-            projections: args.jacobian_projections,
-        },
-        "vae" => Variant::Vae {
-            beta: args.beta,
-            samples: args.vae_samples,
-        },
-        "psd" => crate::psd::variant(&mut spec, args),
-        other => {
-            return Err(Error::Config(format!(
-                "unknown variant '{other}' (expected plain, sparse, denoising, contractive, vae \
-                 or psd)"
-            )));
-        }
-    };
-    spec.validate()?;
-    Ok(spec)
 }
 
 /// The flag spelling of an activation (`leaky_relu`).

@@ -42,7 +42,7 @@ fn s(p: &Path) -> &str {
 fn bad_psd_flags_are_one_line_errors_with_exit_2_and_write_nothing() {
     let dir = scratch("bad");
     let x = data(&dir);
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--encoder", "64,32,16"], "exactly one code layer"),
         (&["--sparsity=-0.5"], "--sparsity"),
         (&["--prediction=-1"], "--prediction"),
@@ -58,6 +58,7 @@ fn bad_psd_flags_are_one_line_errors_with_exit_2_and_write_nothing() {
         ),
         (&["--decoder", "16,32,64"], "--decoder 16,64"),
         (&["--inference-steps", "0"], "--inference-steps"),
+        (&["--inference-steps", "10001"], "--inference-steps 10001"),
         (&["--precision", "mixed-emulated"], "--precision mixed"),
         (&["--encoder", "64,16", "--sparsity=nan"], "--sparsity"),
     ];

@@ -45,7 +45,8 @@ impl Autoencoder {
     /// The sparse codes h* of a PSD model for `data`'s rows: FISTA from f(x), 256 rows at a
     /// time on the model's device, until the chunk's objective changes by less than
     /// [`INFER_TOLERANCE`] (relative) over [`CHECK_EVERY`] iterations, or after
-    /// `max_iterations`. Refused for other models.
+    /// `max_iterations` (1 to [`MAX_INFERENCE_STEPS`](crate::model::psd::MAX_INFERENCE_STEPS)).
+    /// Refused for other models.
     pub fn infer(&mut self, data: &Dataset, max_iterations: usize) -> Result<Inferred> {
         if self.spec.psd_settings().is_none() {
             return Err(Error::Config(
@@ -54,9 +55,7 @@ impl Autoencoder {
                     .into(),
             ));
         }
-        if max_iterations == 0 {
-            return Err(Error::Config("--inference-steps must be at least 1".into()));
-        }
+        crate::model::psd::check_steps(u32::try_from(max_iterations).unwrap_or(u32::MAX))?;
         let d = self.spec.input_dim();
         if data.cols != d {
             return Err(Error::Config(format!(

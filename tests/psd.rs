@@ -364,3 +364,32 @@ fn learns_the_dictionary_of_synthetic_sparse_data() {
         "‖f − h*‖/‖h*‖ should fall: {errors:.3?}"
     );
 }
+
+#[test]
+fn encode_is_the_fast_encoder_and_decode_multiplies_by_the_dictionary() {
+    let (d, c) = (13, 7);
+    let spec = ModelSpec::psd(d, c, 0.2, 0.5, 4);
+    let mut params = Parameters::init(&spec, 5);
+    let n = params.layout.len;
+    params.arena = common::random(n, -0.7, 0.7, 6);
+    let data = Dataset::new(9, d, common::random(9 * d, -1.0, 1.0, 7)).unwrap();
+    let mut model = Autoencoder::new(spec, params.clone(), Device::Cpu).unwrap();
+    let codes = model.encode(&data).unwrap();
+    let dict = params.get(DICTIONARY).unwrap();
+    let mut want_codes = Vec::new();
+    let mut want_recon = Vec::new();
+    for r in 0..data.rows {
+        let x: Vec<f64> = data.row(r).iter().map(|&v| f64::from(v)).collect();
+        let f = fast_encoder(&params, &x, c);
+        want_codes.extend(f.iter().map(|&v| v as f32));
+        for i in 0..d {
+            let y: f64 = (0..c).map(|j| f64::from(dict[i * c + j]) * f[j]).sum();
+            want_recon.push(y as f32);
+        }
+    }
+    common::assert_close("f(x)", &codes.values, &want_codes, 1e-6);
+    let recon = model.reconstruct(&data).unwrap();
+    common::assert_close("D f(x)", &recon.values, &want_recon, 1e-5);
+    let decoded = model.decode(&codes).unwrap();
+    common::assert_close("decode(encode(x))", &decoded.values, &recon.values, 1e-6);
+}

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# What a session with the lent H100 owes (BENCHMARKS.md, "What remains to be measured"), in
-# one command on the GPU machine, so none of its scarce time goes on typing. Two halves:
+# What a session with the lent GPU (an H200, about 15 minutes a loan, minutes of it start-up)
+# owes, in one command on the GPU machine, so none of its scarce time goes on typing. Two halves:
 #
 #   scripts/gpu-session.sh prepare   on the dev machine: release build, the test binaries that
-#                                    check the GPU paths, the PyTorch anchor and the Vulkan loader
-#                                    into the git-ignored .gpu/ and .gl/ (about 41 MiB, under the
-#                                    device tool's 64 MiB carry limit)
+#                                    check the GPU paths and the PyTorch anchor, packed into the
+#                                    git-ignored .gpu/bundle.tar.xz, and the Vulkan loader into
+#                                    .gl/ (the device tool carries 64 MiB at most)
 #   scripts/gpu-session.sh remote    on the GPU machine, e.g. through the device tool:
 #                                    run(command="bash scripts/gpu-session.sh remote",
-#                                        carry=[".gpu", ".gl"])
-#                                    every log and JSON line goes to $OUT (or /tmp/hourglass-gpu)
+#                                        carry=[".gpu", ".gl"], timeout_s=570)
 #
-# HG_WORKLOADS (default all), HG_SECONDS (5) and HG_CURVE_EPOCHS (3; 0 skips the curve) shorten
-# the remote half, e.g. to rehearse it on lavapipe:
+# The remote half fits in HG_BUDGET seconds (default 480: 8 minutes) and writes everything to
+# $OUT (or /tmp/hourglass-gpu) as it goes: summary.txt gets one line per part as the part ends
+# (name, exit status, seconds), so a run cut short still leaves every finished measurement.
+# Each part has its own time limit, cut further to what is left of the budget. The order is
+# correctness first (kernel, convolution, mixed-precision and autotune tests), then cold and
+# warm start, then `bench` f32 and mixed beside the PyTorch anchor in the same call, then the
+# rest (the mixed-vs-f32 loss curve). Rehearse it on lavapipe with:
 #   VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json HG_WORKLOADS=mnist_ae \
-#   HG_SECONDS=0.2 HG_CURVE_EPOCHS=0 bash scripts/gpu-session.sh remote
+#   HG_SECONDS=0.2 HG_CURVE_EPOCHS=1 HG_NO_TORCH=1 bash scripts/gpu-session.sh remote
 #
-# The remote half runs correctness before speed: the mixed-precision tests there exercise the
-# cooperative-matrix kernel (the trainer and executor pick it wherever the GPU has f16
-# cooperative matrices), which CI can only validate with naga. See ../shared/gpu/README.md for
-# the machine itself.
+# The mixed-precision tests exercise the cooperative-matrix kernel (the trainer and executor
+# pick it wherever the GPU has f16 cooperative matrices), which CI can only validate with naga.
+# See ../shared/gpu/README.md for the machine itself.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# The GPU test binaries the remote half runs, in this order (those this checkout lacks are
+# skipped at prepare time).
+TESTS=(kernels kernels_conv kernels_regularized mixed_precision autotune)
 
 test_binary() {
     cargo test --release --no-run --test "$1" --message-format=json 2>/dev/null |
@@ -36,60 +43,92 @@ case "${1:-}" in
 prepare)
     set -e
     cargo build --release
-    rm -rf .gpu && mkdir -p .gpu
-    cp target/release/hourglass .gpu/
-    for t in mixed_precision kernels autotune; do
-        cp "$(test_binary "$t")" ".gpu/test-$t"
+    stage="$(mktemp -d)"
+    cp target/release/hourglass "$stage/"
+    for t in "${TESTS[@]}"; do
+        [ -f "tests/$t.rs" ] || { echo "prepare: no tests/$t.rs here, skipped"; continue; }
+        cp "$(test_binary "$t")" "$stage/test-$t"
     done
-    strip .gpu/hourglass .gpu/test-*
-    cp ../shared/bench/torch_ae_bench.py .gpu/
+    strip "$stage"/hourglass "$stage"/test-*
+    cp ../shared/bench/torch_ae_bench.py "$stage/"
+    rm -rf .gpu && mkdir -p .gpu
+    tar -C "$stage" -cJf .gpu/bundle.tar.xz .
+    rm -rf "$stage"
     [ -d .gl ] || bash ../shared/gpu/fetch-vulkan-loader.sh .gl
     du -sh .gpu .gl
     ;;
 remote)
     out=${OUT:-/tmp/hourglass-gpu}
     mkdir -p "$out"
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
+    started=$(date +%s)
+    budget=${HG_BUDGET:-480}
+    summary="$out/summary.txt"
+    # part NAME LIMIT_S LOG COMMAND...: runs COMMAND with its output in $out/LOG, under
+    # min(LIMIT_S, what is left of the budget), and appends one line to the summary.
+    part() {
+        local name=$1 limit=$2 log=$3
+        shift 3
+        local left=$((budget - ($(date +%s) - started)))
+        if [ "$left" -lt 5 ]; then
+            echo "$name: skipped, the budget of ${budget} s is spent" | tee -a "$summary"
+            return
+        fi
+        [ "$limit" -gt "$left" ] && limit=$left
+        local t0=$(date +%s)
+        timeout --kill-after=5 "$limit" "$@" > "$out/$log" 2>&1
+        local rc=$?
+        local note=""
+        [ "$rc" -eq 124 ] && note=" (cut at its ${limit} s limit)"
+        echo "$name: exit $rc, $(( $(date +%s) - t0 )) s$note $(grep -hE '^test result' "$out/$log" | tr '\n' ' ')" |
+            tee -a "$summary"
+    }
+    bundle=.gpu/run
+    if [ -f .gpu/bundle.tar.xz ]; then
+        mkdir -p "$bundle" && tar -C "$bundle" -xJf .gpu/bundle.tar.xz
+    else
+        bundle=.gpu
+    fi
+    for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+    ldconfig 2>/dev/null
     export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
     export XDG_RUNTIME_DIR=/tmp CI=true
     # A fresh cache: the first bench is the cold start (shader compilation and tile timing).
     export XDG_CACHE_HOME="$out/cache"
     rm -rf "$XDG_CACHE_HOME"
-    hg=./.gpu/hourglass
-    step() { echo "== $*" | tee -a "$out/summary.txt"; }
+    hg="$bundle/hourglass"
+    echo "unpacked in $(( $(date +%s) - started )) s" | tee "$summary"
 
-    step info
-    $hg info > "$out/info.txt" 2>&1
-    cat "$out/info.txt"
-    for t in mixed_precision kernels autotune; do
-        step "test $t"
-        ./.gpu/test-$t --test-threads 1 > "$out/test-$t.log" 2>&1
-        echo "exit $? $(grep -E '^test result' "$out/test-$t.log")" | tee -a "$out/summary.txt"
+    part info 20 info.txt "$hg" info
+    for t in "${TESTS[@]}"; do
+        [ -x "$bundle/test-$t" ] || continue
+        part "test $t" 60 "test-$t.log" "$bundle/test-$t" --test-threads 1
     done
-    step "cold start, then warm start (mnist_ae)"
     for run in cold warm; do
-        /usr/bin/time -f "$run: %e s wall" $hg bench --workload mnist_ae --device gpu \
-            --seconds 0.5 --json > "$out/start-$run.json" 2>> "$out/summary.txt"
+        part "$run start (mnist_ae)" 40 "start-$run.json" \
+            /usr/bin/time -f "$run: %e s wall" "$hg" bench --workload mnist_ae --device gpu \
+            --seconds 0.5 --json
     done
-    step "bench f32 (all workloads) and the PyTorch anchor, same call"
     workloads=${HG_WORKLOADS:-all}
-    seconds=${HG_SECONDS:-5}
-    $hg bench --workload "$workloads" --device gpu --seconds "$seconds" --json \
-        > "$out/bench-f32.json" 2>&1
-    $hg bench --workload "$workloads" --device gpu --seconds "$seconds" --json \
-        --precision mixed > "$out/bench-mixed.json" 2>&1
-    python3 .gpu/torch_ae_bench.py > "$out/torch.txt" 2>&1
+    seconds=${HG_SECONDS:-3}
+    part "bench f32 ($workloads)" 120 bench-f32.json \
+        "$hg" bench --workload "$workloads" --device gpu --seconds "$seconds" --json
+    part "bench mixed ($workloads)" 100 bench-mixed.json \
+        "$hg" bench --workload "$workloads" --device gpu --seconds "$seconds" --json --precision mixed
+    if [ -z "${HG_NO_TORCH:-}" ]; then
+        part "PyTorch anchor" 120 torch.txt python3 "$bundle/torch_ae_bench.py"
+    fi
     cp "$XDG_CACHE_HOME"/hourglass/*.tiles "$out/" 2>/dev/null
-    step "mixed vs f32 loss curve (Fashion-MNIST test set, bundled)"
     epochs=${HG_CURVE_EPOCHS:-3}
-    for p in f32 mixed; do
-        [ "$epochs" -gt 0 ] || break
-        $hg train --encoder 784,512,128 --loss bce --epochs "$epochs" --batch-size 256 \
-            --device gpu --precision $p --out "$out/curve-$p" --quiet > /dev/null 2>&1
-    done
-    tail -n 3 "$out"/curve-*/metrics.jsonl >> "$out/summary.txt" 2>/dev/null
-    cat "$out/summary.txt" "$out"/bench-*.json "$out/torch.txt"
+    if [ "$epochs" -gt 0 ]; then
+        for p in f32 mixed; do
+            part "loss curve $p" 60 "curve-$p.log" \
+                "$hg" train --encoder 784,512,128 --loss bce --epochs "$epochs" --batch-size 256 \
+                --device gpu --precision $p --out "$out/curve-$p" --quiet
+        done
+        tail -n 3 "$out"/curve-*/metrics.jsonl >> "$summary" 2>/dev/null
+    fi
+    echo "remote half: $(( $(date +%s) - started )) s of the ${budget} s budget" | tee -a "$summary"
+    cat "$out"/bench-*.json "$out/torch.txt" 2>/dev/null
     ;;
 *)
     echo "usage: scripts/gpu-session.sh prepare|remote" >&2

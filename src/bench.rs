@@ -9,14 +9,14 @@ use serde::Serialize;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::graph::Precision;
-use crate::model::{Activation, Loss, ModelSpec, Variant};
+use crate::model::{Activation, LayerKind, Loss, ModelSpec, Variant};
 use crate::rng::{Sequence, Stream};
 use crate::train::{Device, TrainConfig, Trainer};
 
 /// One benchmark workload: a model, its batch size, and the FLOPs counted per sample.
 #[derive(Clone, Debug)]
 pub struct Workload {
-    /// `mnist_ae`, `vae`, `cae` or `large_ae`.
+    /// `mnist_ae`, `vae`, `cae`, `large_ae` or `conv_ae`.
     pub name: &'static str,
     /// The model.
     pub spec: ModelSpec,
@@ -27,7 +27,7 @@ pub struct Workload {
 impl Workload {
     /// Every workload, in the order of workloads.md.
     pub fn all() -> Vec<Workload> {
-        ["mnist_ae", "vae", "cae", "large_ae"]
+        ["mnist_ae", "vae", "cae", "large_ae", "conv_ae"]
             .iter()
             .map(|n| Self::named(n).expect("known workload"))
             .collect()
@@ -67,9 +67,16 @@ impl Workload {
                 spec.loss = Loss::Mse;
                 batch = 4096;
             }
+            "conv_ae" => {
+                // Conv2d(1, 32, 3, 2, 1) → Conv2d(32, 64, 3, 2, 1) → Linear(3136, 32) and the
+                // mirror, ReLU, cross-entropy on logits.
+                spec = ModelSpec::from_encoder_str("1x28x28,conv32k3s2,conv64k3s2,32")?;
+                batch = 256;
+            }
             other => {
                 return Err(Error::Config(format!(
-                    "unknown workload '{other}' (expected mnist_ae, vae, cae, large_ae or all)"
+                    "unknown workload '{other}' (expected mnist_ae, vae, cae, large_ae, conv_ae \
+                     or all)"
                 )));
             }
         }
@@ -78,6 +85,7 @@ impl Workload {
                 "mnist_ae" => "mnist_ae",
                 "vae" => "vae",
                 "cae" => "cae",
+                "conv_ae" => "conv_ae",
                 _ => "large_ae",
             },
             spec,
@@ -107,13 +115,18 @@ impl Workload {
         Ok(self)
     }
 
-    /// Weights (not biases) of the model: FLOPs per sample are counted as 6 × this.
+    /// Multiply-accumulates of one sample's forward pass, counted per owned weight: a dense
+    /// layer's weights (not biases), a conv or transposed conv layer's kernel taps at every
+    /// output position. FLOPs per sample are counted as 6 × this.
     pub fn weights(&self) -> usize {
         crate::model::ParamLayout::new(&self.spec)
             .layers
             .iter()
             .filter(|l| !l.transposed)
-            .map(|l| l.weight.len())
+            .map(|l| match l.layer.kind {
+                LayerKind::Dense => l.weight.len(),
+                LayerKind::Conv(st) | LayerKind::ConvTranspose(st) => st.macs(),
+            })
             .sum()
     }
 }
@@ -390,7 +403,8 @@ mod tests {
                 ("mnist_ae", 1_081_344),
                 ("vae", 651_200),
                 ("cae", 1_605_632),
-                ("large_ae", 142_606_336)
+                ("large_ae", 142_606_336),
+                ("conv_ae", 2_119_936)
             ]
         );
     }

@@ -369,9 +369,9 @@ impl Evaluator {
         }
         if data.cols != spec.input_dim() {
             return Err(Error::Config(format!(
-                "the data has {} columns but the model's input size is {}",
+                "the data has {} columns but the model's {}",
                 data.cols,
-                spec.input_dim()
+                spec.input_size_text()
             )));
         }
         crate::model::check_targets(spec, data, "the data")?;
@@ -521,9 +521,9 @@ pub fn jacobians(
     }
     if data.cols != spec.input_dim() {
         return Err(Error::Config(format!(
-            "the data has {} columns but the model's input size is {}",
+            "the data has {} columns but the model's {}",
             data.cols,
-            spec.input_dim()
+            spec.input_size_text()
         )));
     }
     let (c, d) = (spec.code_dim(), spec.input_dim());

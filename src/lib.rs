@@ -63,8 +63,13 @@
 //!
 //! # The model family
 //!
-//! Every model is a deep MLP autoencoder: the encoder maps `encoder[0]` inputs down to
+//! Every model is a deep autoencoder: the encoder maps `encoder[0]` inputs down to
 //! `encoder.last()` code units, the decoder (by default the mirror image) maps them back.
+//! A convolutional model ([`SpecBuilder::encoder_str`]`("1x28x28,conv32k3s2,conv64k3s2,32")`)
+//! runs `Conv2d` layers (padding K/2) on `C×H×W` inputs before its dense layers, and its
+//! decoder mirrors them with `ConvTranspose2d` layers whose `output_padding` gives every
+//! stage's shape back exactly; its checkpoints load into PyTorch's `nn.Sequential`
+//! (`docs/pytorch-conv.md`).
 //! Hidden layers share one [`Activation`]; the code and the output have their own (the output
 //! is a sigmoid, for data in [0, 1], or the identity). The [`model::Variant`] picks the member
 //! of the family:

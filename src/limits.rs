@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::{DType, Graph};
-use crate::model::ModelSpec;
+use crate::model::{LayerKind, ModelSpec};
 use crate::train::Device;
 
 /// What the host offers when `/proc/meminfo` cannot be read: 16 GiB.
@@ -39,12 +39,19 @@ pub fn checked_product(dims: &[usize]) -> Option<usize> {
 pub fn parameter_count(spec: &ModelSpec) -> Option<usize> {
     let mut total = 0usize;
     for layer in spec.layers() {
-        let weight = if layer.tied_to.is_some() {
-            0
-        } else {
-            layer.inputs.checked_mul(layer.outputs)?
+        let (weight, bias) = match layer.kind {
+            LayerKind::Dense => (layer.inputs.checked_mul(layer.outputs)?, layer.outputs),
+            LayerKind::Conv(st) | LayerKind::ConvTranspose(st) => {
+                let w = st.out_c.checked_mul(st.in_c)?.checked_mul(st.kernel)?;
+                let b = match layer.kind {
+                    LayerKind::Conv(_) => st.out_c,
+                    _ => st.in_c,
+                };
+                (w.checked_mul(st.kernel)?, b)
+            }
         };
-        total = total.checked_add(weight)?.checked_add(layer.outputs)?;
+        let weight = if layer.tied_to.is_some() { 0 } else { weight };
+        total = total.checked_add(weight)?.checked_add(bias)?;
     }
     // The arena pads every tensor to a 64-element boundary; leave room for that.
     total.checked_add(spec.layers().len().checked_mul(2 * 64)?)
@@ -99,7 +106,7 @@ pub fn check_bytes(what: &str, needed: u64) -> Result<()> {
 
 /// Refuses a spec whose parameters no machine can address, or that the host cannot hold.
 pub fn check_spec(spec: &ModelSpec) -> Result<()> {
-    let what = format!("a model with encoder {:?}", spec.encoder);
+    let what = format!("a model with encoder {}", spec.encoder_text());
     let count = parameter_count(spec).ok_or_else(|| Error::TooLarge {
         what: what.clone(),
         needed: None,

@@ -77,7 +77,7 @@ def train(
     warmup: int = 0,
     clip_grad_norm: Optional[float] = None,
     batch_size: int = 64,
-    drop_last: bool = True,
+    drop_last: bool = False,
     on_nonfinite: str = "stop",
     precision: str = "f32",
     steps: Optional[int] = None,

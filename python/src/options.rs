@@ -99,7 +99,7 @@ impl Default for TrainOptions {
             warmup: 0,
             clip_grad_norm: None,
             batch_size: 64,
-            drop_last: true,
+            drop_last: false,
             on_nonfinite: "stop".into(),
             precision: "f32".into(),
             steps: None,

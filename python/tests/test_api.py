@@ -38,7 +38,8 @@ def test_every_method_returns_the_documented_shapes_and_dtypes(model, x):
     }
     assert all(v.dtype == np.float32 for v in state.values())
     assert [h["epoch"] for h in model.history] == [1, 2]
-    assert model.history[-1]["step"] == 2 * (300 // 32)
+    # The last, partial batch is kept (drop_last=False, as the CLI and PyTorch default).
+    assert model.history[-1]["step"] == 2 * -(-300 // 32)
     assert model.encoder == [12, 6, 3] and model.decoder == [3, 6, 12]
     assert model.variant == "plain" and model.spec_dict["encoder"] == [12, 6, 3]
 
@@ -130,7 +131,7 @@ def test_validation_and_early_stop_as_the_cli(x):
     assert "val_loss" in m.history[0]
     assert len(m.history) < 30
     split = hg.train(x, val_split=0.25, **SMALL)
-    assert split.history[0]["step"] == 225 // 32
+    assert split.history[0]["step"] == -(-225 // 32)
 
 
 def test_ctrl_c_raises_keyboard_interrupt_with_the_model_so_far(x):
@@ -147,7 +148,7 @@ def test_ctrl_c_raises_keyboard_interrupt_with_the_model_so_far(x):
 
 def test_progress_is_shown_when_asked(x, capsys):
     hg.train(x, progress=True, **SMALL)
-    assert "step 18/18" in capsys.readouterr().err
+    assert "step 20/20" in capsys.readouterr().err
     hg.train(x, progress=False, **SMALL)
     assert capsys.readouterr().err == ""
 

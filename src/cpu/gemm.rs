@@ -8,9 +8,9 @@
 //! gradient) then costs one pass over a tile in cache instead of a pass over the whole product
 //! (it was 7% of an mnist_ae step as a separate pass).
 //!
-//! The per-tile GEMM is OpenBLAS's `cblas_sgemm` for f32 with the `openblas` feature (on by
-//! default) and the pure-Rust `gemm` crate otherwise, and always for f64 (the finite-difference
-//! path). OpenBLAS is there for the forward products, `x · wᵀ`: the `gemm` crate packs a
+//! The per-tile GEMM is OpenBLAS's `cblas_sgemm` for f32 where `build.rs` could link OpenBLAS
+//! (or the `openblas` feature forced it), and the pure-Rust `gemm` crate otherwise (or with the
+//! `rust-gemm` feature), and always for f64 (the finite-difference path). OpenBLAS is there for the forward products, `x · wᵀ`: the `gemm` crate packs a
 //! row-major weight matrix whose row length is a power of two at 100–130 GFLOP/s on this
 //! project's 2-core machine against OpenBLAS's 180–190 (BENCHMARKS.md has the table).
 
@@ -117,10 +117,10 @@ unsafe fn gemm_crate<T: TileProduct>(
 
 impl TileProduct for f64 {}
 
-#[cfg(not(feature = "openblas"))]
+#[cfg(not(hourglass_openblas))]
 impl TileProduct for f32 {}
 
-#[cfg(feature = "openblas")]
+#[cfg(hourglass_openblas)]
 mod openblas {
     use std::ffi::c_int;
 
@@ -201,7 +201,7 @@ mod openblas {
     }
 }
 
-#[cfg(feature = "openblas")]
+#[cfg(hourglass_openblas)]
 impl TileProduct for f32 {
     unsafe fn tile_product(
         shape: (usize, usize, usize),

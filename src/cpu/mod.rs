@@ -1,5 +1,7 @@
 //! The CPU reference executor: runs a [`Graph`] op by op with the twins in [`kernels`].
 
+pub mod conv;
+pub mod conv_reference;
 pub mod gemm;
 pub mod kernels;
 pub mod psd;
@@ -15,7 +17,7 @@ use kernels::{AdamHyper, CpuEpilogue, Real};
 /// width of the element-wise kernels and the threads, e.g. "OpenBLAS products, AVX-512
 /// element-wise kernels, 2 threads".
 pub fn describe() -> String {
-    let products = if cfg!(feature = "openblas") {
+    let products = if cfg!(hourglass_openblas) {
         "OpenBLAS"
     } else {
         "gemm-crate"
@@ -80,13 +82,30 @@ fn op_label(op: &Op) -> String {
                 c.cols
             )
         }
+        Op::Conv2d { shape, .. } => format!("conv2d {}", conv_label(*shape)),
+        Op::Conv2dInputGrad { shape, .. } => format!("conv2d input grad {}", conv_label(*shape)),
+        Op::Conv2dWeightGrad { shape, .. } => format!("conv2d weight grad {}", conv_label(*shape)),
         // The variant's name: what Debug prints before its fields.
-        other => format!("{other:?}")
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        other => other.name(),
     }
+}
+
+/// The geometry of a conv op.
+fn conv_shape(op: &Op) -> Option<crate::graph::ConvShape> {
+    match *op {
+        Op::Conv2d { shape, .. }
+        | Op::Conv2dInputGrad { shape, .. }
+        | Op::Conv2dWeightGrad { shape, .. } => Some(shape),
+        _ => None,
+    }
+}
+
+/// `256x1x28x28 -> 32x14x14 k3 s2 p1`.
+fn conv_label(s: crate::graph::ConvShape) -> String {
+    format!(
+        "{}x{}x{}x{} -> {}x{}x{} k{} s{} p{}",
+        s.batch, s.in_c, s.in_h, s.in_w, s.out_c, s.out_h, s.out_w, s.kernel, s.stride, s.pad
+    )
 }
 
 enum Storage<T> {
@@ -100,6 +119,8 @@ pub struct CpuExecutor<T: Real = f32> {
     bufs: Vec<Storage<T>>,
     /// Per op while profiling: runs, fastest and total seconds.
     times: Option<Vec<(u64, f64, f64)>>,
+    /// Scratch of the conv twins, sized once for the graph's conv ops.
+    conv: conv::ConvScratch<T>,
 }
 
 impl<T: Real> CpuExecutor<T> {
@@ -119,10 +140,13 @@ impl<T: Real> CpuExecutor<T> {
                 DType::U32 => Storage::Index(vec![0; b.len]),
             })
             .collect();
+        let shapes: Vec<_> = graph.ops.iter().filter_map(conv_shape).collect();
+        let conv = conv::ConvScratch::new(&shapes, rayon::current_num_threads());
         CpuExecutor {
             graph,
             bufs,
             times: None,
+            conv,
         }
     }
 
@@ -208,6 +232,19 @@ impl<T: Real> CpuExecutor<T> {
         self.indices(t)
     }
 
+    /// An epilogue with its operand's elements.
+    fn epilogue(&self, epilogue: Epilogue) -> CpuEpilogue<'_, T> {
+        match epilogue {
+            Epilogue::Store => CpuEpilogue::Store,
+            Epilogue::Accumulate => CpuEpilogue::Accumulate,
+            Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.view(bias), act),
+            Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.view(y), act),
+            Epilogue::AccumulateActGrad { y, act } => {
+                CpuEpilogue::AccumulateActGrad(self.view(y), act)
+            }
+        }
+    }
+
     /// The gradient scale of an optimizer step under `guard` (`None`: skip the step).
     fn guard_scale(&self, guard: Option<Guard>) -> Option<T> {
         match guard {
@@ -280,15 +317,7 @@ impl<T: Real> CpuExecutor<T> {
                     Some((a, b)) => (&a[..], &b[..]),
                     None => (self.view(a), self.view(b)),
                 };
-                let ep = match epilogue {
-                    Epilogue::Store => CpuEpilogue::Store,
-                    Epilogue::Accumulate => CpuEpilogue::Accumulate,
-                    Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.view(bias), act),
-                    Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.view(y), act),
-                    Epilogue::AccumulateActGrad { y, act } => {
-                        CpuEpilogue::AccumulateActGrad(self.view(y), act)
-                    }
-                };
+                let ep = self.epilogue(epilogue);
                 kernels::matmul(
                     av,
                     (a.rows, a.cols),
@@ -321,6 +350,76 @@ impl<T: Real> CpuExecutor<T> {
                 kernels::column_sum(
                     self.view(x),
                     x.cols,
+                    &mut o[out.offset..out.end()],
+                    accumulate,
+                );
+                self.put(out.buf, o);
+            }
+            Op::Conv2d {
+                x,
+                w,
+                y,
+                shape,
+                epilogue,
+            } => {
+                let (mut o, mut scratch) = (self.take(y.buf), std::mem::take(&mut self.conv));
+                conv::conv2d(
+                    &shape,
+                    self.view(x),
+                    self.view(w),
+                    &mut o[y.offset..y.end()],
+                    self.epilogue(epilogue),
+                    &mut scratch,
+                );
+                (self.conv, self.bufs[y.buf]) = (scratch, Storage::Float(o));
+            }
+            Op::Conv2dInputGrad {
+                dy,
+                w,
+                dx,
+                shape,
+                epilogue,
+            } => {
+                let (mut o, mut scratch) = (self.take(dx.buf), std::mem::take(&mut self.conv));
+                conv::conv2d_input_grad(
+                    &shape,
+                    self.view(dy),
+                    self.view(w),
+                    &mut o[dx.offset..dx.end()],
+                    self.epilogue(epilogue),
+                    &mut scratch,
+                );
+                (self.conv, self.bufs[dx.buf]) = (scratch, Storage::Float(o));
+            }
+            Op::Conv2dWeightGrad {
+                x,
+                dy,
+                dw,
+                shape,
+                accumulate,
+            } => {
+                let (mut o, mut scratch) = (self.take(dw.buf), std::mem::take(&mut self.conv));
+                conv::conv2d_weight_grad(
+                    &shape,
+                    self.view(x),
+                    self.view(dy),
+                    &mut o[dw.offset..dw.end()],
+                    accumulate,
+                    &mut scratch,
+                );
+                (self.conv, self.bufs[dw.buf]) = (scratch, Storage::Float(o));
+            }
+            Op::ChannelSum {
+                x,
+                out,
+                channels,
+                accumulate,
+            } => {
+                let mut o = self.take(out.buf);
+                conv::channel_sum(
+                    self.view(x),
+                    x.cols,
+                    channels,
                     &mut o[out.offset..out.end()],
                     accumulate,
                 );

@@ -34,20 +34,23 @@ struct Dispatch {
 
 /// One dispatch of an op: the kernel, its specialization constants, what it binds (in the
 /// kernel's binding order) and the grid.
-struct Plan {
-    kernel: Kernel,
-    constants: Constants,
-    resources: Vec<Resource>,
-    groups: [u32; 3],
+pub(super) struct Plan {
+    pub(super) kernel: Kernel,
+    pub(super) constants: Constants,
+    pub(super) resources: Vec<Resource>,
+    pub(super) groups: [u32; 3],
 }
 
 /// What one dispatch binds, in its kernel's binding order.
-enum Resource {
+#[derive(Clone)]
+pub(super) enum Resource {
     Buffer(BufId),
     /// A storage slot the op does not use (e.g. the aux operand of a plain matmul).
     Unused,
     Uniform(Vec<u8>),
     Step,
+    /// A private buffer of the executor, `scratch[i]` (an op's intermediate results).
+    Scratch(usize),
 }
 
 /// A copy between an application's buffer and a view of an executor's buffers
@@ -72,10 +75,12 @@ pub struct GpuExecutor {
     /// Op `i` records `dispatches[op_start[i]..op_start[i + 1]]`; `ops.len() + 1` entries.
     op_start: Vec<usize>,
     staging: HashMap<BufId, wgpu::Buffer>,
+    /// Private buffers ops need between their dispatches ([`Resource::Scratch`]).
+    scratch: Vec<wgpu::Buffer>,
 }
 
 /// A 1-D grid of 256-wide workgroups for `n` elements, folded into y past 65,535 groups.
-fn grid_1d(n: usize) -> [u32; 3] {
+pub(super) fn grid_1d(n: usize) -> [u32; 3] {
     let groups = n.div_ceil(256).max(1) as u32;
     if groups <= 65_535 {
         [groups, 1, 1]
@@ -86,7 +91,7 @@ fn grid_1d(n: usize) -> [u32; 3] {
 
 /// One workgroup per row (or unit) for `n` rows, folded into y past 65,535 (see
 /// `workgroup_row` in shaders/workgroup.wgsl).
-fn grid_rows(n: usize) -> [u32; 3] {
+pub(super) fn grid_rows(n: usize) -> [u32; 3] {
     let n = n.max(1) as u32;
     if n <= 65_535 {
         [n, 1, 1]
@@ -114,7 +119,7 @@ enum Word {
     F(f32),
 }
 
-fn u32s(v: &[usize]) -> Vec<u8> {
+pub(super) fn u32s(v: &[usize]) -> Vec<u8> {
     let words: Vec<u32> = v.iter().map(|&x| x as u32).collect();
     bytemuck::cast_slice(&words).to_vec()
 }
@@ -197,6 +202,7 @@ impl GpuExecutor {
             dispatches: Vec::new(),
             op_start: vec![0],
             staging: HashMap::new(),
+            scratch: Vec::new(),
         };
         let f16_matrix_units = ctx.has_f16_matrix_units();
         let mut tiles = HashMap::new();
@@ -208,9 +214,34 @@ impl GpuExecutor {
             }
         }
         let mut plans = Vec::new();
+        let mut scratch = Vec::new();
         for op in &exec.graph.ops {
-            plans.extend(plan(op, f16_matrix_units, &tiles));
+            let mut alloc = |len: usize| {
+                scratch.push(len);
+                Resource::Scratch(scratch.len() - 1)
+            };
+            match crate::gpu::conv::plan(op, &mut alloc) {
+                Some(conv) => plans.extend(conv?),
+                None => plans.extend(plan(op, f16_matrix_units, &tiles)),
+            }
             exec.op_start.push(plans.len());
+        }
+        for len in scratch {
+            let bytes = (len as u64 * 4).max(16);
+            if bytes > max_binding {
+                return Err(Error::Gpu(format!(
+                    "an op needs {bytes} bytes of scratch but {} binds at most {max_binding} \
+                     bytes per buffer; use a smaller batch or model, or --device cpu",
+                    ctx.adapter.name
+                )));
+            }
+            exec.scratch
+                .push(device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("scratch"),
+                    size: bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                }));
         }
         for Plan {
             kernel,
@@ -242,6 +273,7 @@ impl GpuExecutor {
                     binding: i as u32,
                     resource: match r {
                         Resource::Buffer(b) => exec.buffers[*b].as_entire_binding(),
+                        Resource::Scratch(b) => exec.scratch[*b].as_entire_binding(),
                         Resource::Unused => match kernel.slots()[i] {
                             Slot::ReadWrite => unused_write.as_entire_binding(),
                             _ => unused_read.as_entire_binding(),
@@ -558,6 +590,11 @@ fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) ->
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
     use Word::{F, U as N};
     match *op {
+        // Planned by crate::gpu::conv before this is asked.
+        Op::Conv2d { .. }
+        | Op::Conv2dInputGrad { .. }
+        | Op::Conv2dWeightGrad { .. }
+        | Op::ChannelSum { .. } => Vec::new(),
         Op::Gather { data, order, out } => one(
             Kernel::Gather,
             vec![],

@@ -67,6 +67,18 @@ pub enum Kernel {
     CheckFinite,
     /// `shaders/loss_scale.wgsl`, `loss_scale`.
     LossScale,
+    /// `shaders/conv2d.wgsl` with `matmul_tile64.wgsl`: the conv products as implicit GEMMs in
+    /// 64×64 tiles (MODE 0 forward, 2 weight gradient, 3 input-gradient columns).
+    Conv2d,
+    /// `shaders/conv2d.wgsl` with `matmul_tile32.wgsl`: 32×32 tiles, for products with at most
+    /// 32 rows (channels) or too few tiles of 64.
+    Conv2dSmall,
+    /// `shaders/conv2d_reduce.wgsl`, `weight_grad_sum`: sums the K chunks of a weight gradient.
+    ConvWeightGradSum,
+    /// `shaders/conv2d_reduce.wgsl`, `channel_sum`: conv bias gradients.
+    ChannelSum,
+    /// `shaders/conv2d_col2im.wgsl`: folds input-gradient columns back onto the images.
+    Col2im,
     /// `shaders/psd.wgsl`, `psd_gain`.
     PsdGain,
     /// `shaders/psd.wgsl`, `psd_gain_grad`.
@@ -106,7 +118,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 34] = [
+    pub const ALL: [Kernel; 39] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -134,6 +146,11 @@ impl Kernel {
         Kernel::SumSquaresFinal,
         Kernel::CheckFinite,
         Kernel::LossScale,
+        Kernel::Conv2d,
+        Kernel::Conv2dSmall,
+        Kernel::ConvWeightGradSum,
+        Kernel::ChannelSum,
+        Kernel::Col2im,
         Kernel::PsdGain,
         Kernel::PsdGainGrad,
         Kernel::PsdLipschitz,
@@ -200,6 +217,24 @@ impl Kernel {
             Kernel::CheckFinite | Kernel::LossScale => {
                 wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
+            Kernel::Conv2d => wgsl!(
+                "activation.wgsl",
+                "conv2d_dims.wgsl",
+                "matmul_tile64.wgsl",
+                "conv2d.wgsl"
+            ),
+            Kernel::Conv2dSmall => wgsl!(
+                "activation.wgsl",
+                "conv2d_dims.wgsl",
+                "matmul_tile32.wgsl",
+                "conv2d.wgsl"
+            ),
+            Kernel::Col2im => {
+                wgsl!("activation.wgsl", "conv2d_dims.wgsl", "conv2d_col2im.wgsl")
+            }
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
+                wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
+            }
             Kernel::PsdGain
             | Kernel::PsdGainGrad
             | Kernel::PsdLipschitz
@@ -232,6 +267,9 @@ impl Kernel {
             Kernel::SumSquaresFinal => "sum_squares_final",
             Kernel::CheckFinite => "check_finite",
             Kernel::LossScale => "loss_scale",
+            Kernel::ConvWeightGradSum => "weight_grad_sum",
+            Kernel::ChannelSum => "channel_sum",
+            Kernel::Col2im => "col2im",
             Kernel::PsdGain => "psd_gain",
             Kernel::PsdGainGrad => "psd_gain_grad",
             Kernel::PsdLipschitz => "psd_lipschitz",
@@ -246,7 +284,9 @@ impl Kernel {
             | Kernel::ColumnSum
             | Kernel::ReconstructionLoss
             | Kernel::Gather
-            | Kernel::Corrupt => "main",
+            | Kernel::Corrupt
+            | Kernel::Conv2d
+            | Kernel::Conv2dSmall => "main",
         }
     }
 
@@ -281,6 +321,9 @@ impl Kernel {
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
+            Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
+            Kernel::Col2im => &[Read, ReadWrite, Read, Uniform],
             Kernel::PsdGain | Kernel::PsdMomentum => &[Read, Read, ReadWrite, Uniform],
             Kernel::PsdGainGrad => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::PsdLipschitz => &[Read, ReadWrite, ReadWrite, Uniform],

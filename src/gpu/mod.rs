@@ -6,6 +6,7 @@
 
 pub mod autotune;
 pub mod context;
+mod conv;
 pub mod executor;
 pub mod kernels;
 pub mod matrix;

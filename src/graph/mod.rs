@@ -3,11 +3,14 @@
 //! Nothing here computes; it only says what is computed, on which buffers, in which order.
 
 pub mod build;
+pub mod conv;
 pub mod psd;
 
 use bytemuck::{Pod, Zeroable};
 
 use crate::model::{Activation, Loss, Noise};
+
+pub use conv::ConvShape;
 
 pub use build::{
     InferenceGraph, JacobianGraph, LossTerm, TrainingGraph, build_inference_graph,
@@ -158,6 +161,17 @@ pub enum Epilogue {
     },
 }
 
+impl Epilogue {
+    /// The extra operand the epilogue reads (a bias or an activation output), if any.
+    pub fn operand(&self) -> Option<Tensor> {
+        match *self {
+            Epilogue::BiasAct { bias, .. } => Some(bias),
+            Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => Some(y),
+            Epilogue::Store | Epilogue::Accumulate => None,
+        }
+    }
+}
+
 /// One operation of the graph. Each has a WGSL kernel and a CPU twin with the same name.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -218,6 +232,62 @@ pub enum Op {
         x: Tensor,
         /// `[1, N]` sums.
         out: Tensor,
+        /// Add to `out` instead of overwriting it.
+        accumulate: bool,
+    },
+    /// `y = epilogue(conv2d(x, w))`, PyTorch's `F.conv2d` without bias: `x [B, in_len]`,
+    /// `w [out_c, in_c·k²]`, `y [B, out_len]` (see [`ConvShape`] for the layout). The
+    /// epilogue's bias is per output channel (`[1, out_c]`). Always f32, in mixed precision too.
+    Conv2d {
+        /// Input images, one per row.
+        x: Tensor,
+        /// Weights, PyTorch's `[out_c, in_c, k, k]` flattened.
+        w: Tensor,
+        /// Output images.
+        y: Tensor,
+        /// The geometry.
+        shape: ConvShape,
+        /// What happens to each output element (bias per channel).
+        epilogue: Epilogue,
+    },
+    /// `dx = epilogue(conv2d_input_grad(dy, w))`: the adjoint of [`Op::Conv2d`]'s linear part,
+    /// i.e. `F.conv_transpose2d(dy, w, stride, padding, output_padding)`: `dy [B, out_len]`,
+    /// `w [out_c, in_c·k²]`, `dx [B, in_len]`. The epilogue's bias is per input channel.
+    Conv2dInputGrad {
+        /// Gradient at the convolution's output (or a transposed convolution's input).
+        dy: Tensor,
+        /// Weights, as in [`Op::Conv2d`].
+        w: Tensor,
+        /// Result, shaped like the convolution's input.
+        dx: Tensor,
+        /// The geometry of the forward convolution.
+        shape: ConvShape,
+        /// What happens to each result element (bias per channel).
+        epilogue: Epilogue,
+    },
+    /// `dw (+)= Σ_batch dy ⋆ x`, the weight gradient of [`Op::Conv2d`]: `x [B, in_len]`,
+    /// `dy [B, out_len]`, `dw [out_c, in_c·k²]`.
+    Conv2dWeightGrad {
+        /// The convolution's input.
+        x: Tensor,
+        /// Gradient at its output.
+        dy: Tensor,
+        /// Weight gradient.
+        dw: Tensor,
+        /// The geometry.
+        shape: ConvShape,
+        /// Add to `dw` instead of overwriting it (tied weights).
+        accumulate: bool,
+    },
+    /// `out[0, c] (+)= Σ_rows Σ_positions x[row, c·P + p]` with `P = x.cols / channels`: a
+    /// conv bias gradient.
+    ChannelSum {
+        /// `[B, channels·P]` input.
+        x: Tensor,
+        /// `[1, channels]` sums.
+        out: Tensor,
+        /// Channels of a row.
+        channels: usize,
         /// Add to `out` instead of overwriting it.
         accumulate: bool,
     },
@@ -477,6 +547,10 @@ impl Op {
             Op::Activation { y, .. } => vec![*y],
             Op::ActivationGrad { dx, .. } => vec![*dx],
             Op::ColumnSum { out, .. } => vec![*out],
+            Op::Conv2d { y, .. } => vec![*y],
+            Op::Conv2dInputGrad { dx, .. } => vec![*dx],
+            Op::Conv2dWeightGrad { dw, .. } => vec![*dw],
+            Op::ChannelSum { out, .. } => vec![*out],
             Op::ReconstructionLoss { grad, row_loss, .. } => vec![*grad, *row_loss],
             Op::Adam { params, m, v, .. } => vec![*params, *m, *v],
             Op::GradNorm {
@@ -526,15 +600,23 @@ impl Op {
             } => {
                 let mut v = vec![*a, *b];
                 v.extend(*loss_scale);
-                match epilogue {
-                    Epilogue::BiasAct { bias, .. } => v.push(*bias),
-                    Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => {
-                        v.push(*y)
-                    }
-                    Epilogue::Store | Epilogue::Accumulate => {}
-                }
+                v.extend(epilogue.operand());
                 v
             }
+            Op::Conv2d { x, w, epilogue, .. } => {
+                let mut v = vec![*x, *w];
+                v.extend(epilogue.operand());
+                v
+            }
+            Op::Conv2dInputGrad {
+                dy, w, epilogue, ..
+            } => {
+                let mut v = vec![*dy, *w];
+                v.extend(epilogue.operand());
+                v
+            }
+            Op::Conv2dWeightGrad { x, dy, .. } => vec![*x, *dy],
+            Op::ChannelSum { x, .. } => vec![*x],
             Op::Activation { x, .. } => vec![*x],
             Op::ActivationGrad { dy, y, .. } => vec![*dy, *y],
             Op::ColumnSum { x, .. } => vec![*x],
@@ -569,6 +651,45 @@ impl Op {
                 ..
             } => vec![*norm_sq, *forward_finite],
             Op::Psd(p) => p.inputs(),
+        }
+    }
+}
+
+impl Op {
+    /// The variant's name, as `Debug` prints it.
+    pub fn name(&self) -> String {
+        format!("{self:?}")
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Checks the views of ops whose operands have a geometry beyond their lengths (the conv
+    /// ops: their views must match their [`ConvShape`]).
+    fn check_shapes(&self) -> Result<(), String> {
+        match self {
+            Op::Conv2d {
+                x,
+                w,
+                y,
+                shape,
+                epilogue,
+            } => conv::check_conv2d(shape, *x, *w, *y, epilogue),
+            Op::Conv2dInputGrad {
+                dy,
+                w,
+                dx,
+                shape,
+                epilogue,
+            } => conv::check_input_grad(shape, *dy, *w, *dx, epilogue),
+            Op::Conv2dWeightGrad {
+                x, dy, dw, shape, ..
+            } => conv::check_weight_grad(shape, *x, *dy, *dw),
+            Op::ChannelSum {
+                x, out, channels, ..
+            } => conv::check_channel_sum(*x, *out, *channels),
+            _ => Ok(()),
         }
     }
 }
@@ -677,6 +798,8 @@ impl Graph {
                     ));
                 }
             }
+            op.check_shapes()
+                .map_err(|e| format!("op {i} ({}): {e}", op.name()))?;
             for o in &outs {
                 if op.inputs().iter().any(|x| x.buf == o.buf) {
                     return Err(format!(

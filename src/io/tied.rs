@@ -7,7 +7,7 @@
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::model::Parameters;
+use crate::model::{LayerKind, Parameters};
 
 /// One tied layer's copy: the name it is saved under, its shape and values.
 pub struct TiedCopy {
@@ -29,6 +29,16 @@ pub fn copies(params: &Parameters) -> Vec<TiedCopy> {
         .iter()
         .filter(|l| l.transposed)
         .map(|l| {
+            if let LayerKind::ConvTranspose(_) = l.layer.kind {
+                // A tied transposed conv uses the conv's [out, in, k, k] weight as it is,
+                // which is also its own PyTorch layout: the copy is the same tensor.
+                return TiedCopy {
+                    name: format!("{}.weight", l.layer.name),
+                    source: l.weight.name.clone(),
+                    shape: l.weight.shape.clone(),
+                    values: params.tensor(&l.weight).to_vec(),
+                };
+            }
             // The encoder weight is [rows, cols] = [decoder inputs, decoder outputs].
             let (rows, cols) = (l.weight.shape[0], l.weight.shape[1]);
             let w = params.tensor(&l.weight);
@@ -75,6 +85,13 @@ pub fn check(st: &SafeTensors, params: &Parameters) -> std::result::Result<(), S
             .zip(&copy.values)
             .position(|(a, &b)| a.to_bits() != b.to_bits())
         {
+            if copy.shape.len() == 4 {
+                return Err(format!(
+                    "tensor '{}' differs from '{}' at element {k}: the transposed conv is tied \
+                     to the conv, so edit '{}' instead, or delete the copy",
+                    copy.name, copy.source, copy.source
+                ));
+            }
             let (o, i) = (k / copy.shape[1], k % copy.shape[1]);
             return Err(format!(
                 "tensor '{}' is not the transpose of '{}' (element [{o}, {i}] differs): the \

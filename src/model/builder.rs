@@ -2,6 +2,7 @@
 //! [`build`](SpecBuilder::build) checks the result.
 
 use crate::error::{Error, Result};
+use crate::model::conv::{ConvSpec, ImageShape};
 use crate::model::spec::{Activation, Loss, ModelSpec, SPEC_VERSION, Variant};
 
 /// Builds a [`ModelSpec`] step by step; start with [`ModelSpec::builder`].
@@ -49,6 +50,9 @@ pub struct SpecBuilder {
     loss: Option<Loss>,
     tied: bool,
     variant: Variant,
+    input_shape: Option<ImageShape>,
+    conv: Vec<ConvSpec>,
+    parse_error: Option<String>,
 }
 
 impl ModelSpec {
@@ -64,6 +68,35 @@ impl SpecBuilder {
     /// heads from the width before it.
     pub fn encoder(mut self, sizes: impl AsRef<[usize]>) -> Self {
         self.encoder = sizes.as_ref().to_vec();
+        self
+    }
+
+    /// The whole encoder as an encoder string: `784,256,32`, or with an input shape and conv
+    /// layers `1x28x28,conv32k3s2,conv64k3s2,32` (`convOkKsS`: O channels, kernel K (default
+    /// 3), stride S (default 1), padding K/2; conv layers first, then dense widths; none for
+    /// a fully convolutional model). The decoder mirrors it unless [`decoder`](Self::decoder)
+    /// sets its dense part (code first, flattened conv output last). A malformed token is
+    /// reported by [`build`](Self::build).
+    ///
+    /// ```
+    /// use hourglass::ModelSpec;
+    /// let spec = ModelSpec::builder().encoder_str("1x28x28,conv32k3s2,conv64k3s2,32").build()?;
+    /// assert_eq!((spec.input_dim(), spec.encoder.clone(), spec.code_dim()), (784, vec![3136, 32], 32));
+    /// let err = ModelSpec::builder().encoder_str("1x28x28,conv16k0,32").build().unwrap_err();
+    /// assert!(err.to_string().contains("'conv16k0'"));
+    /// # Ok::<(), hourglass::Error>(())
+    /// ```
+    pub fn encoder_str(mut self, s: &str) -> Self {
+        match ModelSpec::from_encoder_str(s) {
+            Ok(spec) => {
+                self.encoder = spec.encoder;
+                self.input_shape = spec.input_shape;
+                self.conv = spec.conv;
+                self.parse_error = None;
+            }
+            Err(Error::Config(m)) => self.parse_error = Some(m),
+            Err(e) => self.parse_error = Some(e.to_string()),
+        }
         self
     }
 
@@ -114,6 +147,9 @@ impl SpecBuilder {
     /// wrong (sizes that do not meet, a loss that does not fit the output, a variant's
     /// parameter out of range).
     pub fn build(self) -> Result<ModelSpec> {
+        if let Some(m) = self.parse_error {
+            return Err(Error::Config(m));
+        }
         if self.encoder.is_empty() {
             return Err(Error::Config(
                 "the model needs encoder sizes: ModelSpec::builder().encoder([input, ..., code])"
@@ -136,6 +172,8 @@ impl SpecBuilder {
             }),
             tied: self.tied,
             variant: self.variant,
+            input_shape: self.input_shape,
+            conv: self.conv,
         };
         spec.validate()?;
         Ok(spec)

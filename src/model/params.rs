@@ -2,7 +2,7 @@
 //! starts on a 256-byte boundary. One buffer means one optimizer dispatch for the whole model
 //! and one copy to save or load it.
 
-use crate::model::spec::{Activation, LayerSpec, ModelSpec};
+use crate::model::spec::{Activation, LayerKind, LayerSpec, ModelSpec};
 use crate::rng::{Sequence, Stream};
 
 /// Elements per alignment unit: 64 f32 = 256 bytes, wgpu's storage offset alignment.
@@ -15,7 +15,8 @@ pub struct ParamTensor {
     pub name: String,
     /// First element in the arena.
     pub offset: usize,
-    /// Shape, PyTorch layout (`[out, in]` for weights).
+    /// Shape, PyTorch layout (`[out, in]` for linear weights, `[out, in, kh, kw]` for conv
+    /// weights, `[in, out, kh, kw]` for transposed-conv weights).
     pub shape: Vec<usize>,
 }
 
@@ -31,17 +32,20 @@ impl ParamTensor {
     }
 }
 
-/// The weight and bias of one dense layer.
+/// The weight and bias of one layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerParams {
     /// The layer they belong to.
     pub layer: LayerSpec,
     /// The weight this layer multiplies by: its own `[outputs, inputs]`, or with tied weights
-    /// the mirrored encoder layer's `[inputs, outputs]`, used transposed.
+    /// the mirrored encoder layer's `[inputs, outputs]`, used transposed. A conv layer's is
+    /// `[out_c, in_c, k, k]`; a transposed conv's `[in, out, k, k]` is the layout of the conv
+    /// it mirrors, so a tied one uses that conv's weight as it is.
     pub weight: ParamTensor,
-    /// True when `weight` is another layer's, used transposed.
+    /// True when `weight` is another layer's (tied): used transposed by a dense layer, as it
+    /// is by a transposed conv.
     pub transposed: bool,
-    /// `[outputs]`.
+    /// `[outputs]` (`[channels]` of a conv layer's output).
     pub bias: ParamTensor,
 }
 
@@ -92,17 +96,18 @@ impl ParamLayout {
         };
         let mut layers: Vec<LayerParams> = Vec::new();
         for layer in spec.layers() {
+            let (weight_shape, bias_len) = match layer.kind {
+                LayerKind::Dense => (vec![layer.outputs, layer.inputs], layer.outputs),
+                LayerKind::Conv(st) => (vec![st.out_c, st.in_c, st.kernel, st.kernel], st.out_c),
+                LayerKind::ConvTranspose(st) => {
+                    (vec![st.out_c, st.in_c, st.kernel, st.kernel], st.in_c)
+                }
+            };
             let (weight, transposed) = match layer.tied_to {
                 Some(k) => (layers[k].weight.clone(), true),
-                None => (
-                    take(
-                        format!("{}.weight", layer.name),
-                        vec![layer.outputs, layer.inputs],
-                    ),
-                    false,
-                ),
+                None => (take(format!("{}.weight", layer.name), weight_shape), false),
             };
-            let bias = take(format!("{}.bias", layer.name), vec![layer.outputs]);
+            let bias = take(format!("{}.bias", layer.name), vec![bias_len]);
             layers.push(LayerParams {
                 layer,
                 weight,
@@ -134,8 +139,11 @@ impl ParamLayout {
         self.tensors().map(ParamTensor::len).sum()
     }
 
-    /// A freshly initialised arena: Glorot/Xavier uniform weights for sigmoid, tanh and identity
-    /// layers, He/Kaiming uniform for ReLU-family layers, zero biases. Deterministic in `seed`.
+    /// A freshly initialised arena: dense layers get Glorot/Xavier uniform weights for sigmoid,
+    /// tanh and identity layers, He/Kaiming uniform for ReLU-family layers, and zero biases;
+    /// conv and transposed-conv layers get PyTorch's default (`kaiming_uniform_(a=√5)`, i.e.
+    /// U(±1/√fan_in) for the weight and the bias, fan_in = `weight.size(1)·k²`).
+    /// Deterministic in `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
         let mut arena = vec![0.0f32; self.len];
         crate::model::psd::init_extra(self, seed, &mut arena);
@@ -145,6 +153,19 @@ impl ParamLayout {
             .enumerate()
             .filter(|(_, l)| !l.transposed)
         {
+            if let LayerKind::Conv(st) | LayerKind::ConvTranspose(st) = l.layer.kind {
+                // weight.size(1): in_c for a Conv2d [out_c, in_c, k, k]; for a
+                // ConvTranspose2d [in = out_c, out = in_c, k, k] it is in_c as well.
+                let fan_in = (st.in_c * st.kernel * st.kernel) as f32;
+                let bound = 1.0 / fan_in.sqrt();
+                let mut rng = Sequence::new(seed, Stream::Init, k as u32);
+                for t in [&l.weight, &l.bias] {
+                    for x in &mut arena[t.offset..t.offset + t.len()] {
+                        *x = rng.uniform(-bound, bound);
+                    }
+                }
+                continue;
+            }
             let (fan_in, fan_out) = (l.layer.inputs as f32, l.layer.outputs as f32);
             let bound = match l.layer.activation {
                 Activation::Relu | Activation::LeakyRelu => (6.0 / fan_in).sqrt(),

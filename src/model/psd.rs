@@ -56,6 +56,8 @@ impl ModelSpec {
                 gamma,
                 inference_steps,
             },
+            input_shape: None,
+            conv: Vec::new(),
         }
     }
 
@@ -78,6 +80,12 @@ pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
     let Some((lambda, gamma, steps)) = spec.psd_settings() else {
         return Ok(());
     };
+    if !spec.conv.is_empty() {
+        return bad(
+            "--variant psd learns a dense dictionary: it takes no conv layers (--encoder IN,CODE)"
+                .into(),
+        );
+    }
     if spec.encoder.len() != 2 {
         let sizes: Vec<String> = spec.encoder.iter().map(|s| s.to_string()).collect();
         return bad(format!(

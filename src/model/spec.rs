@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::conv::{ConvSpec, ConvStage, EncoderToken, ImageShape, split_tokens, stages};
 
 /// The version of the spec JSON this build writes; loading refuses newer versions.
 pub const SPEC_VERSION: u32 = 1;
@@ -89,8 +90,13 @@ impl Loss {
     }
 }
 
-/// A deep MLP autoencoder: the encoder maps `encoder[0]` inputs down to `encoder.last()` code
+/// A deep autoencoder: the encoder maps `encoder[0]` inputs down to `encoder.last()` code
 /// units, the decoder maps them back up through `decoder` to `encoder[0]` outputs.
+///
+/// A convolutional model also has an `input_shape` and `conv` layers: the encoder runs the
+/// conv layers on the `C×H×W` input first, flattens, and then its dense layers start from the
+/// flattened width, `encoder[0]`; the decoder's dense layers end there, unflatten, and run one
+/// mirrored ConvTranspose2d per conv layer back to the input shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     /// Spec format version ([`SPEC_VERSION`]).
@@ -114,6 +120,13 @@ pub struct ModelSpec {
     /// Which regularized autoencoder this is.
     #[serde(default)]
     pub variant: Variant,
+    /// The shape of an input row as an image (needed by conv layers; optional otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<ImageShape>,
+    /// Conv layers the encoder runs before its dense layers, each mirrored by a
+    /// ConvTranspose2d at the end of the decoder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conv: Vec<ConvSpec>,
 }
 
 /// Input corruption of a denoising autoencoder.
@@ -239,8 +252,19 @@ pub enum Role {
     Decoder,
 }
 
-/// One dense layer of the model, as the graph builder and the checkpoint see it.
-#[derive(Clone, Debug, PartialEq)]
+/// What kind of layer a [`LayerSpec`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// `nn.Linear`.
+    Dense,
+    /// `nn.Conv2d` of an encoder stage.
+    Conv(ConvStage),
+    /// `nn.ConvTranspose2d` mirroring an encoder stage (from its output back to its input).
+    ConvTranspose(ConvStage),
+}
+
+/// One layer of the model, as the graph builder and the checkpoint see it.
+#[derive(Clone, PartialEq)]
 pub struct LayerSpec {
     /// Name prefix in checkpoints, PyTorch `nn.Sequential` style (`encoder.2`).
     pub name: String,
@@ -252,8 +276,30 @@ pub struct LayerSpec {
     pub outputs: usize,
     /// Activation applied to this layer's output (the output layer's is applied by the loss).
     pub activation: Activation,
-    /// With tied weights: the index of the encoder layer whose weight this layer uses, transposed.
+    /// With tied weights: the index of the encoder layer whose weight this layer uses
+    /// (transposed by a dense layer; as it is by a transposed conv).
     pub tied_to: Option<usize>,
+    /// Dense, conv or transposed conv (with its geometry); `inputs` and `outputs` are then the
+    /// flattened widths `C·H·W` of its input and output.
+    pub kind: LayerKind,
+}
+
+/// As derived, with `kind` shown only for conv layers: a dense model's debug dump (which the
+/// golden graph hashes of `tests/graph_golden.rs` pin) stays what it was before conv layers.
+impl std::fmt::Debug for LayerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("LayerSpec");
+        d.field("name", &self.name)
+            .field("role", &self.role)
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("activation", &self.activation)
+            .field("tied_to", &self.tied_to);
+        if self.kind != LayerKind::Dense {
+            d.field("kind", &self.kind);
+        }
+        d.finish()
+    }
 }
 
 impl ModelSpec {
@@ -272,6 +318,86 @@ impl ModelSpec {
             loss: Loss::Bce,
             tied: false,
             variant: Variant::Plain,
+            input_shape: None,
+            conv: Vec::new(),
+        }
+    }
+
+    /// A mirrored spec (with the defaults of [`ModelSpec::mirrored`]) from the tokens of an
+    /// encoder string such as `1x28x28,conv32k3s2,conv64k3s2,32`: an optional input shape,
+    /// conv layers, then dense widths. Errors name the token.
+    pub fn from_encoder_tokens(tokens: &[EncoderToken]) -> Result<Self> {
+        let split = split_tokens(tokens)?;
+        let mut encoder = split.dense;
+        if let (Some(shape), false) = (split.input_shape, split.conv.is_empty()) {
+            let st = stages(shape, &split.conv)?;
+            let flat = st.last().map_or(shape.len(), ConvStage::out_len);
+            encoder.insert(0, flat);
+        }
+        let mut spec = ModelSpec::mirrored(&encoder);
+        spec.input_shape = split.input_shape;
+        spec.conv = split.conv;
+        Ok(spec)
+    }
+
+    /// Parses an encoder string (`784,256,32` or `1x28x28,conv32k3s2,conv64k3s2,32`) into a
+    /// mirrored spec, as [`ModelSpec::from_encoder_tokens`].
+    pub fn from_encoder_str(s: &str) -> Result<Self> {
+        let tokens = s
+            .split(',')
+            .map(EncoderToken::parse)
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_encoder_tokens(&tokens)
+    }
+
+    /// The encoder string's tokens that give this spec's encoder back (the flattened width of
+    /// a conv model is implied, so it is left out).
+    pub fn encoder_tokens(&self) -> Vec<EncoderToken> {
+        let mut t: Vec<EncoderToken> = self
+            .input_shape
+            .map(EncoderToken::Shape)
+            .into_iter()
+            .collect();
+        t.extend(self.conv.iter().copied().map(EncoderToken::Conv));
+        let skip = usize::from(self.input_shape.is_some());
+        t.extend(
+            self.encoder
+                .iter()
+                .skip(skip)
+                .copied()
+                .map(EncoderToken::Dense),
+        );
+        t
+    }
+
+    /// The encoder for messages: `[784, 256, 32]`, or for a conv model its tokens
+    /// (`[1x28x28, conv32k3s2, 32]`).
+    pub fn encoder_text(&self) -> String {
+        if self.is_conv() {
+            let t: Vec<String> = self
+                .encoder_tokens()
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            format!("[{}]", t.join(", "))
+        } else {
+            format!("{:?}", self.encoder)
+        }
+    }
+
+    /// True when the model has conv layers.
+    pub fn is_conv(&self) -> bool {
+        !self.conv.is_empty()
+    }
+
+    /// The geometry of every conv stage (empty for a dense model).
+    pub fn conv_stages(&self) -> Result<Vec<ConvStage>> {
+        match self.input_shape {
+            Some(shape) => stages(shape, &self.conv),
+            None if self.conv.is_empty() => Ok(Vec::new()),
+            None => Err(Error::Config(
+                "conv layers need the input shape first (e.g. --encoder 1x28x28,conv32,32)".into(),
+            )),
         }
     }
 
@@ -280,9 +406,26 @@ impl ModelSpec {
         self.decoder.iter().rev().eq(self.encoder.iter())
     }
 
-    /// Width of the input (and of the reconstruction).
+    /// Width of the input (and of the reconstruction): C·H·W with an input shape, else
+    /// `encoder[0]`.
     pub fn input_dim(&self) -> usize {
-        self.encoder[0]
+        match self.input_shape {
+            Some(s) => s.len(),
+            None => self.encoder[0],
+        }
+    }
+
+    /// `input size 784`, or for a model with an input shape `input shape 1x28x28 (the
+    /// encoder token '1x28x28': C×H×W = 784 values per row)`: for messages about data of the
+    /// wrong width.
+    pub fn input_size_text(&self) -> String {
+        match self.input_shape {
+            Some(s) => format!(
+                "input shape {s} (the encoder token '{s}': C×H×W = {} values per row)",
+                s.len()
+            ),
+            None => format!("input size {}", self.input_dim()),
+        }
     }
 
     /// Width of the code.
@@ -299,13 +442,33 @@ impl ModelSpec {
                 self.version
             ));
         }
-        if self.encoder.len() < 2 {
+        // A conv model's dense part starts at the flattened conv output and may be empty (a
+        // fully convolutional model: the code is the last feature map).
+        let min_len = if self.is_conv() { 1 } else { 2 };
+        if let Some(shape) = self.input_shape {
+            let stages = self.conv_stages()?;
+            let flat = stages.last().map_or(shape.len(), ConvStage::out_len);
+            let what = match stages.last() {
+                Some(s) => format!("the conv layers' flattened {} output", s.output()),
+                None => format!("the input shape {shape}"),
+            };
+            if let Some(&first) = self.encoder.first() {
+                if first != flat {
+                    return bad(format!(
+                        "the encoder's dense layers must start at {flat} ({what}), got {first}"
+                    ));
+                }
+            }
+        } else if self.is_conv() {
+            self.conv_stages()?;
+        }
+        if self.encoder.len() < min_len {
             return bad(format!(
                 "the encoder needs at least an input and a code size (e.g. 784,32), got {:?}",
                 self.encoder
             ));
         }
-        if self.decoder.len() < 2 {
+        if self.decoder.len() < min_len {
             return bad(format!(
                 "the decoder needs at least a code and an output size, got {:?}",
                 self.decoder
@@ -324,10 +487,15 @@ impl ModelSpec {
                 self.decoder[0]
             ));
         }
-        if *self.decoder.last().unwrap_or(&0) != self.input_dim() {
+        if *self.decoder.last().unwrap_or(&0) != self.encoder[0] {
+            let what = if self.is_conv() {
+                "the flattened conv output"
+            } else {
+                "the input size"
+            };
             return bad(format!(
-                "the decoder must end at the input size {} but ends at {}",
-                self.input_dim(),
+                "the decoder must end at {what} {} but ends at {}",
+                self.encoder[0],
                 self.decoder.last().unwrap_or(&0)
             ));
         }
@@ -387,11 +555,25 @@ impl ModelSpec {
                 if projections == Some(0) {
                     return bad("--jacobian-projections must be at least 1".into());
                 }
+                if self.is_conv() && projections.is_none() {
+                    return bad("the exact contractive penalty is not available for conv \
+                                encoders; estimate it with random projections \
+                                (--jacobian-projections K, e.g. 8)"
+                        .into());
+                }
             }
             Variant::Vae { beta, samples } => {
                 nonneg("the KL weight β", beta)?;
                 if samples == 0 {
                     return bad("--vae-samples must be at least 1".into());
+                }
+                if self.is_conv() && self.encoder.len() < 2 {
+                    return bad(
+                        "a convolutional VAE needs a latent size after the conv layers \
+                                (e.g. 1x28x28,conv32k3s2,16): its fc_mu and fc_logvar heads \
+                                map the flattened features to it"
+                            .into(),
+                    );
                 }
                 if self.tied {
                     return bad("a VAE cannot tie weights: its encoder ends in two heads".into());
@@ -403,16 +585,44 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// Every dense layer in execution order: encoder (for a VAE: its trunk, then the μ and
-    /// log σ² heads), then decoder.
+    /// Every layer in execution order: the encoder's conv layers and dense layers (for a VAE:
+    /// its trunk, then the μ and log σ² heads), then the decoder's dense layers and transposed
+    /// convs. Names count every module of PyTorch's `nn.Sequential`: each layer is followed by
+    /// its activation, and a conv model has a `Flatten` after its last conv layer
+    /// (`encoder.0` Conv2d, `encoder.1` activation, `encoder.2` Flatten, `encoder.3` Linear)
+    /// and an `Unflatten` before its first transposed conv.
     pub fn layers(&self) -> Vec<LayerSpec> {
         let mut layers = Vec::new();
         let vae = matches!(self.variant, Variant::Vae { .. });
-        let enc = self.encoder.len() - 1;
-        let trunk = if vae { enc - 1 } else { enc };
+        let stages = self.conv_stages().unwrap_or_default();
+        let nconv = stages.len();
+        let enc = self.encoder.len().saturating_sub(1);
+        let trunk = if vae { enc.saturating_sub(1) } else { enc };
+        // The last encoder layer (the code) takes the code activation; with no dense layer
+        // that is the last conv.
+        let enc_act = |last: bool| {
+            if last && !vae {
+                self.code_activation
+            } else {
+                self.activation
+            }
+        };
+        for (i, st) in stages.iter().enumerate() {
+            layers.push(LayerSpec {
+                name: format!("encoder.{}", 2 * i),
+                role: Role::Encoder,
+                inputs: st.in_len(),
+                outputs: st.out_len(),
+                activation: enc_act(i + 1 == nconv && enc == 0),
+                tied_to: None,
+                kind: LayerKind::Conv(*st),
+            });
+        }
+        // Dense modules start after the Flatten (index 2·nconv) of a conv model.
+        let first_dense = if nconv > 0 { 2 * nconv + 1 } else { 0 };
         for k in 0..trunk {
             layers.push(LayerSpec {
-                name: format!("encoder.{}", 2 * k),
+                name: format!("encoder.{}", first_dense + 2 * k),
                 role: Role::Encoder,
                 inputs: self.encoder[k],
                 outputs: self.encoder[k + 1],
@@ -422,9 +632,10 @@ impl ModelSpec {
                     self.activation
                 },
                 tied_to: None,
+                kind: LayerKind::Dense,
             });
         }
-        if vae {
+        if vae && enc > 0 {
             for (name, role) in [("fc_mu", Role::Mu), ("fc_logvar", Role::LogVar)] {
                 layers.push(LayerSpec {
                     name: name.into(),
@@ -433,33 +644,54 @@ impl ModelSpec {
                     outputs: self.encoder[enc],
                     activation: Activation::Identity,
                     tied_to: None,
+                    kind: LayerKind::Dense,
                 });
             }
         }
-        let dec = self.decoder.len() - 1;
+        let dec = self.decoder.len().saturating_sub(1);
         for k in 0..dec {
             layers.push(LayerSpec {
                 name: format!("decoder.{}", 2 * k),
                 role: Role::Decoder,
                 inputs: self.decoder[k],
                 outputs: self.decoder[k + 1],
-                activation: if k + 1 == dec {
+                activation: if k + 1 == dec && nconv == 0 {
                     self.output_activation
                 } else {
                     self.activation
                 },
-                tied_to: self.tied.then(|| enc - 1 - k),
+                tied_to: self.tied.then(|| nconv + enc - 1 - k),
+                kind: LayerKind::Dense,
+            });
+        }
+        // The Unflatten is decoder.(2·dec); transposed convs follow, the last conv first.
+        for j in 0..nconv {
+            let st = stages[nconv - 1 - j];
+            layers.push(LayerSpec {
+                name: format!("decoder.{}", 2 * dec + 1 + 2 * j),
+                role: Role::Decoder,
+                inputs: st.out_len(),
+                outputs: st.in_len(),
+                activation: if j + 1 == nconv {
+                    self.output_activation
+                } else {
+                    self.activation
+                },
+                tied_to: self.tied.then_some(nconv - 1 - j),
+                kind: LayerKind::ConvTranspose(st),
             });
         }
         layers
     }
 
-    /// Number of encoder layers before the code (for a VAE: trunk layers before the heads).
+    /// Number of encoder layers before the code, conv layers included (for a VAE: trunk
+    /// layers before the heads).
     pub fn encoder_layers(&self) -> usize {
-        match self.variant {
-            Variant::Vae { .. } => self.encoder.len() - 2,
-            _ => self.encoder.len() - 1,
-        }
+        self.conv.len()
+            + match self.variant {
+                Variant::Vae { .. } => self.encoder.len() - 2,
+                _ => self.encoder.len() - 1,
+            }
     }
 
     /// The spec as the JSON stored in checkpoints, with the leaky-ReLU slope this build

@@ -267,9 +267,9 @@ impl Trainer {
         }
         if data.cols != spec.input_dim() {
             return Err(Error::Config(format!(
-                "the data has {} features per example but the model's input size is {}",
+                "the data has {} features per example but the model's {}",
                 data.cols,
-                spec.input_dim()
+                spec.input_size_text()
             )));
         }
         crate::model::check_targets(spec, data, "the training data")?;
@@ -338,8 +338,8 @@ impl Trainer {
             &tg.graph,
             device,
             &format!(
-                "training a model with encoder {:?} in batches of {batch}",
-                spec.encoder
+                "training a model with encoder {} in batches of {batch}",
+                spec.encoder_text()
             ),
         )?;
         let params = match init {

@@ -17,7 +17,7 @@ pub const EXAMPLES: &str = "Examples:
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// mnist_ae, vae, cae, large_ae or all (comma-separated lists work too).
+    /// mnist_ae, vae, cae, large_ae, conv_ae or all (comma-separated lists work too).
     #[arg(long, default_value = "all")]
     workload: String,
     /// gpu, cpu or both (then the GPU/CPU ratio is reported).

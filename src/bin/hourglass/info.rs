@@ -5,7 +5,7 @@ use hourglass::gpu::{GpuContext, list_adapters};
 const MIB: u64 = 1 << 20;
 
 pub fn run() -> hourglass::Result<()> {
-    let features = if cfg!(feature = "openblas") {
+    let features = if cfg!(hourglass_openblas) {
         "cli, openblas"
     } else {
         "cli"

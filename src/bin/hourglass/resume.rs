@@ -189,12 +189,28 @@ pub fn variant_name(spec: &ModelSpec) -> &'static str {
 
 /// `plain 784→16→784 model (relu, bce)`.
 pub fn describe(spec: &ModelSpec) -> String {
-    let widths: Vec<String> = spec
-        .encoder
-        .iter()
-        .chain(spec.decoder.iter().skip(1))
-        .map(usize::to_string)
-        .collect();
+    let widths: Vec<String> = if spec.is_conv() {
+        // `1x28x28→conv32k3s2→32→6272→convT1k3s2`: the encoder string, the decoder's dense
+        // widths, then the transposed convs back to the input channels.
+        let stages = spec.conv_stages().unwrap_or_default();
+        spec.encoder_tokens()
+            .iter()
+            .map(|t| t.to_string())
+            .chain(spec.decoder.iter().skip(1).map(usize::to_string))
+            .chain(
+                stages
+                    .iter()
+                    .rev()
+                    .map(|s| format!("convT{}k{}s{}", s.in_c, s.kernel, s.stride)),
+            )
+            .collect()
+    } else {
+        spec.encoder
+            .iter()
+            .chain(spec.decoder.iter().skip(1))
+            .map(usize::to_string)
+            .collect()
+    };
     format!(
         "{} {} model{}",
         variant_name(spec),

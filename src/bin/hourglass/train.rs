@@ -7,7 +7,7 @@ use clap::{ArgAction, ArgMatches, Args};
 use hourglass::data::{self, Dataset};
 use hourglass::graph::Precision;
 use hourglass::io::checkpoint;
-use hourglass::model::{Activation, Loss, ModelSpec, Noise, Variant, check_targets};
+use hourglass::model::{Activation, EncoderToken, Loss, ModelSpec, Noise, Variant, check_targets};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
 use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
@@ -28,6 +28,7 @@ Examples:
   hourglass train                         # 5 epochs on the bundled Fashion-MNIST test set
   hourglass train --dataset fashion-mnist --variant denoising --noise mask:0.3 --epochs 20 --out dae
   hourglass train --dataset fashion-mnist --variant vae --encoder 784,512,16 --epochs 30 --out vae
+  hourglass train --dataset fashion-mnist --encoder 1x28x28,conv32k3s2,conv64k3s2,32 --epochs 5 --out conv
   hourglass train --dataset fashion-mnist --variant psd --encoder 784,256 --sparsity 0.5 \\
       --prediction 1.0 --epochs 10 --out psd        # then: encode --infer, psd/atoms.png
   hourglass train --data x.npy --val-split 0.1 --normalize standard --loss mse \\
@@ -61,16 +62,21 @@ pub struct TrainArgs {
     #[arg(help_heading = "Data", long, value_name = "F")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_split: Option<f64>,
-    /// Encoder layer sizes, input first, code last [default: INPUT,256,32].
+    /// Encoder layer sizes, input first, code last [default: INPUT,256,32]; or a conv
+    /// encoder: the input shape CxHxW, then convOkKsS layers (O channels, kernel K, default 3,
+    /// stride S, default 1, padding K/2), then dense sizes (e.g. 1x28x28,conv32k3s2,conv64k3s2,32).
     #[arg(
         help_heading = "Model",
         long,
         value_delimiter = ',',
-        value_name = "SIZES"
+        value_name = "SIZES",
+        value_parser = parse_encoder_token
     )]
     #[serde(default)]
-    pub encoder: Vec<usize>,
-    /// Decoder layer sizes, code first, output last [default: the encoder mirrored].
+    pub encoder: Vec<EncoderToken>,
+    /// Decoder layer sizes, code first, output last [default: the encoder mirrored]; for a
+    /// conv model its dense part, ending at the flattened conv output (the transposed convs
+    /// always mirror the conv layers).
     #[arg(
         help_heading = "Model",
         long,
@@ -309,15 +315,23 @@ fn optimizer(args: &TrainArgs) -> Result<OptimizerConfig> {
     })
 }
 
+/// One token of --encoder, its error without the `invalid configuration: ` prefix (clap
+/// names the flag and the value).
+fn parse_encoder_token(s: &str) -> std::result::Result<EncoderToken, String> {
+    EncoderToken::parse(s).map_err(|e| match e {
+        Error::Config(m) => m,
+        other => other.to_string(),
+    })
+}
+
 fn spec_from_flags(args: &TrainArgs, data: &Dataset) -> Result<ModelSpec> {
-    let encoder = if args.encoder.is_empty() && args.variant == "psd" {
-        vec![data.cols, 256]
+    let mut spec = if args.encoder.is_empty() && args.variant == "psd" {
+        ModelSpec::mirrored(&[data.cols, 256])
     } else if args.encoder.is_empty() {
-        vec![data.cols, 256, 32]
+        ModelSpec::mirrored(&[data.cols, 256, 32])
     } else {
-        args.encoder.clone()
+        ModelSpec::from_encoder_tokens(&args.encoder)?
     };
-    let mut spec = ModelSpec::mirrored(&encoder);
     if let Some(d) = &args.decoder {
         spec.decoder = d.clone();
     }
@@ -374,7 +388,7 @@ fn activation_name(a: Activation) -> String {
 /// Writes `spec` back into the model flags, so that the resolved configuration rebuilds it
 /// exactly (also when it came from --init or a resumed state).
 fn flags_from_spec(args: &mut TrainArgs, spec: &ModelSpec) {
-    args.encoder = spec.encoder.clone();
+    args.encoder = spec.encoder_tokens();
     args.decoder = Some(spec.decoder.clone());
     args.activation = activation_name(spec.activation);
     args.code_activation = activation_name(spec.code_activation);
@@ -761,6 +775,9 @@ mod tests {
                 "--loss",
                 "mse",
             ],
+            &["--encoder", "1x2x3,conv4k3s2,conv2,5", "--tied"],
+            &["--encoder", "1x2x3,4"],
+            &["--encoder", "1x2x3,conv2k1s2"],
             &[
                 "--variant",
                 "psd",

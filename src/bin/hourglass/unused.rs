@@ -5,7 +5,7 @@
 
 use clap::ArgMatches;
 use clap::parser::ValueSource;
-use hourglass::model::{ModelSpec, Variant};
+use hourglass::model::{ModelSpec, Role, Variant};
 
 use crate::train::TrainArgs;
 
@@ -33,7 +33,13 @@ pub fn unused_flags(
     let vae = matches!(spec.variant, Variant::Vae { .. });
     // Hidden layers: the encoder's between input and code (a VAE's whole trunk) and the
     // decoder's between code and output; the code and output layers have flags of their own.
-    let hidden = spec.encoder.len().saturating_sub(2) + spec.decoder.len().saturating_sub(2);
+    let hidden = if spec.is_conv() {
+        let layers = spec.layers();
+        let count = |role| layers.iter().filter(|l| l.role == role).count();
+        count(Role::Encoder) - usize::from(!vae) + count(Role::Decoder) - 1
+    } else {
+        spec.encoder.len().saturating_sub(2) + spec.decoder.len().saturating_sub(2)
+    };
     let mut checks: Vec<(&str, &str, bool, String)> = vec![
         (
             "activation",

@@ -1,14 +1,15 @@
 //! What a layer type must know to take part in a graph: its forward op, the two halves of its
 //! backward pass (the gradients of its parameters, and of its input), and the tangent passes
 //! the Jacobian graph and the contractive penalty run through it. The builder walks stacks of
-//! `dyn Layer` and never looks inside one; a layer type (dense today) is one module that
+//! `dyn Layer` and never looks inside one; a layer type (dense, conv) is one module that
 //! implements [`Layer`], and [`stack`] is the one place that picks the type of each layer of a
 //! model's layout.
 
 use crate::graph::build::backward::GradWriter;
+use crate::graph::build::conv::{Conv, ConvTranspose};
 use crate::graph::build::dense::Dense;
 use crate::graph::{Epilogue, Graph, Tensor};
-use crate::model::{Activation, LayerSpec, ParamLayout, Role};
+use crate::model::{Activation, LayerKind, LayerSpec, ParamLayout, Role};
 
 /// One layer of a model, as the graph builder emits it. Every product it emits takes its
 /// parameters from the arena view `params` and writes their gradients through a
@@ -60,7 +61,11 @@ pub(super) fn stack(layout: &ParamLayout, role: Role) -> Vec<Box<dyn Layer + '_>
         .layers
         .iter()
         .filter(|l| l.layer.role == role)
-        .map(|l| Box::new(Dense(l)) as Box<dyn Layer + '_>)
+        .map(|l| match l.layer.kind {
+            LayerKind::Dense => Box::new(Dense(l)) as Box<dyn Layer + '_>,
+            LayerKind::Conv(st) => Box::new(Conv(l, st)),
+            LayerKind::ConvTranspose(st) => Box::new(ConvTranspose(l, st)),
+        })
         .collect()
 }
 

@@ -3,8 +3,9 @@
 //!
 //! The rooms:
 //! - `layer`: what a layer type must emit (forward, backward, Jacobian passes) and the
-//!   stacks of layers a model's layout holds; `dense` is the dense (linear) layer, the only
-//!   type today. A new layer type is one new module implementing `layer::Layer`.
+//!   stacks of layers a model's layout holds; `dense` is the dense (linear) layer, `conv` the
+//!   Conv2d and ConvTranspose2d layers. A new layer type is one new module implementing
+//!   `layer::Layer`.
 //! - `backward`: the layer-by-layer backward pass and the bookkeeping of the gradient arena.
 //! - `variants`: one module per regularized autoencoder, each adding its corruption, heads
 //!   or penalty to the step through the hooks of `variants::Regularizer`.
@@ -12,6 +13,7 @@
 //! - `training`, `inference`, `jacobian`: the three graphs and their public entry points.
 
 mod backward;
+mod conv;
 mod dense;
 mod inference;
 mod jacobian;
@@ -48,7 +50,9 @@ pub fn arena_view(arena: Tensor, p: &ParamTensor) -> Tensor {
     let (rows, cols) = match p.shape.as_slice() {
         [r, c] => (*r, *c),
         [n] => (1, *n),
-        _ => (1, p.len()),
+        // A conv weight [out, in, k, k] is the matrix [out, in·k²].
+        [r, rest @ ..] => (*r, rest.iter().product()),
+        [] => (1, p.len()),
     };
     Tensor {
         buf: arena.buf,

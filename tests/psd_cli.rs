@@ -230,6 +230,25 @@ fn a_psd_run_writes_its_terms_atoms_and_checkpoint_and_encodes_both_ways() {
     assert!(zeros > 0, "h* has no exact zeros");
     assert!(!fast.values.contains(&0.0), "f(x) = g ⊙ tanh(·) is dense");
 
+    // eval scores the objective (with the training step's inference) and the code's measures.
+    let o = hourglass(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        s(&model),
+        "--data",
+        s(&x),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for term in ["reconstruction", "sparsity", "prediction"] {
+        assert!(report["terms"][term].as_f64().is_some(), "{report}");
+    }
+    assert!((0.0..=1.0).contains(&report["zero_fraction"].as_f64().unwrap()));
+    assert!(report["relative_prediction_error"].as_f64().unwrap() >= 0.0);
+
     // --infer is for PSD models only, and needs at least one step.
     let plain = dir.join("plain");
     let o = hourglass(&[

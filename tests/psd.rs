@@ -393,3 +393,22 @@ fn encode_is_the_fast_encoder_and_decode_multiplies_by_the_dictionary() {
     let decoded = model.decode(&codes).unwrap();
     common::assert_close("decode(encode(x))", &decoded.values, &recon.values, 1e-6);
 }
+
+#[test]
+fn the_lipschitz_cap_holds_for_a_dictionary_without_unit_columns() {
+    // A checkpoint's D edited by hand (or columns not yet renormalised): ‖D‖₂² may exceed c,
+    // and the cap is trace(DᵀD) = ‖D‖_F², still an upper bound.
+    for (d, c, scale) in [(7, 3, 3.0), (33, 7, 0.1), (5, 20, 2.5)] {
+        let dict: Vec<f64> = unit_columns(d, c, 9).iter().map(|v| v * scale).collect();
+        let g = gram(&dict, d, c);
+        let (eig, _) = common::symmetric_eigen(&g, c);
+        let (mut scratch, mut step) = (vec![0.0f64; 2 * c], [0.0f64; 4]);
+        lipschitz(&g, c, 0.1, 0.0, &mut scratch, &mut step);
+        assert!(
+            step[3] >= 2.0 * eig[0] * (1.0 - 1e-9),
+            "{d}x{c}×{scale}: L {} < {}",
+            step[3],
+            2.0 * eig[0]
+        );
+    }
+}

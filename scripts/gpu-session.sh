@@ -18,7 +18,7 @@
 # warm start, then `bench` f32 and mixed beside the PyTorch anchor in the same call, then the
 # rest (the mixed-vs-f32 loss curve). Rehearse it on lavapipe with:
 #   VK_DRIVER_FILES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json HG_WORKLOADS=mnist_ae \
-#   HG_SECONDS=0.2 HG_CURVE_EPOCHS=1 HG_NO_TORCH=1 bash scripts/gpu-session.sh remote
+#   HG_SECONDS=0.2 HG_CURVE_EPOCHS=1 HG_NO_TORCH=1 HG_NO_LOADER=1 bash scripts/gpu-session.sh remote
 #
 # The mixed-precision tests exercise the cooperative-matrix kernel (the trainer and executor
 # pick it wherever the GPU has f16 cooperative matrices), which CI can only validate with naga.
@@ -88,8 +88,11 @@ remote)
     else
         bundle=.gpu
     fi
-    for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-    ldconfig 2>/dev/null
+    # The GPU machine has no Vulkan loader; a rehearsal here keeps the system's (HG_NO_LOADER=1).
+    if [ -z "${HG_NO_LOADER:-}" ]; then
+        for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+        ldconfig 2>/dev/null
+    fi
     export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
     export XDG_RUNTIME_DIR=/tmp CI=true
     # A fresh cache: the first bench is the cold start (shader compilation and tile timing).

@@ -318,7 +318,14 @@ fn synthetic(d0: &[f64], d: usize, c0: usize, n: usize, noise: f32, seed: u64) -
 
 #[test]
 fn learns_the_dictionary_of_synthetic_sparse_data() {
-    let (d, c0, c) = (20, 10, 10);
+    // A complete dictionary, and one twice overcomplete.
+    for c in [10, 20] {
+        recovers(c);
+    }
+}
+
+fn recovers(c: usize) {
+    let (d, c0) = (20, 10);
     let d0 = unit_columns(d, c0, 7);
     let data = synthetic(&d0, d, c0, 2000, 0.02, 8);
     let spec = ModelSpec::psd(d, c, 0.4, 1.0, 30);
@@ -354,7 +361,7 @@ fn learns_the_dictionary_of_synthetic_sparse_data() {
     let mean = cosines.iter().sum::<f64>() / c0 as f64;
     let zeros = last.measure("zero_fraction").unwrap();
     eprintln!(
-        "mean best |cosine| {mean:.4} ({cosines:.3?}); zero fraction {zeros:.3}; relative prediction error {errors:.3?}; last {last}"
+        "{c} atoms for {c0}: mean best |cosine| {mean:.4} ({cosines:.3?}); zero fraction {zeros:.3}; relative prediction error {errors:.3?}; last {last}"
     );
     assert!(mean > 0.9, "mean best |cosine| {mean:.4}");
     assert!(zeros > 0.5, "h* should be sparse: {zeros:.3} of it is zero");

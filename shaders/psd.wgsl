@@ -6,7 +6,7 @@
 //   Bindings: 0 df, 1 u, 2 g (read), 3 da, 4 dg (read_write), 5 GainGradDims.
 //   Dispatch: one thread per code unit j, rows summed in order.
 // psd_lipschitz   power iteration on G = DᵀD from v_j = 1 + fract(0.618034 j); σ is the last
-//                 Rayleigh quotient; step = [1/L, λ/L, σ, L] with L = 2(min(margin σ, c) + γ)
+//                 Rayleigh quotient; step = [1/L, λ/L, σ, L] with L = 2(min(margin σ, tr G) + γ)
 //   Bindings: 0 gram (read), 1 scratch [2c], 2 step (read_write), 3 LipDims.
 //   Dispatch: one workgroup of 256 threads (the iterations synchronise through the scratch).
 // psd_shrink      h = shrink(y − (2/L)(q − p + γ(y − f)), λ/L), shrink(v, t) = sign(v) max(|v| − t, 0)
@@ -89,6 +89,11 @@ fn psd_lipschitz(@builtin(local_invocation_index) li: u32) {
         let x = f32(j) * 0.618034;
         lp_scratch[v0 + j] = 1.0 + (x - floor(x));
     }
+    // ‖D‖_F² = trace(G), an upper bound on ‖D‖₂², summed in order by thread 0 as on the CPU.
+    var trace = 0.0;
+    if (li == 0u) {
+        for (var j = 0u; j < c; j += 1u) { trace += lp_gram[lp_d.gram_off + j * c + j]; }
+    }
     storageBarrier();
     var rq = 0.0;
     for (var it = 0u; it < lp_d.iterations; it += 1u) {
@@ -121,7 +126,7 @@ fn psd_lipschitz(@builtin(local_invocation_index) li: u32) {
         storageBarrier();
     }
     if (li == 0u) {
-        let used = min(lp_d.margin * rq, f32(c));
+        let used = min(lp_d.margin * rq, trace);
         let l = 2.0 * (used + lp_d.gamma);
         let inv = select(0.0, 1.0 / l, l > 0.0);
         lp_step[lp_d.step_off] = inv;

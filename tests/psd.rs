@@ -318,7 +318,14 @@ fn synthetic(d0: &[f64], d: usize, c0: usize, n: usize, noise: f32, seed: u64) -
 
 #[test]
 fn learns_the_dictionary_of_synthetic_sparse_data() {
-    let (d, c0, c) = (20, 10, 10);
+    // A complete dictionary, and one twice overcomplete.
+    for c in [10, 20] {
+        recovers(c);
+    }
+}
+
+fn recovers(c: usize) {
+    let (d, c0) = (20, 10);
     let d0 = unit_columns(d, c0, 7);
     let data = synthetic(&d0, d, c0, 2000, 0.02, 8);
     let spec = ModelSpec::psd(d, c, 0.4, 1.0, 30);
@@ -354,7 +361,7 @@ fn learns_the_dictionary_of_synthetic_sparse_data() {
     let mean = cosines.iter().sum::<f64>() / c0 as f64;
     let zeros = last.measure("zero_fraction").unwrap();
     eprintln!(
-        "mean best |cosine| {mean:.4} ({cosines:.3?}); zero fraction {zeros:.3}; relative prediction error {errors:.3?}; last {last}"
+        "{c} atoms for {c0}: mean best |cosine| {mean:.4} ({cosines:.3?}); zero fraction {zeros:.3}; relative prediction error {errors:.3?}; last {last}"
     );
     assert!(mean > 0.9, "mean best |cosine| {mean:.4}");
     assert!(zeros > 0.5, "h* should be sparse: {zeros:.3} of it is zero");
@@ -363,4 +370,52 @@ fn learns_the_dictionary_of_synthetic_sparse_data() {
         end < 0.5 * errors[0],
         "‖f − h*‖/‖h*‖ should fall: {errors:.3?}"
     );
+}
+
+#[test]
+fn encode_is_the_fast_encoder_and_decode_multiplies_by_the_dictionary() {
+    let (d, c) = (13, 7);
+    let spec = ModelSpec::psd(d, c, 0.2, 0.5, 4);
+    let mut params = Parameters::init(&spec, 5);
+    let n = params.layout.len;
+    params.arena = common::random(n, -0.7, 0.7, 6);
+    let data = Dataset::new(9, d, common::random(9 * d, -1.0, 1.0, 7)).unwrap();
+    let mut model = Autoencoder::new(spec, params.clone(), Device::Cpu).unwrap();
+    let codes = model.encode(&data).unwrap();
+    let dict = params.get(DICTIONARY).unwrap();
+    let mut want_codes = Vec::new();
+    let mut want_recon = Vec::new();
+    for r in 0..data.rows {
+        let x: Vec<f64> = data.row(r).iter().map(|&v| f64::from(v)).collect();
+        let f = fast_encoder(&params, &x, c);
+        want_codes.extend(f.iter().map(|&v| v as f32));
+        for i in 0..d {
+            let y: f64 = (0..c).map(|j| f64::from(dict[i * c + j]) * f[j]).sum();
+            want_recon.push(y as f32);
+        }
+    }
+    common::assert_close("f(x)", &codes.values, &want_codes, 1e-6);
+    let recon = model.reconstruct(&data).unwrap();
+    common::assert_close("D f(x)", &recon.values, &want_recon, 1e-5);
+    let decoded = model.decode(&codes).unwrap();
+    common::assert_close("decode(encode(x))", &decoded.values, &recon.values, 1e-6);
+}
+
+#[test]
+fn the_lipschitz_cap_holds_for_a_dictionary_without_unit_columns() {
+    // A checkpoint's D edited by hand (or columns not yet renormalised): ‖D‖₂² may exceed c,
+    // and the cap is trace(DᵀD) = ‖D‖_F², still an upper bound.
+    for (d, c, scale) in [(7, 3, 3.0), (33, 7, 0.1), (5, 20, 2.5)] {
+        let dict: Vec<f64> = unit_columns(d, c, 9).iter().map(|v| v * scale).collect();
+        let g = gram(&dict, d, c);
+        let (eig, _) = common::symmetric_eigen(&g, c);
+        let (mut scratch, mut step) = (vec![0.0f64; 2 * c], [0.0f64; 4]);
+        lipschitz(&g, c, 0.1, 0.0, &mut scratch, &mut step);
+        assert!(
+            step[3] >= 2.0 * eig[0] * (1.0 - 1e-9),
+            "{d}x{c}×{scale}: L {} < {}",
+            step[3],
+            2.0 * eig[0]
+        );
+    }
 }

@@ -42,7 +42,7 @@ fn s(p: &Path) -> &str {
 fn bad_psd_flags_are_one_line_errors_with_exit_2_and_write_nothing() {
     let dir = scratch("bad");
     let x = data(&dir);
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--encoder", "64,32,16"], "exactly one code layer"),
         (&["--sparsity=-0.5"], "--sparsity"),
         (&["--prediction=-1"], "--prediction"),
@@ -58,6 +58,7 @@ fn bad_psd_flags_are_one_line_errors_with_exit_2_and_write_nothing() {
         ),
         (&["--decoder", "16,32,64"], "--decoder 16,64"),
         (&["--inference-steps", "0"], "--inference-steps"),
+        (&["--inference-steps", "10001"], "--inference-steps 10001"),
         (&["--precision", "mixed-emulated"], "--precision mixed"),
         (&["--encoder", "64,16", "--sparsity=nan"], "--sparsity"),
     ];
@@ -228,6 +229,25 @@ fn a_psd_run_writes_its_terms_atoms_and_checkpoint_and_encodes_both_ways() {
     let zeros = sparse.values.iter().filter(|&&v| v == 0.0).count();
     assert!(zeros > 0, "h* has no exact zeros");
     assert!(!fast.values.contains(&0.0), "f(x) = g ⊙ tanh(·) is dense");
+
+    // eval scores the objective (with the training step's inference) and the code's measures.
+    let o = hourglass(&[
+        "eval",
+        "--device",
+        "cpu",
+        "--model",
+        s(&model),
+        "--data",
+        s(&x),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for term in ["reconstruction", "sparsity", "prediction"] {
+        assert!(report["terms"][term].as_f64().is_some(), "{report}");
+    }
+    assert!((0.0..=1.0).contains(&report["zero_fraction"].as_f64().unwrap()));
+    assert!(report["relative_prediction_error"].as_f64().unwrap() >= 0.0);
 
     // --infer is for PSD models only, and needs at least one step.
     let plain = dir.join("plain");

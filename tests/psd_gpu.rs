@@ -222,3 +222,24 @@ fn converged_inference_agrees_with_the_cpu() {
     let fast_g = on_gpu.encode(&data).unwrap();
     common::assert_close("f(x)", &fast_g.values, &fast_c.values, 1e-6);
 }
+
+#[test]
+fn a_streamed_data_set_trains_exactly_like_a_resident_one() {
+    let Some(ctx) = common::gpu() else { return };
+    let device = Device::Gpu(ctx);
+    let spec = ModelSpec::psd(24, 9, 0.2, 0.5, 6);
+    let data = synthetic(100, 24, 40);
+    let resident = TrainConfig::new(8, 1e-2);
+    // Room for three batches: windows of three steps.
+    let streamed = TrainConfig {
+        max_resident_bytes: Some(3 * 8 * 24 * 4 + 100),
+        ..resident.clone()
+    };
+    let mut a = Trainer::new(&spec, &resident, &data, &device, None).unwrap();
+    let mut b = Trainer::new(&spec, &streamed, &data, &device, None).unwrap();
+    assert!(!a.is_streaming() && b.is_streaming());
+    let la = a.train_steps(30, true).unwrap().unwrap();
+    let lb = b.train_steps(30, true).unwrap().unwrap();
+    assert_eq!(la, lb);
+    assert_eq!(a.parameters().unwrap(), b.parameters().unwrap());
+}

@@ -81,7 +81,7 @@ pub fn power_iteration<T: Real>(gram: &[T], c: usize, iterations: u32, scratch: 
 }
 
 /// `step = [1/L, λ/L, σ, L]` with σ the power-iteration estimate of ‖D‖₂² and
-/// L = 2(min(margin·σ, c) + γ).
+/// L = 2(min(margin·σ, ‖D‖_F²) + γ), ‖D‖_F² = trace(G) (c with unit columns).
 pub fn lipschitz<T: Real>(
     gram: &[T],
     c: usize,
@@ -91,7 +91,10 @@ pub fn lipschitz<T: Real>(
     step: &mut [T],
 ) {
     let sigma = power_iteration(gram, c, POWER_ITERATIONS, scratch);
-    let bound = T::of(c as f64);
+    let mut bound = T::zero();
+    for j in 0..c {
+        bound = bound + gram[j * c + j];
+    }
     let raised = T::of(f64::from(LIPSCHITZ_MARGIN)) * sigma;
     let used = if raised < bound { raised } else { bound };
     let l = T::of(2.0) * (used + T::of(f64::from(gamma)));

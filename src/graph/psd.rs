@@ -9,8 +9,8 @@ use crate::graph::Tensor;
 /// op's uniform.
 pub const POWER_ITERATIONS: u32 = 64;
 /// The Rayleigh quotient after [`POWER_ITERATIONS`] is a lower bound on ‖D‖₂²; it is raised by
-/// this factor (and capped at ‖D‖_F², the number of unit columns), so that the step 1/L stays
-/// at most the inverse of the true Lipschitz constant.
+/// this factor (and capped at ‖D‖_F² = trace(DᵀD), an upper bound, c with unit columns), so
+/// that the step 1/L stays at most the inverse of the true Lipschitz constant.
 pub const LIPSCHITZ_MARGIN: f32 = 1.05;
 
 /// One PSD op (see the module docs); all matrices row-major, B rows of c code units.
@@ -41,7 +41,7 @@ pub enum PsdOp {
     },
     /// Estimates σ = ‖D‖₂² from the Gram matrix G = DᵀD by [`POWER_ITERATIONS`] power
     /// iterations from a fixed start, and writes `step = [1/L, λ/L, σ, L]` with
-    /// L = 2(min(margin · σ, c) + γ).
+    /// L = 2(min(margin · σ, ‖D‖_F²) + γ), ‖D‖_F² = trace(G).
     Lipschitz {
         /// `[c, c]` DᵀD.
         gram: Tensor,

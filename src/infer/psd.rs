@@ -6,8 +6,8 @@
 use super::{Autoencoder, CHUNK};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::graph::StepParams;
 use crate::graph::build::build_psd_infer_graph;
+use crate::graph::{StepParams, Tensor};
 use crate::model::psd::INFER_TOLERANCE;
 use crate::train::Backend;
 
@@ -45,7 +45,8 @@ impl Autoencoder {
     /// The sparse codes h* of a PSD model for `data`'s rows: FISTA from f(x), 256 rows at a
     /// time on the model's device, until the chunk's objective changes by less than
     /// [`INFER_TOLERANCE`] (relative) over [`CHECK_EVERY`] iterations, or after
-    /// `max_iterations`. Refused for other models.
+    /// `max_iterations` (1 to [`MAX_INFERENCE_STEPS`](crate::model::psd::MAX_INFERENCE_STEPS)).
+    /// Refused for other models.
     pub fn infer(&mut self, data: &Dataset, max_iterations: usize) -> Result<Inferred> {
         if self.spec.psd_settings().is_none() {
             return Err(Error::Config(
@@ -54,9 +55,7 @@ impl Autoencoder {
                     .into(),
             ));
         }
-        if max_iterations == 0 {
-            return Err(Error::Config("--inference-steps must be at least 1".into()));
-        }
+        crate::model::psd::check_steps(u32::try_from(max_iterations).unwrap_or(u32::MAX))?;
         let d = self.spec.input_dim();
         if data.cols != d {
             return Err(Error::Config(format!(
@@ -86,12 +85,21 @@ impl Autoencoder {
             let mut done = None;
             for (k, seg) in ig.segments.iter().enumerate() {
                 let first = backend.run_and_read(seg.ops.clone(), &steps, seg.terms[0].values)?;
-                let mut terms = [0.0f64; 3];
-                terms[0] = first[..rows].iter().map(|&x| f64::from(x)).sum();
-                for (t, term) in terms.iter_mut().zip(&seg.terms).skip(1) {
-                    let v = backend.read(term.values)?;
-                    *t = v[..rows].iter().map(|&x| f64::from(x)).sum();
-                }
+                // The sparsity and prediction rows sit one after the other in one buffer: one read.
+                let (sp, pr) = (seg.terms[1].values, seg.terms[2].values);
+                debug_assert!(sp.buf == pr.buf && pr.offset > sp.offset);
+                let both = Tensor {
+                    rows: 1,
+                    cols: pr.end() - sp.offset,
+                    ..sp
+                };
+                let codes_terms = backend.read(both)?;
+                let sum = |v: &[f32]| v[..rows].iter().map(|&x| f64::from(x)).sum::<f64>();
+                let terms = [
+                    sum(&first),
+                    sum(&codes_terms),
+                    sum(&codes_terms[pr.offset - sp.offset..]),
+                ];
                 let total: f64 = terms.iter().sum();
                 if !total.is_finite() {
                     return Err(Error::NonFinite {

@@ -31,6 +31,9 @@ pub const DICTIONARY: &str = "decoder.0.weight";
 
 /// FISTA iterations of `encode --infer` when `--inference-steps` does not say.
 pub const DEFAULT_INFER_STEPS: u32 = 1000;
+/// The most FISTA iterations a graph holds (three ops each), for training steps and for
+/// `encode --infer`.
+pub const MAX_INFERENCE_STEPS: u32 = 10_000;
 /// `encode --infer` stops when the objective's relative change over one check interval is
 /// below this.
 pub const INFER_TOLERANCE: f64 = 1e-7;
@@ -134,8 +137,20 @@ pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
             "the prediction weight γ (--prediction) must be ≥ 0, got {gamma}"
         ));
     }
+    check_steps(steps)?;
+    Ok(())
+}
+
+/// `--inference-steps` must be in 1..=[`MAX_INFERENCE_STEPS`].
+pub fn check_steps(steps: u32) -> Result<()> {
     if steps == 0 {
-        return bad("--inference-steps must be at least 1".into());
+        return Err(Error::Config("--inference-steps must be at least 1".into()));
+    }
+    if steps > MAX_INFERENCE_STEPS {
+        return Err(Error::Config(format!(
+            "--inference-steps {steps} is more than the {MAX_INFERENCE_STEPS} FISTA iterations a \
+             graph holds"
+        )));
     }
     Ok(())
 }

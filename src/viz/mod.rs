@@ -15,7 +15,7 @@ pub use arrows::{FIELD_PLOT_SIZE, render_field, write_field};
 pub use figure::{BACKGROUND, Figure, GAP, Layout, MIN_TILE, PAD, Tile, short_number, upscale};
 pub use grid::{image_side, reconstruction_grid, tile_rows};
 pub use plot::{
-    LOSS_PLOT_SIZE, LossCurves, TERM_PANEL_HEIGHT, loss_plot_size, render_loss_plot,
+    LOSS_PLOT_SIZE, LossCurves, MEASURES, TERM_PANEL_HEIGHT, loss_plot_size, render_loss_plot,
     write_loss_plot,
 };
 pub use scatter::{PALETTE, SCATTER_SIZE, render_scatter, write_scatter};

@@ -10,6 +10,10 @@ use super::Image;
 use super::scatter::{FAMILY, register_fonts};
 use crate::error::{Error, Result};
 
+/// Panels of values measured beside the loss rather than terms of it (a PSD model's code, in
+/// `metrics.jsonl`): drawn last, and not titled as terms.
+pub const MEASURES: [&str; 2] = ["zero_fraction", "relative_prediction_error"];
+
 /// Width and height of the loss plot in pixels.
 pub const LOSS_PLOT_SIZE: (u32, u32) = (800, 500);
 
@@ -120,6 +124,8 @@ fn draw_panel<DB: DrawingBackend>(
     let (y0, y1) = padded_range(all.map(|p| p.1));
     let caption = if panel.name == "loss" {
         "loss per epoch".to_string()
+    } else if MEASURES.contains(&panel.name.as_str()) {
+        format!("{} per epoch (not part of the loss)", panel.name)
     } else {
         format!("{} term per epoch", panel.name)
     };

@@ -133,8 +133,8 @@ pub fn run_encode(args: EncodeArgs, ui: Ui) -> Result<()> {
                 .into(),
         ));
     }
-    if args.inference_steps == Some(0) {
-        return Err(Error::Config("--inference-steps must be at least 1".into()));
+    if let Some(steps) = args.inference_steps {
+        hourglass::model::psd::check_steps(steps)?;
     }
     if args.png.is_some() && spec.code_dim() != 2 {
         return Err(Error::Config(format!(

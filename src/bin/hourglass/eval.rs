@@ -80,6 +80,13 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
         if let Some(c) = clean {
             out["clean_reconstruction"] = json!(c);
         }
+        // A PSD model's code (not part of the loss).
+        if let Some(z) = report.measure("zero_fraction") {
+            out["zero_fraction"] = json!(z);
+        }
+        if let Some(e) = report.relative_prediction_error() {
+            out["relative_prediction_error"] = json!(e);
+        }
         outln!("{out}");
     } else {
         outln!(
@@ -95,6 +102,15 @@ pub fn run(args: EvalArgs, ui: Ui) -> Result<()> {
         }
         if let Some(c) = clean {
             outln!("  {:<24} {c:.6}", "reconstruction (clean)");
+        }
+        if let Some(z) = report.measure("zero_fraction") {
+            outln!(
+                "  {:<24} {z:.6} (of the inferred code's entries)",
+                "zero fraction"
+            );
+        }
+        if let Some(e) = report.relative_prediction_error() {
+            outln!("  {:<24} {e:.6} (‖f(x) − h*‖ / ‖h*‖)", "prediction error");
         }
     }
     Ok(())

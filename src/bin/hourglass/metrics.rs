@@ -204,7 +204,13 @@ impl History {
             }
         }
         // The reconstruction first, as the report prints it (the lines' keys come back sorted).
-        terms.sort_by_key(|t| t != "reconstruction");
+        // Measures (not terms of the loss) last.
+        terms.sort_by_key(|t| {
+            (
+                hourglass::viz::MEASURES.contains(&t.as_str()),
+                t != "reconstruction",
+            )
+        });
         let panel = |name: &str| LossCurves {
             name: name.to_string(),
             train: curve(&format!("train_{name}")),

@@ -31,6 +31,8 @@ Examples:
   hourglass train --dataset fashion-mnist --variant denoising --noise mask:0.3 --epochs 20 --out dae
   hourglass train --dataset fashion-mnist --variant vae --encoder 784,512,16 --epochs 30 --out vae
   hourglass train --dataset fashion-mnist --encoder 1x28x28,conv32k3s2,conv64k3s2,32 --epochs 5 --out conv
+  hourglass train --dataset fashion-mnist --variant psd --encoder 784,256 --sparsity 0.5 \\
+      --prediction 1.0 --epochs 10 --out psd        # then: encode --infer, psd/atoms.png
   hourglass train --data x.npy --val-split 0.1 --normalize standard --loss mse \\
       --output-activation identity --early-stop 5 --epochs 100 --out run1
   hourglass train --config run1/config.toml --seed 1 --out run2   # run1 again, another seed
@@ -39,7 +41,8 @@ Examples:
 Every flag can also be set in a TOML file given with --config (`batch-size = 128`,
 `encoder = [784, 256, 32]`); flags on the command line win. A run writes to --out:
 model.safetensors, best.safetensors, train_state.safetensors, metrics.jsonl, config.toml,
-loss.png and reconstructions.png (.npy when the rows are not square images).";
+loss.png and reconstructions.png (.npy when the rows are not square images); a --variant psd
+run also atoms.png, its dictionary.";
 
 /// The flags of `hourglass train`; also the keys of its config files.
 #[derive(Args, Clone, Debug, Serialize, Deserialize)]
@@ -103,7 +106,8 @@ pub struct TrainArgs {
     /// sparse decomposition: --encoder IN,CODE, --sparsity λ, --prediction γ).
     #[arg(help_heading = "Model", long, default_value = "plain")]
     pub variant: String,
-    /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code.
+    /// Sparse: weight λ of the L1 (or, with --sparsity-target, KL) penalty on the code; PSD:
+    /// weight λ of ‖h‖₁ in the inferred code's objective.
     #[arg(help_heading = "Model", long, default_value_t = 1e-3)]
     pub sparsity: f32,
     /// Sparse: target mean activation ρ of sigmoid code units (KL sparsity).

@@ -183,6 +183,7 @@ pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod gpu;
 pub mod graph;

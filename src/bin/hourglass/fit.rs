@@ -51,6 +51,24 @@ pub struct Run<'a> {
     pub total: u64,
     pub resuming: bool,
     pub ui: Ui,
+    /// The ranks: rank 0 runs this loop, the others follow its decisions.
+    pub world: &'a crate::parallel::World,
+}
+
+/// What the loop of every rank runs: `total` steps, the loss read every `--log-every` steps,
+/// validation on `val`, a checkpoint every `--checkpoint-every` steps.
+pub fn options<'a>(
+    args: &TrainArgs,
+    total: u64,
+    val: Option<&'a Dataset>,
+    best_so_far: Option<f64>,
+) -> FitOptions<'a> {
+    let mut options = FitOptions::steps(total);
+    options.report_every = args.log_every;
+    options.validation = val;
+    options.checkpoint_every = args.checkpoint_every;
+    options.best_so_far = best_so_far;
+    options
 }
 
 /// What a checkpoint needs besides the trainer.
@@ -174,11 +192,7 @@ pub fn fit(run: Run) -> Result<()> {
         EarlyStop::resume(patience, best.map(|(_, l)| l), history.epochs_since_best())
     });
     let progress = Progress::start(total, run.trainer.step(), ui, run.args.log_every.is_some());
-    let mut options = FitOptions::steps(total);
-    options.report_every = run.args.log_every;
-    options.validation = run.val;
-    options.checkpoint_every = run.args.checkpoint_every;
-    options.best_so_far = best.map(|(_, loss)| loss);
+    let options = options(run.args, total, run.val, best.map(|(_, loss)| loss));
     // The epoch's reads so far (for the running mean the progress line shows), and where the
     // last event left off (for the rate: training time only, never validation or saving).
     let (mut read_sum, mut reads) = (0.0, 0u32);
@@ -276,12 +290,15 @@ pub fn fit(run: Run) -> Result<()> {
             ControlFlow::Continue(())
         })
     };
+    let world = run.world;
     run.trainer.fit_with(&options, |trainer, event| {
-        on_event(trainer, event).unwrap_or_else(|e| {
+        let flow = on_event(trainer, event).unwrap_or_else(|e| {
             failure = Some(e);
             ControlFlow::Break(())
-        })
+        });
+        world.agree(trainer, event, flow)
     })?;
+    world.check_parameters(run.trainer)?;
     if let Some(e) = failure {
         return Err(e);
     }

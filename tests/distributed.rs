@@ -77,7 +77,7 @@ fn mpirun(ranks: usize) -> Command {
         &ranks.to_string(),
         BIN,
     ]);
-    c.env("RAYON_NUM_THREADS", "1");
+    c.env("RAYON_NUM_THREADS", "1").env("LP_NUM_THREADS", "1");
     c
 }
 
@@ -167,6 +167,48 @@ fn two_and_three_ranks_equal_one_process_for_every_variant() {
 }
 
 #[test]
+fn two_and_three_ranks_on_lavapipe_equal_one_gpu_process() {
+    let dir = scratch("gpu");
+    let x = data(&dir);
+    let gpu = |args: Vec<String>| -> Vec<String> {
+        args.into_iter()
+            .map(|a| if a == "cpu" { "gpu".into() } else { a })
+            .collect()
+    };
+    for (name, flags) in [
+        ("plain", &[][..]),
+        (
+            "denoising",
+            &["--variant", "denoising", "--noise", "mask:0.3"][..],
+        ),
+        ("vae", &["--variant", "vae"][..]),
+    ] {
+        let single = run(
+            0,
+            &gpu(train_args(&x, &dir.join(format!("{name}-1")), flags, 9)),
+        );
+        for ranks in [2, 3] {
+            let p = run(
+                ranks,
+                &gpu(train_args(
+                    &x,
+                    &dir.join(format!("{name}-{ranks}")),
+                    flags,
+                    9,
+                )),
+            );
+            let (rel, at) = relative(&p, &single);
+            println!("GPU {name}, {ranks} ranks: relative difference {rel:.3e}");
+            assert!(
+                rel <= 1e-6,
+                "GPU {name}, {ranks} ranks: {rel:.3e} relative from one process (worst at {at})"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn resumes_with_another_number_of_ranks() {
     let dir = scratch("resume");
     let x = data(&dir);
@@ -213,6 +255,69 @@ fn resumes_with_another_number_of_ranks() {
         rel <= 1e-6,
         "1 rank then 3: {rel:.3e} from the one-process run"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_interrupted_job_saves_and_resumes_exactly() {
+    let dir = scratch("interrupt");
+    let x = data(&dir);
+    let straight = run(2, &train_args(&x, &dir.join("straight"), &[], 9));
+    // The command line's deterministic interrupt (as a Ctrl-C at step 3), seen by rank 0.
+    let cut = dir.join("cut");
+    let output = mpirun(2)
+        .args(train_args(&x, &cut, &[], 9))
+        .env("HOURGLASS_INTERRUPT_AT_STEP", "3")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("interrupted at step 3"), "{stderr}");
+    let resumed = mpirun(2)
+        .args(["train", "--resume", &cut.display().to_string(), "--quiet"])
+        .output()
+        .unwrap();
+    ok(resumed, "--resume after the interrupt");
+    let p = checkpoint::load(&cut.join("model.safetensors"))
+        .unwrap()
+        .1
+        .arena;
+    assert!(
+        p.iter()
+            .zip(&straight)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "interrupted and resumed on 2 ranks differs from 2 ranks in one go"
+    );
+
+    // A real Ctrl-C on mpirun (which passes SIGTERM to every rank): rank 0 saves.
+    let sig = dir.join("signal");
+    let mut child = mpirun(2)
+        .args(train_args(&x, &sig, &[], 100_000_000))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sig.join("metrics.jsonl").exists() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("interrupted at step"), "{stderr}");
+    let (_, state, _) = checkpoint::load_state(&sig.join("train_state.safetensors")).unwrap();
+    assert!(state.step > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

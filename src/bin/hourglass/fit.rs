@@ -117,7 +117,7 @@ pub fn was_interrupted() -> bool {
 
 /// Routes Ctrl-C and SIGTERM to [`INTERRUPTED`]; a second signal while saving exits at once
 /// (the checkpoint files are written atomically, so that loses nothing already saved).
-fn catch_interrupts(ui: Ui) {
+pub fn catch_interrupts(ui: Ui) {
     let installed = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);

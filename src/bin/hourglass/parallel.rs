@@ -294,6 +294,9 @@ impl World {
         trainer: &mut Trainer,
         options: &hourglass::train::FitOptions<'_>,
     ) -> Result<()> {
+        // A signal (mpirun passes Ctrl-C on as SIGTERM to every rank) must not end this rank
+        // before rank 0 has saved: rank 0 decides, and this rank stops with it.
+        crate::fit::catch_interrupts(Ui { quiet: true });
         trainer.fit_with(options, |trainer, event| {
             self.agree(trainer, event, ControlFlow::Continue(()))
         })?;

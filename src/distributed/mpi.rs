@@ -3,29 +3,33 @@
 //! The sum is deliberately not `MPI_Allreduce`: the standard leaves its order of summation to
 //! the implementation (Open MPI picks an algorithm by message size and rank count, and may
 //! change it between versions), so its floating-point result is not guaranteed to repeat, nor
-//! to be the same bits on every rank. Instead every rank's buffer is gathered to rank 0
-//! (`MPI_Gather`), summed there in rank order, and the sum broadcast (`MPI_Bcast`): the same
-//! bits on every rank, and on every repeat with the same number of ranks. It moves
-//! (N − 1) × the buffer into rank 0 where a ring all-reduce moves 2(N − 1)/N × the buffer per
-//! rank; BENCHMARKS.md ("More than one device") measures it and gives the cost model.
+//! to be the same bits on every rank. Instead the buffer is cut into one slice per rank
+//! ([`super::share`]); `MPI_Alltoallv` hands every rank all ranks' copies of its slice, which it
+//! sums in rank order (`((b₀ + b₁) + b₂) + …`), and `MPI_Allgatherv` hands the summed slices to
+//! everyone: a reduce-scatter and an all-gather, as a ring all-reduce does, moving
+//! 2(N − 1)/N × the buffer per rank, but with the order of every sum fixed. Every rank gets the
+//! same bits, and a repeat with the same number of ranks the same bits again.
 
 use std::sync::Mutex;
 
 use ::mpi::Threading;
 use ::mpi::environment::Universe;
 use ::mpi::topology::SimpleCommunicator;
-use ::mpi::traits::{Communicator as _, Root as _};
+use ::mpi::traits::{Communicator as _, CommunicatorCollectives as _, Root as _};
 
 use super::{Communicator, collective_error};
 use crate::error::{Error, Result};
 
-/// Elements gathered per round: bounds rank 0's scratch at `size × CHUNK` elements and keeps
-/// every count within MPI's `int`.
+/// Elements reduced per round: bounds the scratch at `CHUNK` elements and keeps every count
+/// within MPI's `int`.
 const CHUNK: usize = 1 << 22;
 
 struct Inner {
-    // Dropped last: finalizes MPI.
     world: SimpleCommunicator,
+    /// Every rank's copy of this rank's slice, kept between sums (8-byte words, cast to the
+    /// element type).
+    scratch: Vec<u64>,
+    // Dropped last: finalizes MPI.
     _universe: Universe,
 }
 
@@ -60,6 +64,7 @@ impl MpiCommunicator {
         Ok(MpiCommunicator {
             inner: Mutex::new(Inner {
                 world,
+                scratch: Vec::new(),
                 _universe: universe,
             }),
             rank,
@@ -74,37 +79,81 @@ impl MpiCommunicator {
             .map_err(|_| collective_error("an MPI call", "a thread panicked inside MPI"))
     }
 
-    /// Gathers `buf` to rank 0, sums there in rank order with `add`, broadcasts the sum.
+    /// Sums `buf` over the ranks in rank order (reduce-scatter by `MPI_Alltoallv`, the sum of
+    /// each slice by its owner, all-gather by `MPI_Allgatherv`), `CHUNK` elements at a time.
     fn ordered_sum<T>(&self, buf: &mut [T], add: impl Fn(&mut T, T)) -> Result<()>
     where
-        T: Copy + Default + ::mpi::datatype::Equivalence,
+        T: bytemuck::Pod + ::mpi::datatype::Equivalence,
     {
         if self.size == 1 {
             return Ok(());
         }
-        let inner = self.lock()?;
-        let root = inner.world.process_at_rank(0);
-        let mut gathered = if self.rank == 0 {
-            vec![T::default(); self.size * CHUNK.min(buf.len())]
-        } else {
-            Vec::new()
-        };
+        let mut guard = self.lock()?;
+        let inner = &mut *guard;
+        let (rank, size) = (self.rank, self.size);
         for chunk in buf.chunks_mut(CHUNK) {
             let n = chunk.len();
-            if self.rank == 0 {
-                let all = &mut gathered[..self.size * n];
-                root.gather_into_root(&chunk[..], &mut all[..]);
-                for r in 1..self.size {
-                    for (a, &x) in chunk.iter_mut().zip(&all[r * n..(r + 1) * n]) {
-                        add(a, x);
-                    }
-                }
-            } else {
-                root.gather_into(&chunk[..]);
+            // Slice r of the chunk, and its length, as MPI counts (CHUNK keeps them in range).
+            let slices: Vec<(i32, i32)> = (0..size)
+                .map(|r| {
+                    let (first, len) = super::share(n, r, size);
+                    (first as i32, len as i32)
+                })
+                .collect();
+            let own = slices[rank].1 as usize;
+            let send_counts: Vec<i32> = slices.iter().map(|s| s.1).collect();
+            let send_displs: Vec<i32> = slices.iter().map(|s| s.0).collect();
+            let recv_counts = vec![own as i32; size];
+            let recv_displs: Vec<i32> = (0..size).map(|r| (r * own) as i32).collect();
+            let words = (size * own * std::mem::size_of::<T>()).div_ceil(8);
+            if inner.scratch.len() < words {
+                inner.scratch.resize(words, 0);
             }
-            root.broadcast_into(&mut chunk[..]);
+            let copies: &mut [T] =
+                &mut bytemuck::cast_slice_mut(&mut inner.scratch[..words])[..size * own];
+            {
+                let send =
+                    ::mpi::datatype::Partition::new(&chunk[..], &send_counts[..], &send_displs[..]);
+                let mut recv = ::mpi::datatype::PartitionMut::new(
+                    &mut *copies,
+                    &recv_counts[..],
+                    &recv_displs[..],
+                );
+                inner.world.all_to_all_varcount_into(&send, &mut recv);
+            }
+            let (sum, rest) = copies.split_at_mut(own);
+            for r in 1..size {
+                for (a, &x) in sum.iter_mut().zip(&rest[(r - 1) * own..r * own]) {
+                    add(a, x);
+                }
+            }
+            let mut all =
+                ::mpi::datatype::PartitionMut::new(chunk, &send_counts[..], &send_displs[..]);
+            inner.world.all_gather_varcount_into(&sum[..], &mut all);
         }
         Ok(())
+    }
+}
+
+impl MpiCommunicator {
+    /// Seconds per `MPI_Allreduce(MPI_SUM)` of `buf` over `reps` repetitions (after one
+    /// warm-up): what the library's own reduction would cost, for comparison
+    /// (`examples/reduce_bench.rs`). Not used for training: its order of summation is the
+    /// library's choice.
+    pub fn native_all_reduce_seconds(&self, buf: &mut [f32], reps: u32) -> Result<f64> {
+        use ::mpi::collective::SystemOperation;
+        let inner = self.lock()?;
+        let send = buf.to_vec();
+        inner
+            .world
+            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        let started = std::time::Instant::now();
+        for _ in 0..reps {
+            inner
+                .world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        }
+        Ok(started.elapsed().as_secs_f64() / f64::from(reps.max(1)))
     }
 }
 

@@ -12,6 +12,7 @@ mod schedule;
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
+pub use parallel::ParallelStats;
 pub use schedule::Schedule;
 
 use crate::data::Dataset;

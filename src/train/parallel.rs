@@ -11,6 +11,7 @@
 //! one step per submission; one-process training never comes here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::distributed::{Communicator, share};
 use crate::error::{Error, Result};
@@ -23,6 +24,24 @@ pub(super) struct Parallel {
     pub comm: Arc<dyn Communicator>,
     pub main: (usize, usize),
     pub tail: (usize, usize),
+    pub stats: ParallelStats,
+}
+
+/// Where a data-parallel trainer's steps spent their time, on this rank
+/// ([`Trainer::parallel_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ParallelStats {
+    /// Steps taken.
+    pub steps: u64,
+    /// Seconds in this rank's forward and backward pass, the gradient's read-back included.
+    pub gradient_s: f64,
+    /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
+    /// waiting for the slowest rank included.
+    pub reduce_s: f64,
+    /// Seconds in the optimizer ops.
+    pub update_s: f64,
+    /// Bytes of gradient this rank contributed to the sum per step.
+    pub bytes_per_step: u64,
 }
 
 impl Parallel {
@@ -61,6 +80,7 @@ impl Parallel {
             ));
         }
         Ok(Parallel {
+            stats: ParallelStats::default(),
             main: share(batch, rank, size),
             tail: share(tail, rank, size),
             comm,
@@ -88,6 +108,12 @@ impl Trainer {
         comm: Arc<dyn Communicator>,
     ) -> Result<Self> {
         Self::build(spec, config, data, device, init, Some(comm))
+    }
+
+    /// Where this rank's data-parallel steps spent their time so far (`None` for
+    /// [`Trainer::new`]'s trainers).
+    pub fn parallel_stats(&self) -> Option<ParallelStats> {
+        self.parallel.as_ref().map(|p| p.stats)
     }
 
     /// The ranks of a data-parallel trainer (`None` for [`Trainer::new`]'s).
@@ -135,6 +161,7 @@ impl Trainer {
             } else {
                 Some(0..self.tg.graph.update_start)
             };
+            let started = Instant::now();
             let mut grads = match ops {
                 Some(ops) if local > 0 => {
                     self.backend.run(ops, &[sp])?;
@@ -142,14 +169,23 @@ impl Trainer {
                 }
                 _ => vec![0.0; self.tg.grads.len()],
             };
+            let computed = Instant::now();
             if local != global {
                 let w = local as f32 / global as f32;
                 grads.iter_mut().for_each(|g| *g *= w);
             }
             comm.all_reduce_sum(&mut grads)?;
             self.backend.write(self.tg.grads.buf, &grads);
+            let reduced = Instant::now();
             self.backend.run(self.tg.update.clone(), &[sp])?;
             self.step += 1;
+            let stats = &mut self.parallel.as_mut().expect("a parallel trainer").stats;
+            stats.steps += 1;
+            stats.gradient_s += (computed - started).as_secs_f64();
+            stats.reduce_s += (reduced - computed).as_secs_f64();
+            // The update is queued on a GPU: its time shows in the next step's read-back.
+            stats.update_s += reduced.elapsed().as_secs_f64();
+            stats.bytes_per_step = (grads.len() * 4) as u64;
             if report && self.step == end {
                 loss = Some(self.parallel_report(&*comm, is_tail, local, global)?);
             }

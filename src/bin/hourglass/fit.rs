@@ -325,6 +325,9 @@ pub fn fit(run: Run) -> Result<()> {
     let picture = pictures(&run, &out, &params)?;
     write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
+    if let Some(stats) = run.trainer.parallel_stats() {
+        ui.note(&crate::parallel::describe_stats(run.world, &stats));
+    }
     let step = run.trainer.step();
     ui.say(&format!(
         "{} at step {step} after {:.1} s{}",

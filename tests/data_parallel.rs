@@ -2,6 +2,8 @@
 //! ([`hourglass::distributed::ThreadGroup`]) against one process at the same global batch. The
 //! same checks under `mpirun` are in tests/distributed.rs (feature `mpi`).
 
+mod common;
+
 use std::sync::Arc;
 
 use hourglass::distributed::{Communicator, ThreadGroup};
@@ -69,13 +71,26 @@ fn config() -> TrainConfig {
 }
 
 fn one_process(spec: &ModelSpec) -> (Vec<f32>, f64) {
-    let mut t = Trainer::new(spec, &config(), &data(ROWS, 7), &Device::Cpu, None).unwrap();
+    one_process_on(spec, &config(), &Device::Cpu)
+}
+
+fn one_process_on(spec: &ModelSpec, config: &TrainConfig, device: &Device) -> (Vec<f32>, f64) {
+    let mut t = Trainer::new(spec, config, &data(ROWS, 7), device, None).unwrap();
     let loss = t.train_steps(STEPS, true).unwrap().unwrap().total();
     (t.parameters().unwrap().arena, loss)
 }
 
 /// Every rank's parameters and last loss after [`STEPS`] steps on `ranks` threads.
 fn threads(spec: &ModelSpec, ranks: usize) -> Vec<(Vec<f32>, f64)> {
+    threads_on(spec, &config(), &Device::Cpu, ranks)
+}
+
+fn threads_on(
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    device: &Device,
+    ranks: usize,
+) -> Vec<(Vec<f32>, f64)> {
     let group = ThreadGroup::new(ranks);
     std::thread::scope(|scope| {
         let handles: Vec<_> = group
@@ -85,13 +100,14 @@ fn threads(spec: &ModelSpec, ranks: usize) -> Vec<(Vec<f32>, f64)> {
                     let comm: Arc<dyn Communicator> = Arc::new(c);
                     let mut t = Trainer::new_data_parallel(
                         spec,
-                        &config(),
+                        config,
                         &data(ROWS, 7),
-                        &Device::Cpu,
+                        device,
                         None,
                         comm,
                     )
                     .unwrap();
+                    assert_eq!(t.is_streaming(), config.max_resident_bytes.is_some());
                     // In two pieces: a split run is the same run.
                     t.train_steps(4, false).unwrap();
                     let loss = t.train_steps(STEPS - 4, true).unwrap().unwrap().total();
@@ -164,6 +180,33 @@ fn two_and_three_ranks_train_as_one_process_at_the_same_global_batch() {
                     .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{name}, {ranks} ranks: a repeat differs"
             );
+        }
+    }
+}
+
+#[test]
+fn ranks_streaming_their_shares_on_the_gpu_equal_one_process() {
+    let device = Device::Gpu(common::gpu().expect("a GPU adapter"));
+    // Room for about 2 batches of 10 rows: the data (37 × 7 floats) is streamed, a window of a
+    // rank's shares at a time.
+    let config = TrainConfig {
+        max_resident_bytes: Some(2 * 10 * 7 * 4 + 16),
+        ..config()
+    };
+    for (name, variant) in variants().into_iter().take(3) {
+        let spec = spec(variant);
+        let (single, _) = one_process_on(&spec, &config, &device);
+        for ranks in [2, 3] {
+            let runs = threads_on(&spec, &config, &device, ranks);
+            let (rel, at) = relative(&runs[0].0, &single);
+            println!("GPU streaming {name}, {ranks} ranks: relative difference {rel:.3e}");
+            assert!(
+                rel <= 1e-6,
+                "{name}, {ranks} ranks: {rel:.3e} (worst at {at})"
+            );
+            for (rank, (p, _)) in runs.iter().enumerate() {
+                assert_eq!(p, &runs[0].0, "{name}: rank {rank} of {ranks} differs");
+            }
         }
     }
 }

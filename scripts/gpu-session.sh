@@ -35,13 +35,18 @@ for line in sys.stdin:
 case "${1:-}" in
 prepare)
     set -e
-    cargo build --release
     rm -rf .gpu && mkdir -p .gpu
+    # The data-parallel build (feature mpi) first: the default build below replaces the binary.
+    if command -v mpicc >/dev/null; then
+        cargo build --release --features mpi
+        cp target/release/hourglass .gpu/hourglass-mpi
+    fi
+    cargo build --release
     cp target/release/hourglass .gpu/
     for t in mixed_precision kernels autotune; do
         cp "$(test_binary "$t")" ".gpu/test-$t"
     done
-    strip .gpu/hourglass .gpu/test-*
+    strip .gpu/hourglass* .gpu/test-*
     cp ../shared/bench/torch_ae_bench.py .gpu/
     [ -d .gl ] || bash ../shared/gpu/fetch-vulkan-loader.sh .gl
     du -sh .gpu .gl
@@ -89,6 +94,34 @@ remote)
             --device gpu --precision $p --out "$out/curve-$p" --quiet > /dev/null 2>&1
     done
     tail -n 3 "$out"/curve-*/metrics.jsonl >> "$out/summary.txt" 2>/dev/null
+    # Data parallel (BENCHMARKS.md, "More than one device"): large_ae on 1 rank, then 2 ranks
+    # (one per GPU: adapter = local rank mod adapters) at the same global batch (strong) and at
+    # twice it (weak). Target: ≥ 90% scaling efficiency at 2 ranks on a machine with 2 GPUs.
+    if command -v mpirun >/dev/null && [ -x .gpu/hourglass-mpi ]; then
+        step "data parallel: large_ae, 1 rank, 2 ranks (batch 4096 and 8192)"
+        python3 - "$out/large.npy" <<'PY'
+import array, struct, sys
+rows, cols = 16384, 4096
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+hdr += " " * (64 - (10 + len(hdr) + 1) % 64) + "\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    row = array.array("f", ((i * 2654435761 % 1000) / 1000.0 for i in range(cols)))
+    for _ in range(rows):
+        f.write(row.tobytes())
+PY
+        for cfg in "1 4096" "2 4096" "2 8192"; do
+            set -- $cfg
+            mpirun --allow-run-as-root --oversubscribe -np "$1" .gpu/hourglass-mpi train \
+                --data "$out/large.npy" --encoder 4096,8192,4096,1024 --loss mse \
+                --output-activation identity --batch-size "$2" --steps 24 --log-every 8 \
+                --device gpu --out "$out/dp-$1-$2" > "$out/dp-$1-$2.log" 2>&1
+            echo "ranks $1 batch $2: $(tail -n 1 "$out/dp-$1-$2/metrics.jsonl" 2>/dev/null)" \
+                "$(grep -o 'per step.*MB' "$out/dp-$1-$2.log")" | tee -a "$out/summary.txt"
+        done
+    else
+        step "data parallel: skipped (no mpirun here, or no .gpu/hourglass-mpi from prepare)"
+    fi
     cat "$out/summary.txt" "$out"/bench-*.json "$out/torch.txt"
     ;;
 *)

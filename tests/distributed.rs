@@ -208,6 +208,79 @@ fn two_and_three_ranks_on_lavapipe_equal_one_gpu_process() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The per-epoch lines of a run's metrics.jsonl: (epoch, step, train loss, val loss).
+fn epochs(out: &Path) -> Vec<(u64, u64, f64, Option<f64>)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["epoch"].as_u64().unwrap(),
+                v["step"].as_u64().unwrap(),
+                v["train_loss"].as_f64().unwrap(),
+                v["val_loss"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn validation_early_stop_and_checkpoints_work_as_in_one_process() {
+    let dir = scratch("fit");
+    let x = data(&dir);
+    let extra = [
+        "--val-split",
+        "0.25",
+        "--checkpoint-every",
+        "2",
+        "--early-stop",
+        "2",
+        "--lr",
+        "0.05",
+    ];
+    let one = dir.join("one");
+    let mut a = train_args(&x, &one, &extra, 60);
+    a.retain(|s| s != "--quiet");
+    run(0, &a);
+    let three = dir.join("three");
+    let mut b = train_args(&x, &three, &extra, 60);
+    b.retain(|s| s != "--quiet");
+    let output = mpirun(3).args(&b).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // Rank 0 alone prints: one "done" line.
+    assert_eq!(
+        stdout.matches("done at step").count() + stdout.matches("stopped at step").count(),
+        1,
+        "{stdout}"
+    );
+    assert!(stderr.contains("3 ranks: per step"), "{stderr}");
+    let (e1, e3) = (epochs(&one), epochs(&three));
+    assert_eq!(e1.len(), e3.len(), "epochs: {e1:?} vs {e3:?}");
+    for (p, q) in e1.iter().zip(&e3) {
+        assert_eq!((p.0, p.1), (q.0, q.1));
+        assert!(
+            (p.2 - q.2).abs() <= 1e-6 * p.2.abs(),
+            "train loss {p:?} vs {q:?}"
+        );
+        let (pv, qv) = (p.3.unwrap(), q.3.unwrap());
+        assert!(
+            (pv - qv).abs() <= 1e-6 * pv.abs(),
+            "val loss {p:?} vs {q:?}"
+        );
+    }
+    for f in [
+        "model.safetensors",
+        "best.safetensors",
+        "train_state.safetensors",
+    ] {
+        assert!(three.join(f).exists(), "{f} missing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn resumes_with_another_number_of_ranks() {
     let dir = scratch("resume");

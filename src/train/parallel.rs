@@ -55,6 +55,20 @@ impl Parallel {
         tail: usize,
     ) -> Result<Self> {
         let (rank, size) = (comm.rank(), comm.size());
+        check(spec, config, batch, size)?;
+        Ok(Parallel {
+            stats: ParallelStats::default(),
+            main: share(batch, rank, size),
+            tail: share(tail, rank, size),
+            comm,
+        })
+    }
+}
+
+/// What [`Trainer::new_data_parallel`] refuses, for `size` ranks and global batches of `batch`
+/// rows (the configured batch size, or all the rows when they are fewer).
+fn check(spec: &ModelSpec, config: &TrainConfig, batch: usize, size: usize) -> Result<()> {
+    {
         if size > batch {
             return Err(Error::Config(format!(
                 "a batch of {batch} rows cannot be shared by {size} ranks: give --batch-size \
@@ -79,12 +93,7 @@ impl Parallel {
                     .into(),
             ));
         }
-        Ok(Parallel {
-            stats: ParallelStats::default(),
-            main: share(batch, rank, size),
-            tail: share(tail, rank, size),
-            comm,
-        })
+        Ok(())
     }
 }
 
@@ -108,6 +117,18 @@ impl Trainer {
         comm: Arc<dyn Communicator>,
     ) -> Result<Self> {
         Self::build(spec, config, data, device, init, Some(comm))
+    }
+
+    /// The checks of [`Trainer::new_data_parallel`] that depend only on the run (the spec, the
+    /// config, the number of training rows, the number of ranks), without building anything:
+    /// the same answer on every rank of a run whose ranks agree.
+    pub fn check_data_parallel(
+        spec: &ModelSpec,
+        config: &TrainConfig,
+        rows: usize,
+        size: usize,
+    ) -> Result<()> {
+        check(spec, config, config.batch_size.min(rows).max(1), size)
     }
 
     /// Where this rank's data-parallel steps spent their time so far (`None` for

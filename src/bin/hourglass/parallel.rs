@@ -129,6 +129,11 @@ impl World {
         self.comm.size() > 1
     }
 
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.comm.size()
+    }
+
     /// Rank 0: the one that writes the run folder and prints.
     pub fn is_root(&self) -> bool {
         self.comm.rank() == 0

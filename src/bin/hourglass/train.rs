@@ -609,6 +609,9 @@ fn run_rank(
         world
             .check_same_run(&run)
             .inspect_err(|_| *shared_failure = true)?;
+        // The same run on every rank: what cannot be shared is refused by all of them alike.
+        Trainer::check_data_parallel(&spec, &train_config, train.rows, world.size())
+            .inspect_err(|_| *shared_failure = true)?;
     }
     let device = world.open_device(&args.device, ui)?;
     let mut trainer = if world.is_parallel() {

@@ -450,6 +450,26 @@ fn a_rank_that_cannot_open_its_data_ends_the_job_naming_itself() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_panicking_rank_ends_the_job_naming_itself() {
+    let dir = scratch("panic");
+    let x = data(&dir);
+    let started = Instant::now();
+    let output = mpirun(3)
+        .args(train_args(&x, &dir.join("run"), &[], 1000))
+        .env("HOURGLASS_PANIC_AT_STEP", "6")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("of 3 on") && stderr.contains("panicked") && stderr.contains("step 6"),
+        "{stderr}"
+    );
+    println!("ended after {:.1} s", started.elapsed().as_secs_f64());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The process of `rank` among the children of mpirun `parent` (by its environment).
 fn rank_pid(parent: u32, rank: usize) -> Option<u32> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {

@@ -63,6 +63,14 @@ pub fn describe_stats(world: &World, s: &hourglass::train::ParallelStats) -> Str
     )
 }
 
+/// Test hook of the command line only: ranks other than 0 panic at the first loss read at or
+/// past this step (the tests' deterministic fault in the middle of a run).
+fn panic_at_step() -> Option<u64> {
+    std::env::var("HOURGLASS_PANIC_AT_STEP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+}
+
 /// An error every rank meets at the same point with the same message (the loss is the same
 /// reduced value on all of them), which rank 0 reports alone.
 fn is_shared(e: &Error) -> bool {
@@ -316,7 +324,13 @@ impl World {
         // A signal (mpirun passes Ctrl-C on as SIGTERM to every rank) must not end this rank
         // before rank 0 has saved: rank 0 decides, and this rank stops with it.
         crate::fit::catch_interrupts(Ui { quiet: true });
+        let panic_at = panic_at_step();
         trainer.fit_with(options, |trainer, event| {
+            if let (Some(at), FitEvent::Report { step, .. }) = (panic_at, event)
+                && *step >= at
+            {
+                panic!("HOURGLASS_PANIC_AT_STEP={at}: the test's panic at step {step}");
+            }
             self.agree(trainer, event, ControlFlow::Continue(()))
         })?;
         self.check_parameters(trainer)

@@ -179,7 +179,7 @@ pub fn fit(run: Run) -> Result<()> {
         } else {
             "writing to ".to_string() + &out.display().to_string() + ":"
         },
-        run.device.describe()
+        run.device.describe() + &run.world.describe()
     ));
     if run.args.early_stop.is_some() && run.val.is_none() {
         ui.note("--early-stop watches the training loss: there is no validation data");

@@ -77,22 +77,27 @@ fn is_shared(e: &Error) -> bool {
     matches!(e, Error::NonFinite { .. })
 }
 
-/// The first of `names` that is set to a number.
+/// The first of `names` that is set to a number (its leading digits: Slurm writes
+/// `SLURM_STEP_TASKS_PER_NODE` as `4(x2)`).
 #[cfg(feature = "mpi")]
 fn env_number(names: &[&str]) -> Option<usize> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok()?.trim().parse().ok())
+    names.iter().find_map(|n| {
+        let v = std::env::var(n).ok()?;
+        let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
 }
 
 /// Started by a launcher with more than one rank.
 #[cfg(feature = "mpi")]
 fn launched() -> bool {
+    // SLURM_STEP_NUM_TASKS, not SLURM_NTASKS: the latter is also set in a batch script outside
+    // any `srun`, where this is one process.
     env_number(&[
         "OMPI_COMM_WORLD_SIZE",
         "PMI_SIZE",
         "PMIX_SIZE",
-        "SLURM_NTASKS",
+        "SLURM_STEP_NUM_TASKS",
     ])
     .is_some_and(|n| n > 1)
 }
@@ -114,7 +119,7 @@ impl World {
             let local_size = env_number(&[
                 "OMPI_COMM_WORLD_LOCAL_SIZE",
                 "MPI_LOCALNRANKS",
-                "SLURM_NTASKS_PER_NODE",
+                "SLURM_STEP_TASKS_PER_NODE",
             ])
             .unwrap_or(1)
             .max(1);
@@ -160,6 +165,15 @@ impl World {
             self.comm.size(),
             self.comm.host()
         )
+    }
+
+    /// `, on each of 4 ranks (data parallel)` after the device, or nothing in one process.
+    pub fn describe(&self) -> String {
+        if self.is_parallel() {
+            format!(", on each of {} ranks (data parallel)", self.comm.size())
+        } else {
+            String::new()
+        }
     }
 
     /// Rank 0 prints; the others only errors.

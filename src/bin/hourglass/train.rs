@@ -649,11 +649,10 @@ fn run_rank(
     }
 
     // The other ranks train alongside rank 0 and write nothing.
+    // They do not validate: the validation loss only informs rank 0's decisions, which they
+    // follow.
     if !world.is_root() {
-        return world.follow(
-            &mut trainer,
-            &fit::options(&args, total, val.as_ref(), None),
-        );
+        return world.follow(&mut trainer, &fit::options(&args, total, None, None));
     }
 
     // Every input is checked: now the folder is taken (locked; a run in it refused unless

@@ -212,6 +212,31 @@ fn ranks_streaming_their_shares_on_the_gpu_equal_one_process() {
 }
 
 #[test]
+fn ranks_without_rows_of_the_partial_batch_still_agree() {
+    // 37 rows in batches of 18: a partial batch of 1 row, which 2 of 3 ranks have no share of,
+    // every third step; the last of the 9 steps (whose loss is read) is one.
+    let config = TrainConfig {
+        batch_size: 18,
+        ..config()
+    };
+    for (name, variant) in variants() {
+        let spec = spec(variant);
+        let (single, loss) = one_process_on(&spec, &config, &Device::Cpu);
+        let runs = threads_on(&spec, &config, &Device::Cpu, 3);
+        let (rel, at) = relative(&runs[0].0, &single);
+        assert!(rel <= 1e-6, "{name}: {rel:.3e} (worst at {at})");
+        assert!(
+            (runs[0].1 - loss).abs() <= 1e-6 * loss.abs(),
+            "{name}: loss {} vs {loss}",
+            runs[0].1
+        );
+        for (rank, (p, _)) in runs.iter().enumerate() {
+            assert_eq!(p, &runs[0].0, "{name}: rank {rank} differs");
+        }
+    }
+}
+
+#[test]
 fn refuses_what_cannot_be_shared() {
     let group = ThreadGroup::new(3);
     let sparse_kl = ModelSpec::builder()

@@ -42,14 +42,19 @@ for line in sys.stdin:
 case "${1:-}" in
 prepare)
     set -e
-    cargo build --release
     stage="$(mktemp -d)"
+    # The data-parallel build (feature mpi) first: the default build below replaces the binary.
+    if command -v mpicc >/dev/null; then
+        cargo build --release --features mpi
+        cp target/release/hourglass "$stage/hourglass-mpi"
+    fi
+    cargo build --release
     cp target/release/hourglass "$stage/"
     for t in "${TESTS[@]}"; do
         [ -f "tests/$t.rs" ] || { echo "prepare: no tests/$t.rs here, skipped"; continue; }
         cp "$(test_binary "$t")" "$stage/test-$t"
     done
-    strip "$stage"/hourglass "$stage"/test-*
+    strip "$stage"/hourglass* "$stage"/test-*
     cp ../shared/bench/torch_ae_bench.py "$stage/"
     rm -rf .gpu && mkdir -p .gpu
     tar -C "$stage" -cJf .gpu/bundle.tar.xz .
@@ -129,6 +134,34 @@ remote)
                 --device gpu --precision $p --out "$out/curve-$p" --quiet
         done
         tail -n 3 "$out"/curve-*/metrics.jsonl >> "$summary" 2>/dev/null
+    fi
+    # Data parallel (BENCHMARKS.md, "More than one device"): large_ae on 1 rank, then 2 ranks
+    # (one per GPU: adapter = local rank mod adapters) at the same global batch (strong) and at
+    # twice it (weak). Target: >= 90% scaling efficiency at 2 ranks on a machine with 2 GPUs.
+    if command -v mpirun >/dev/null && [ -x "$bundle/hourglass-mpi" ]; then
+        python3 - "$out/large.npy" <<'PY'
+import array, struct, sys
+rows, cols = 16384, 4096
+hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (rows, cols)
+hdr += " " * (64 - (10 + len(hdr) + 1) % 64) + "\n"
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode())
+    row = array.array("f", ((i * 2654435761 % 1000) / 1000.0 for i in range(cols)))
+    for _ in range(rows):
+        f.write(row.tobytes())
+PY
+        for cfg in "1 4096" "2 4096" "2 8192"; do
+            set -- $cfg
+            part "data parallel: large_ae, $1 rank(s), batch $2" 60 "dp-$1-$2.log" \
+                mpirun --allow-run-as-root --oversubscribe -np "$1" "$bundle/hourglass-mpi" train \
+                --data "$out/large.npy" --encoder 4096,8192,4096,1024 --loss mse \
+                --output-activation identity --batch-size "$2" --steps 24 --log-every 8 \
+                --device gpu --out "$out/dp-$1-$2"
+            echo "ranks $1 batch $2: $(tail -n 1 "$out/dp-$1-$2/metrics.jsonl" 2>/dev/null)" \
+                "$(grep -o 'per step.*MB' "$out/dp-$1-$2.log")" | tee -a "$summary"
+        done
+    else
+        echo "data parallel: skipped (no mpirun here, or no hourglass-mpi from prepare)" | tee -a "$summary"
     fi
     echo "remote half: $(( $(date +%s) - started )) s of the ${budget} s budget" | tee -a "$summary"
     cat "$out"/bench-*.json "$out/torch.txt" 2>/dev/null

@@ -2,7 +2,7 @@
 // rows, row k·B + b belonging to example b; ACT is the activation of the layer in question.
 //
 // directions     out[i] = 1 if (i / cols) / B == i % cols else 0            (EXACT: basis e_k)
-//                out[i] = gaussian(element_block(STREAM_PROJECTION, i))      (stochastic)
+//                out[i] = gaussian(element_block(STREAM_PROJECTION, global_element(i, cols, B)))  (stochastic)
 //   Bindings: 0 out (read_write), 1 DirDims, 2 Step (dynamic).
 //   Dispatch: ceil(len/256) workgroups of 256, folded 2-D (flat_index).
 // tangent_scale  out[i] = r[i] · act'(y[i mod (B·n)])
@@ -53,7 +53,7 @@ fn directions(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
         let col = i - row * dir_d.cols;
         v = select(0.0, 1.0, row / dir_d.batch == col);
     } else {
-        let w = element_block(STREAM_PROJECTION, i);
+        let w = element_block(STREAM_PROJECTION, global_element(i, dir_d.cols, dir_d.batch));
         v = gaussian(w.x, w.y);
     }
     dir_out[dir_d.out_off + i] = v;

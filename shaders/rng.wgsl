@@ -57,6 +57,19 @@ fn element_block(stream: u32, index: u32) -> vec4<u32> {
     return philox4x32(vec4<u32>(index, s.step, stream, 0u), vec2<u32>(s.seed_lo, s.seed_hi));
 }
 
+// The counter index of element i of a [K·batch, cols] view whose row k·batch + b is example b
+// of this process's share of the step's batch (twin of `rng::global_element`): the index the
+// element has in the whole global batch of s.rows_global rows, this share starting at row
+// s.row_base; i itself when s.rows_global is 0 (one process).
+fn global_element(i: u32, cols: u32, batch: u32) -> u32 {
+    if (s.rows_global == 0u || cols == 0u || batch == 0u) { return i; }
+    let row = i / cols;
+    let col = i - row * cols;
+    let k = row / batch;
+    let b = row - k * batch;
+    return (k * s.rows_global + s.row_base + b) * cols + col;
+}
+
 fn unit_f32(w: u32) -> f32 {
     return f32(w >> 8u) * (1.0 / 16777216.0);
 }

@@ -2,7 +2,7 @@
 // `regularizers::sample` / `sample_grad`. μ and log σ² are [B, c]; ε and z are [L·B, c], row
 // l·B + b being sample l of example b; n = B·c.
 //
-// sample       ε[i] = gaussian(element_block(STREAM_SAMPLER, i)),  z[i] = μ[i mod n] + exp(½ lv[i mod n]) · ε[i]
+// sample       ε[i] = gaussian(element_block(STREAM_SAMPLER, global_element(i, c, B))),  z[i] = μ[i mod n] + exp(½ lv[i mod n]) · ε[i]
 //              kl[b] = (−½β) · Σ_j (1 + lv_bj − μ_bj² − exp(lv_bj))
 //   Bindings: 0 mu, 1 logvar (read), 2 eps, 3 z, 4 kl (read_write), 5 SampleDims, 6 Step (dynamic).
 //   Dispatch: one 256-thread workgroup per example b, folded 2-D past 65,535; the workgroup
@@ -41,7 +41,7 @@ fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
         let j = e - l * units;
         let i = (l * sm_d.batch + b) * units + j;
         let m = b * units + j;
-        let w = element_block(STREAM_SAMPLER, i);
+        let w = element_block(STREAM_SAMPLER, global_element(i, units, sm_d.batch));
         let eps = gaussian(w.x, w.y);
         sm_eps[sm_d.eps_off + i] = eps;
         sm_z[sm_d.z_off + i] = sm_mu[sm_d.mu_off + m] + exp(0.5 * sm_lv[sm_d.lv_off + m]) * eps;

@@ -1,4 +1,4 @@
-// The per-step values, mirrored by `StepParams` in src/graph/mod.rs (32 bytes). The executor
+// The per-step values, mirrored by `StepParams` in src/graph/mod.rs (48 bytes). The executor
 // writes one per step into a ring of 256-byte slots and binds the slot with a dynamic offset,
 // so several steps can be recorded into one submission.
 struct Step {
@@ -9,7 +9,10 @@ struct Step {
     bias_correction2: f32,
     seed_lo: u32,
     seed_hi: u32,
-    _pad: u32,
+    row_base: u32,
+    rows_global: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // Flat element index of a 1-D kernel dispatched as a 2-D grid of 256-wide workgroups

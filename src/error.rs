@@ -48,6 +48,11 @@ pub enum Error {
         available: u64,
     },
 
+    /// A collective operation between the processes of a data-parallel run failed, or the
+    /// processes disagree (different flags, data or model on different ranks).
+    #[error("{0}")]
+    Distributed(String),
+
     /// Training produced a non-finite value.
     #[error("non-finite {what}{}", if *step == 0 { String::new() } else { format!(" at step {step}") })]
     NonFinite {

@@ -165,6 +165,7 @@
 //! | [`cpu`], [`gpu`] | the two executors (and, in `gpu`, the wgpu context and kernel cache) |
 //! | [`train`] | [`Trainer`], [`Device`], schedules, `fit` and early stopping |
 //! | [`infer`] | [`Autoencoder`]: encode, decode, reconstruct, evaluate, Jacobians |
+//! | [`distributed`] | data-parallel training: the [`distributed::Communicator`] of the ranks (MPI with the feature `mpi`, threads, one process) |
 //! | [`data`] | [`Dataset`], loaders (.npy, CSV, IDX), normalization, the bundled Fashion-MNIST test set |
 //! | [`io`] | safetensors checkpoints and training states, atomic writes |
 //! | [`optim`], [`rng`] | optimizer settings; Philox |
@@ -179,6 +180,8 @@
 //!
 //! # Feature flags
 //!
+//! - `mpi`: `distributed::MpiCommunicator`, the ranks of an `mpirun` / `srun` job through
+//!   rsmpi, and `hourglass train` as one of them (needs an MPI library and libclang to build).
 //! - `cli` (default): the `hourglass` binary and what only it needs — clap, indicatif, toml,
 //!   ctrlc, and the `viz` module with png, plotters and a compiled-in font. Libraries that
 //!   embed Hourglass turn it off: `hourglass = { version = "0.1", default-features = false }`
@@ -189,6 +192,7 @@ pub mod analysis;
 pub mod bench;
 pub mod cpu;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod gpu;
 pub mod graph;

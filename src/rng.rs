@@ -81,6 +81,26 @@ pub fn element_block(
     philox4x32([index, step, stream as u32, 0], [seed_lo, seed_hi])
 }
 
+/// The counter index of element `i` of a `[K·batch, cols]` view whose row `k·batch + b` belongs
+/// to example `b` of this process's rows of the step's batch, when those rows are rows
+/// `row_base..row_base + batch` of a global batch of `rows_global` rows (data-parallel
+/// training, [`crate::distributed`]): `((k·rows_global + row_base + b)·cols + col`, the index
+/// the same element has in a one-process run of the whole batch. `rows_global == 0` means the
+/// view is the whole batch, and the index is `i` (as it also is for `row_base == 0` and
+/// `rows_global == batch`). Mirrored by `global_element` in `shaders/rng.wgsl`.
+pub fn global_element(i: u32, cols: u32, batch: u32, row_base: u32, rows_global: u32) -> u32 {
+    if rows_global == 0 || cols == 0 || batch == 0 {
+        return i;
+    }
+    let (row, col) = (i / cols, i % cols);
+    let (k, b) = (row / batch, row % batch);
+    (k.wrapping_mul(rows_global)
+        .wrapping_add(row_base)
+        .wrapping_add(b))
+    .wrapping_mul(cols)
+    .wrapping_add(col)
+}
+
 /// A seeded sequential source for host-side work (initialisation, shuffles): the `i`-th call
 /// returns word `i % 4` of block `i / 4`, so the sequence is reproducible from (seed, stream, step).
 #[derive(Clone, Debug)]
@@ -168,6 +188,23 @@ mod tests {
             ),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
+    }
+
+    #[test]
+    fn global_element_is_the_index_in_the_whole_batch() {
+        // 3 samples (K) of a global batch of 7 rows, 5 columns; this process holds rows 2..5.
+        let (cols, k, global, base, local) = (5u32, 3u32, 7u32, 2u32, 3u32);
+        for i in 0..k * local * cols {
+            let (row, col) = (i / cols, i % cols);
+            let (s, b) = (row / local, row % local);
+            let whole = (s * global + base + b) * cols + col;
+            assert_eq!(global_element(i, cols, local, base, global), whole);
+        }
+        // The whole batch, or no sharding at all: the index itself.
+        for i in 0..k * global * cols {
+            assert_eq!(global_element(i, cols, global, 0, global), i);
+            assert_eq!(global_element(i, cols, global, 0, 0), i);
+        }
     }
 
     #[test]

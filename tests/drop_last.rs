@@ -195,7 +195,7 @@ fn reference_step(
         bias_correction2,
         seed_lo: config.seed as u32,
         seed_hi: (config.seed >> 32) as u32,
-        _pad: 0,
+        ..StepParams::default()
     };
     exec.run(0..tg.graph.ops.len(), &[s]);
     Reference {

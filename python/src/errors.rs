@@ -28,7 +28,7 @@ pub fn to_py(e: Error) -> PyErr {
         Error::BadFile { .. } => PyOSError::new_err(message),
         // A size the machine cannot hold is a bad setting or bad data, not a device failure.
         Error::TooLarge { .. } => PyValueError::new_err(message),
-        Error::NoAdapter(_) | Error::Gpu(_) | Error::NonFinite { .. } => {
+        Error::NoAdapter(_) | Error::Gpu(_) | Error::NonFinite { .. } | Error::Distributed(_) => {
             PyRuntimeError::new_err(message)
         }
     }

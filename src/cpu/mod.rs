@@ -449,7 +449,13 @@ impl<T: Real> CpuExecutor<T> {
             }
             Op::Corrupt { x, out, noise } => {
                 let mut o = self.take(out.buf);
-                regularizers::corrupt(noise, s, self.view(x), &mut o[out.offset..out.end()]);
+                regularizers::corrupt(
+                    noise,
+                    s,
+                    out.cols,
+                    self.view(x),
+                    &mut o[out.offset..out.end()],
+                );
                 self.put(out.buf, o);
             }
             Op::Directions { out, batch, exact } => {

@@ -8,10 +8,19 @@ use rayon::prelude::*;
 use crate::cpu::kernels::{self, Real, activation_grad_from_output};
 use crate::graph::StepParams;
 use crate::model::{Activation, Noise};
-use crate::rng::{Stream, element_block, gaussian_f32, unit_f32};
+use crate::rng::{Stream, element_block, gaussian_f32, global_element, unit_f32};
 
-fn block(s: &StepParams, stream: Stream, index: usize) -> [u32; 4] {
-    element_block(s.seed_lo, s.seed_hi, stream, s.step, index as u32)
+/// The block of element `i` of a `[K·batch, cols]` view, keyed by its index in the step's
+/// whole batch ([`global_element`]).
+fn view_block(s: &StepParams, stream: Stream, i: usize, cols: usize, batch: usize) -> [u32; 4] {
+    let index = global_element(
+        i as u32,
+        cols as u32,
+        batch as u32,
+        s.row_base,
+        s.rows_global,
+    );
+    element_block(s.seed_lo, s.seed_hi, stream, s.step, index)
 }
 
 /// `act''` expressed through the output `y = act(x)`; zero for the piecewise-linear ones.
@@ -24,10 +33,11 @@ pub fn activation_second_derivative_from_output<T: Real>(act: Activation, y: T) 
     }
 }
 
-/// Corrupts `x` into `out` (denoising autoencoders).
-pub fn corrupt<T: Real>(noise: Noise, s: &StepParams, x: &[T], out: &mut [T]) {
+/// Corrupts `x` into `out` (denoising autoencoders); `cols` is the width of a row.
+pub fn corrupt<T: Real>(noise: Noise, s: &StepParams, cols: usize, x: &[T], out: &mut [T]) {
+    let rows = out.len() / cols.max(1);
     for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        let w = block(s, Stream::Noise, i);
+        let w = view_block(s, Stream::Noise, i, cols, rows);
         *o = match noise {
             Noise::Mask { nu } => {
                 if unit_f32(w[0]) < nu {
@@ -63,7 +73,7 @@ pub fn corrupt_dataset(
         ..StepParams::default()
     };
     let mut out = vec![0.0f32; data.values.len()];
-    corrupt(noise, &s, &data.values, &mut out);
+    corrupt(noise, &s, data.cols, &data.values, &mut out);
     crate::data::Dataset::new(data.rows, data.cols, out)
 }
 
@@ -78,7 +88,7 @@ pub fn directions<T: Real>(s: &StepParams, cols: usize, batch: usize, exact: boo
                 T::zero()
             }
         } else {
-            let w = block(s, Stream::Projection, i);
+            let w = view_block(s, Stream::Projection, i, cols, batch);
             T::of(f64::from(gaussian_f32(w[0], w[1])))
         };
     }
@@ -272,14 +282,14 @@ pub fn sample<T: Real>(
     kl_rows: &mut [T],
 ) {
     let n = mu.len();
+    let batch = kl_rows.len();
+    let units = n / batch.max(1);
     for (i, (e, zi)) in eps.iter_mut().zip(z.iter_mut()).enumerate() {
-        let w = block(s, Stream::Sampler, i);
+        let w = view_block(s, Stream::Sampler, i, units, batch);
         *e = T::of(f64::from(gaussian_f32(w[0], w[1])));
         let j = i % n;
         *zi = mu[j] + (T::of(0.5) * logvar[j]).exp() * *e;
     }
-    let batch = kl_rows.len();
-    let units = n / batch;
     let beta = T::of(f64::from(beta));
     for b in 0..batch {
         let mut kl = T::zero();

@@ -796,7 +796,16 @@ fn plan(op: &Op, f16_matrix_units: bool, tiles: &HashMap<MatmulShape, usize>) ->
                 vec![
                     B(x.buf),
                     B(out.buf),
-                    U(words(&[N(out.len()), N(x.offset), N(out.offset), F(param)])),
+                    U(words(&[
+                        N(out.len()),
+                        N(x.offset),
+                        N(out.offset),
+                        F(param),
+                        N(out.cols),
+                        N(out.rows),
+                        N(0),
+                        N(0),
+                    ])),
                     Step,
                 ],
                 grid_1d(out.len()),

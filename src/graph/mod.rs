@@ -704,7 +704,7 @@ pub struct Guard {
 }
 
 /// The per-step values both executors read: which step, which rows, which learning rate.
-/// Mirrored by `struct Step` in the WGSL kernels; padded to 32 bytes.
+/// Mirrored by `struct Step` in the WGSL kernels; padded to 48 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct StepParams {
@@ -722,8 +722,15 @@ pub struct StepParams {
     pub seed_lo: u32,
     /// High word of the seed.
     pub seed_hi: u32,
-    /// Padding to 32 bytes.
-    pub _pad: u32,
+    /// Data-parallel training: the first row of this process's share within the step's
+    /// global batch (0 in one process). Random draws are keyed by the global row
+    /// ([`crate::rng::global_element`]).
+    pub row_base: u32,
+    /// Data-parallel training: rows of the step's global batch; 0 (one process) when this
+    /// process's batch is the whole batch.
+    pub rows_global: u32,
+    /// Padding to 48 bytes.
+    pub _pad: [u32; 2],
 }
 
 /// A list of ops over buffers. `ops[..update_start]` computes the loss and the gradients,

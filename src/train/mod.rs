@@ -6,11 +6,13 @@
 mod backend;
 mod device;
 mod fit;
+mod parallel;
 mod schedule;
 
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
+pub use parallel::ParallelStats;
 pub use schedule::Schedule;
 
 use crate::data::Dataset;
@@ -235,6 +237,8 @@ pub struct Trainer {
     streaming: Option<Streaming>,
     /// What the products run in (the config's choice after any fallback).
     precision: Precision,
+    /// Data-parallel training: the ranks and this rank's share of each batch.
+    parallel: Option<parallel::Parallel>,
 }
 
 /// A data set too large to keep on the device: the host gathers each submission's batches
@@ -255,6 +259,17 @@ impl Trainer {
         data: &Dataset,
         device: &Device,
         init: Option<&Parameters>,
+    ) -> Result<Self> {
+        Self::build(spec, config, data, device, init, None)
+    }
+
+    fn build(
+        spec: &ModelSpec,
+        config: &TrainConfig,
+        data: &Dataset,
+        device: &Device,
+        init: Option<&Parameters>,
+        comm: Option<std::sync::Arc<dyn crate::distributed::Communicator>>,
     ) -> Result<Self> {
         spec.validate()?;
         config.optimizer.validate()?;
@@ -304,7 +319,16 @@ impl Trainer {
         } else {
             data.rows % batch
         };
-        let batch_bytes = (batch * data.cols * 4) as u64;
+        let parallel = match comm {
+            Some(comm) => Some(parallel::Parallel::new(comm, spec, config, batch, tail)?),
+            None => None,
+        };
+        // This rank's rows of a full and of the partial batch (all of them in one process).
+        let (local_batch, local_tail) = match &parallel {
+            Some(p) => (p.main.1, p.tail.1),
+            None => (batch, tail),
+        };
+        let batch_bytes = (local_batch * data.cols * 4) as u64;
         let limit = match (config.max_resident_bytes, device) {
             (Some(limit), Device::Gpu(_)) => limit,
             (None, Device::Gpu(ctx)) => ctx
@@ -318,7 +342,9 @@ impl Trainer {
             window: ((limit / batch_bytes.max(1)) as usize).clamp(1, MAX_STEPS_PER_SUBMIT),
             order: Vec::new(),
         });
-        let resident_rows = streaming.as_ref().map_or(data.rows, |s| s.window * batch);
+        let resident_rows = streaming
+            .as_ref()
+            .map_or(data.rows, |s| s.window * local_batch);
         let precision = match (config.precision, device) {
             (Precision::F32, _) => Precision::F32,
             _ if config.emulate_mixed => Precision::Mixed,
@@ -327,8 +353,8 @@ impl Trainer {
         };
         let tg = build_training_graph_with_tail(
             spec,
-            batch,
-            (tail > 0).then_some(tail),
+            local_batch,
+            (local_tail > 0).then_some(local_tail),
             resident_rows,
             &config.optimizer,
             config.clip_grad_norm,
@@ -379,6 +405,7 @@ impl Trainer {
             skipped_seen: 0,
             streaming,
             precision,
+            parallel,
         })
     }
 
@@ -485,7 +512,9 @@ impl Trainer {
             bias_correction2: bc2,
             seed_lo: self.config.seed as u32,
             seed_hi: (self.config.seed >> 32) as u32,
-            _pad: 0,
+            row_base: 0,
+            rows_global: 0,
+            _pad: [0; 2],
         }
     }
 
@@ -505,18 +534,27 @@ impl Trainer {
         self.order_epoch = Some(epoch);
     }
 
-    /// Streaming only: uploads the batches of steps `from..to` (within one epoch) as the window.
+    /// Streaming only: uploads the batches of steps `from..to` (within one epoch) as the window:
+    /// each step's rows of the epoch's order, or this rank's share of them.
     fn load_window(&mut self, from: u64, to: u64) {
         let spe = self.steps_per_epoch();
-        let epoch_start = from / spe * spe;
-        // Where step `s`'s batch starts in the epoch's order; the partial batch ends at `rows`.
-        let position = |s: u64| ((s - epoch_start) as usize * self.batch).min(self.rows);
-        let (first, last) = (position(from), position(to));
+        let full = (self.rows / self.batch) as u64;
         let Some(s) = &self.streaming else { return };
-        let cols = s.data.cols;
-        let mut window = Vec::with_capacity((last - first) * cols);
-        for &r in &s.order[first..last] {
-            window.extend_from_slice(s.data.row(r as usize));
+        let mut window = Vec::new();
+        for step in from..to {
+            // Where the step's batch starts in the epoch's order; the partial batch ends at `rows`.
+            let position = (step % spe) as usize * self.batch;
+            let is_tail = self.tail > 0 && step % spe == full;
+            let (first, count) = match (&self.parallel, is_tail) {
+                (Some(p), false) => p.main,
+                (Some(p), true) => p.tail,
+                (None, false) => (0, self.batch),
+                (None, true) => (0, self.tail),
+            };
+            let start = position + first;
+            for &r in &s.order[start..start + count] {
+                window.extend_from_slice(s.data.row(r as usize));
+            }
         }
         self.backend.write(self.tg.data.buf, &window);
     }
@@ -532,6 +570,9 @@ impl Trainer {
     /// last step of each epoch trains on the partial batch, in a submission of its own, and its
     /// loss is averaged over its own rows.
     pub fn train_steps(&mut self, n: u64, report: bool) -> Result<Option<LossReport>> {
+        if self.parallel.is_some() {
+            return self.train_steps_parallel(n, report);
+        }
         let spe = self.steps_per_epoch();
         let full = (self.rows / self.batch) as u64;
         let end = self.step + n;

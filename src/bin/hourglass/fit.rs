@@ -51,6 +51,24 @@ pub struct Run<'a> {
     pub total: u64,
     pub resuming: bool,
     pub ui: Ui,
+    /// The ranks: rank 0 runs this loop, the others follow its decisions.
+    pub world: &'a crate::parallel::World,
+}
+
+/// What the loop of every rank runs: `total` steps, the loss read every `--log-every` steps,
+/// validation on `val`, a checkpoint every `--checkpoint-every` steps.
+pub fn options<'a>(
+    args: &TrainArgs,
+    total: u64,
+    val: Option<&'a Dataset>,
+    best_so_far: Option<f64>,
+) -> FitOptions<'a> {
+    let mut options = FitOptions::steps(total);
+    options.report_every = args.log_every;
+    options.validation = val;
+    options.checkpoint_every = args.checkpoint_every;
+    options.best_so_far = best_so_far;
+    options
 }
 
 /// What a checkpoint needs besides the trainer.
@@ -99,7 +117,7 @@ pub fn was_interrupted() -> bool {
 
 /// Routes Ctrl-C and SIGTERM to [`INTERRUPTED`]; a second signal while saving exits at once
 /// (the checkpoint files are written atomically, so that loses nothing already saved).
-fn catch_interrupts(ui: Ui) {
+pub fn catch_interrupts(ui: Ui) {
     let installed = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -161,7 +179,7 @@ pub fn fit(run: Run) -> Result<()> {
         } else {
             "writing to ".to_string() + &out.display().to_string() + ":"
         },
-        run.device.describe()
+        run.device.describe() + &run.world.describe()
     ));
     if run.args.early_stop.is_some() && run.val.is_none() {
         ui.note("--early-stop watches the training loss: there is no validation data");
@@ -174,11 +192,7 @@ pub fn fit(run: Run) -> Result<()> {
         EarlyStop::resume(patience, best.map(|(_, l)| l), history.epochs_since_best())
     });
     let progress = Progress::start(total, run.trainer.step(), ui, run.args.log_every.is_some());
-    let mut options = FitOptions::steps(total);
-    options.report_every = run.args.log_every;
-    options.validation = run.val;
-    options.checkpoint_every = run.args.checkpoint_every;
-    options.best_so_far = best.map(|(_, loss)| loss);
+    let options = options(run.args, total, run.val, best.map(|(_, loss)| loss));
     // The epoch's reads so far (for the running mean the progress line shows), and where the
     // last event left off (for the rate: training time only, never validation or saving).
     let (mut read_sum, mut reads) = (0.0, 0u32);
@@ -276,12 +290,15 @@ pub fn fit(run: Run) -> Result<()> {
             ControlFlow::Continue(())
         })
     };
+    let world = run.world;
     run.trainer.fit_with(&options, |trainer, event| {
-        on_event(trainer, event).unwrap_or_else(|e| {
+        let flow = on_event(trainer, event).unwrap_or_else(|e| {
             failure = Some(e);
             ControlFlow::Break(())
-        })
+        });
+        world.agree(trainer, event, flow)
     })?;
+    world.check_parameters(run.trainer)?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -312,6 +329,9 @@ pub fn fit(run: Run) -> Result<()> {
     };
     write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
+    if let Some(stats) = run.trainer.parallel_stats() {
+        ui.note(&crate::parallel::describe_stats(run.world, &stats));
+    }
     let step = run.trainer.step();
     ui.say(&format!(
         "{} at step {step} after {:.1} s{}",

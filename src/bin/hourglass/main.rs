@@ -15,6 +15,7 @@ mod limits;
 mod metrics;
 mod outputs;
 mod overlap;
+mod parallel;
 mod progress;
 mod psd;
 mod resume;

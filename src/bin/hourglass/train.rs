@@ -17,6 +17,7 @@ use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::outputs::Plan;
+use crate::parallel::World;
 use crate::resume::{self, DataIdentity};
 use crate::runfolder::{Mode, RUN_FILES, RunFolder};
 use crate::source::{self, DataArgs, DeviceArg, Source};
@@ -488,6 +489,21 @@ fn config_text(args: &TrainArgs) -> Result<String> {
 }
 
 pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
+    let world = World::start()?;
+    let mut shared_failure = false;
+    let result = run_rank(cli, matches, world.ui(ui), &world, &mut shared_failure);
+    world.finish(result, shared_failure)
+}
+
+/// `hourglass train` on one rank (the only one, without MPI); `shared_failure` is set when an
+/// error is one every rank met (see [`World::finish`]).
+fn run_rank(
+    cli: TrainArgs,
+    matches: &ArgMatches,
+    ui: Ui,
+    world: &World,
+    shared_failure: &mut bool,
+) -> Result<()> {
     let args = resolve_args(cli, matches)?;
     crate::psd::check_flags(&args, matches)?;
     let resuming = args.resume.is_some();
@@ -607,8 +623,30 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         },
         emulate_mixed: args.precision == "mixed-emulated",
     };
-    let device = args.device.open(ui, "training")?;
-    let mut trainer = Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?;
+    // Every rank was given the same run, or none starts.
+    if world.is_parallel() {
+        let run =
+            crate::parallel::run_digest(&args, &identity.to_json(), &train, val.as_ref(), &spec);
+        world
+            .check_same_run(&run)
+            .inspect_err(|_| *shared_failure = true)?;
+        // The same run on every rank: what cannot be shared is refused by all of them alike.
+        Trainer::check_data_parallel(&spec, &train_config, train.rows, world.size())
+            .inspect_err(|_| *shared_failure = true)?;
+    }
+    let device = world.open_device(&args.device, ui)?;
+    let mut trainer = if world.is_parallel() {
+        Trainer::new_data_parallel(
+            &spec,
+            &train_config,
+            &train,
+            &device,
+            init.as_ref(),
+            world.communicator(),
+        )?
+    } else {
+        Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?
+    };
     if train_config.precision != trainer.precision() {
         ui.note(&format!(
             "--precision mixed needs a GPU with f16 cooperative matrices (tensor cores), which \
@@ -629,6 +667,13 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
                 state.step
             )));
         }
+    }
+
+    // The other ranks train alongside rank 0 and write nothing.
+    // They do not validate: the validation loss only informs rank 0's decisions, which they
+    // follow.
+    if !world.is_root() {
+        return world.follow(&mut trainer, &fit::options(&args, total, None, None));
     }
 
     // Every input is checked: now the folder is taken (locked; a run in it refused unless
@@ -682,6 +727,7 @@ pub fn run(cli: TrainArgs, matches: &ArgMatches, ui: Ui) -> Result<()> {
         total,
         resuming,
         ui,
+        world,
     })
 }
 

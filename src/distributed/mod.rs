@@ -1,0 +1,146 @@
+//! Data-parallel training: one process (a *rank*) per device, every rank holding the same
+//! parameters, each computing the gradient of its contiguous share of the step's global batch,
+//! then all ranks summing those gradients so that each applies the same update.
+//!
+//! A [`Communicator`] is the group of ranks: its rank and size, and the few collectives the
+//! trainer needs — a sum of an f32 (or f64) buffer over the ranks, a broadcast, an abort. Its
+//! sums are taken in a fixed order (rank 0's buffer, plus rank 1's, plus rank 2's, …, every
+//! rank receiving the same bits), so a run is bit-reproducible for a given number of ranks.
+//! Implementations:
+//!
+//! - [`SingleProcess`]: one rank, every collective a no-op (what every run without MPI is);
+//! - [`ThreadGroup`]: several ranks as threads of one process, for tests and for checking the
+//!   data-parallel path without MPI;
+//! - `MpiCommunicator` (feature `mpi`): the ranks of an `mpirun` / `srun` job, through rsmpi.
+//!
+//! [`crate::Trainer::new_data_parallel`] trains with one; [`share`] says which rows of a batch
+//! a rank takes.
+
+mod single;
+mod threads;
+
+#[cfg(feature = "mpi")]
+mod mpi;
+
+#[cfg(feature = "mpi")]
+pub use self::mpi::MpiCommunicator;
+pub use single::SingleProcess;
+pub use threads::ThreadGroup;
+
+use crate::error::{Error, Result};
+
+/// The ranks of a data-parallel run. Every rank must call the collectives in the same order
+/// with buffers of the same length; the sums are in rank order, so all ranks receive
+/// bit-identical results and a run repeats bit for bit with the same number of ranks.
+pub trait Communicator: Send + Sync {
+    /// This process's rank, `0..size()`.
+    fn rank(&self) -> usize;
+
+    /// Number of ranks.
+    fn size(&self) -> usize;
+
+    /// The name of the machine this rank runs on, for messages.
+    fn host(&self) -> String;
+
+    /// Replaces `buf` on every rank with the element-wise sum over ranks, summed in rank order
+    /// (`((b₀ + b₁) + b₂) + …`) so that every rank gets the same bits.
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()>;
+
+    /// As [`Communicator::all_reduce_sum`], in f64 (loss values, flags).
+    fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()>;
+
+    /// Replaces `buf` on every rank with rank `root`'s.
+    fn broadcast(&self, buf: &mut [u8], root: usize) -> Result<()>;
+
+    /// Ends every rank of the job at once with exit status `code` (after the caller printed
+    /// why): what a rank that cannot go on does, so that the others do not wait forever in a
+    /// collective.
+    fn abort(&self, code: i32) -> !;
+}
+
+/// The rows of a batch of `rows` rows that rank `rank` of `size` takes: `(first, count)`,
+/// contiguous, in rank order, the counts differing by at most one (the first `rows % size`
+/// ranks take one more).
+pub fn share(rows: usize, rank: usize, size: usize) -> (usize, usize) {
+    let size = size.max(1);
+    let (base, extra) = (rows / size, rows % size);
+    (
+        rank * base + rank.min(extra),
+        base + usize::from(rank < extra),
+    )
+}
+
+/// True on every rank when `ok` is true on every rank (one small sum): a check each rank makes
+/// on its own (its inputs opened, its device started) becomes a decision all ranks share.
+pub fn all_agree(comm: &dyn Communicator, ok: bool) -> Result<bool> {
+    let mut failed = [f64::from(u8::from(!ok))];
+    comm.all_reduce_sum_f64(&mut failed)?;
+    Ok(failed[0] == 0.0)
+}
+
+/// Compares `digest` (a hash of what must be equal on every rank: the resolved configuration,
+/// the data's shape, the parameters) with rank 0's. `Ok(None)` when every rank has rank 0's;
+/// otherwise `Ok(Some(ranks))` on every rank, `ranks` being those that differ.
+pub fn differing_ranks(comm: &dyn Communicator, digest: u64) -> Result<Option<Vec<usize>>> {
+    let mut root = digest.to_le_bytes();
+    comm.broadcast(&mut root, 0)?;
+    let mut differs = vec![0.0f64; comm.size()];
+    differs[comm.rank()] = f64::from(u8::from(u64::from_le_bytes(root) != digest));
+    comm.all_reduce_sum_f64(&mut differs)?;
+    let ranks: Vec<usize> = (0..differs.len()).filter(|&r| differs[r] != 0.0).collect();
+    Ok((!ranks.is_empty()).then_some(ranks))
+}
+
+/// FNV-1a, 64-bit: a stable digest of bytes (the same on every machine and build), for
+/// [`differing_ranks`].
+pub fn digest(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The digest of an f32 buffer's bits (parameters), for [`differing_ranks`].
+pub fn digest_f32(values: &[f32]) -> u64 {
+    digest(bytemuck::cast_slice(values))
+}
+
+/// The error of a collective that failed.
+pub(crate) fn collective_error(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Distributed(format!("{what} between the ranks failed: {detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_the_batch_in_order_and_differ_by_at_most_one() {
+        for rows in [1usize, 2, 7, 33, 257] {
+            for size in 1..=5usize.min(rows) {
+                let mut next = 0;
+                let counts: Vec<usize> = (0..size)
+                    .map(|r| {
+                        let (first, count) = share(rows, r, size);
+                        assert_eq!(first, next, "rows {rows} size {size} rank {r}");
+                        next += count;
+                        count
+                    })
+                    .collect();
+                assert_eq!(next, rows);
+                let (lo, hi) = (counts.iter().min(), counts.iter().max());
+                assert!(hi.unwrap() - lo.unwrap() <= 1, "{counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn digest_is_fnv1a() {
+        // The FNV-1a test vectors.
+        assert_eq!(digest(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(digest(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(digest(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}

@@ -1,0 +1,278 @@
+//! Data-parallel training without MPI: ranks as threads of one process
+//! ([`hourglass::distributed::ThreadGroup`]) against one process at the same global batch. The
+//! same checks under `mpirun` are in tests/distributed.rs (feature `mpi`).
+
+mod common;
+
+use std::sync::Arc;
+
+use hourglass::distributed::{Communicator, ThreadGroup};
+use hourglass::model::{Noise, Variant};
+use hourglass::{Activation, Dataset, Device, ModelSpec, TrainConfig, Trainer};
+
+fn data(rows: usize, cols: usize) -> Dataset {
+    let values = (0..rows * cols)
+        .map(|i| ((i * 37 + 11) % 101) as f32 / 101.0)
+        .collect();
+    Dataset::new(rows, cols, values).unwrap()
+}
+
+fn spec(variant: Variant) -> ModelSpec {
+    ModelSpec::builder()
+        .encoder([7, 5, 3])
+        .activation(Activation::Tanh)
+        .variant(variant)
+        .build()
+        .unwrap()
+}
+
+fn variants() -> Vec<(&'static str, Variant)> {
+    vec![
+        ("plain", Variant::Plain),
+        (
+            "denoising",
+            Variant::Denoising {
+                noise: Noise::Gaussian { sigma: 0.3 },
+            },
+        ),
+        (
+            "vae",
+            Variant::Vae {
+                beta: 1.0,
+                samples: 2,
+            },
+        ),
+        (
+            "contractive",
+            Variant::Contractive {
+                lambda: 0.1,
+                projections: Some(2),
+            },
+        ),
+        (
+            "sparse-l1",
+            Variant::Sparse {
+                lambda: 0.01,
+                target: None,
+            },
+        ),
+    ]
+}
+
+/// 37 rows in global batches of 10: three full steps and a partial one of 7 an epoch.
+const ROWS: usize = 37;
+const STEPS: u64 = 9;
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        seed: 5,
+        ..TrainConfig::new(10, 1e-2)
+    }
+}
+
+fn one_process(spec: &ModelSpec) -> (Vec<f32>, f64) {
+    one_process_on(spec, &config(), &Device::Cpu)
+}
+
+fn one_process_on(spec: &ModelSpec, config: &TrainConfig, device: &Device) -> (Vec<f32>, f64) {
+    let mut t = Trainer::new(spec, config, &data(ROWS, 7), device, None).unwrap();
+    let loss = t.train_steps(STEPS, true).unwrap().unwrap().total();
+    (t.parameters().unwrap().arena, loss)
+}
+
+/// Every rank's parameters and last loss after [`STEPS`] steps on `ranks` threads.
+fn threads(spec: &ModelSpec, ranks: usize) -> Vec<(Vec<f32>, f64)> {
+    threads_on(spec, &config(), &Device::Cpu, ranks)
+}
+
+fn threads_on(
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    device: &Device,
+    ranks: usize,
+) -> Vec<(Vec<f32>, f64)> {
+    let group = ThreadGroup::new(ranks);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = group
+            .into_iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    let comm: Arc<dyn Communicator> = Arc::new(c);
+                    let mut t = Trainer::new_data_parallel(
+                        spec,
+                        config,
+                        &data(ROWS, 7),
+                        device,
+                        None,
+                        comm,
+                    )
+                    .unwrap();
+                    assert_eq!(t.is_streaming(), config.max_resident_bytes.is_some());
+                    // In two pieces: a split run is the same run.
+                    t.train_steps(4, false).unwrap();
+                    let loss = t.train_steps(STEPS - 4, true).unwrap().unwrap().total();
+                    (t.parameters().unwrap().arena, loss)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// ‖a − b‖ / ‖b‖, and the worst element.
+fn relative(a: &[f32], b: &[f32]) -> (f64, usize) {
+    let (mut d, mut n, mut worst, mut at) = (0.0f64, 0.0f64, 0.0f64, 0);
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let e = f64::from(x - y).abs();
+        d += e * e;
+        n += f64::from(y) * f64::from(y);
+        if e > worst {
+            (worst, at) = (e, i);
+        }
+    }
+    ((d / n).sqrt(), at)
+}
+
+#[test]
+fn two_and_three_ranks_train_as_one_process_at_the_same_global_batch() {
+    for (name, variant) in variants() {
+        let spec = spec(variant);
+        let (single, single_loss) = one_process(&spec);
+        for ranks in [1, 2, 3] {
+            let runs = threads(&spec, ranks);
+            for (rank, (p, _)) in runs.iter().enumerate() {
+                // Bit-identical on every rank.
+                assert!(
+                    p.iter()
+                        .zip(&runs[0].0)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name}: rank {rank} of {ranks} holds different parameters"
+                );
+            }
+            let (rel, at) = relative(&runs[0].0, &single);
+            println!("{name}, {ranks} ranks: relative difference {rel:.3e} (worst at {at})");
+            if ranks == 1 {
+                assert_eq!(
+                    runs[0].0, single,
+                    "{name}: one rank is not the one-process run"
+                );
+            }
+            assert!(
+                rel <= 1e-6,
+                "{name}, {ranks} ranks: parameters differ from one process by {rel:.3e} \
+                 relative, worst at {at}: {} vs {}",
+                runs[0].0[at],
+                single[at]
+            );
+            let loss_rel = (runs[0].1 - single_loss).abs() / single_loss.abs();
+            assert!(
+                loss_rel <= 1e-6,
+                "{name}, {ranks} ranks: loss {} vs {single_loss}",
+                runs[0].1
+            );
+            // The same number of ranks again: the same bits.
+            let again = threads(&spec, ranks);
+            assert!(
+                again[0]
+                    .0
+                    .iter()
+                    .zip(&runs[0].0)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}, {ranks} ranks: a repeat differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn ranks_streaming_their_shares_on_the_gpu_equal_one_process() {
+    let device = Device::Gpu(common::gpu().expect("a GPU adapter"));
+    // Room for about 2 batches of 10 rows: the data (37 × 7 floats) is streamed, a window of a
+    // rank's shares at a time.
+    let config = TrainConfig {
+        max_resident_bytes: Some(2 * 10 * 7 * 4 + 16),
+        ..config()
+    };
+    for (name, variant) in variants().into_iter().take(3) {
+        let spec = spec(variant);
+        let (single, _) = one_process_on(&spec, &config, &device);
+        for ranks in [2, 3] {
+            let runs = threads_on(&spec, &config, &device, ranks);
+            let (rel, at) = relative(&runs[0].0, &single);
+            println!("GPU streaming {name}, {ranks} ranks: relative difference {rel:.3e}");
+            assert!(
+                rel <= 1e-6,
+                "{name}, {ranks} ranks: {rel:.3e} (worst at {at})"
+            );
+            for (rank, (p, _)) in runs.iter().enumerate() {
+                assert_eq!(p, &runs[0].0, "{name}: rank {rank} of {ranks} differs");
+            }
+        }
+    }
+}
+
+#[test]
+fn ranks_without_rows_of_the_partial_batch_still_agree() {
+    // 37 rows in batches of 18: a partial batch of 1 row, which 2 of 3 ranks have no share of,
+    // every third step; the last of the 9 steps (whose loss is read) is one.
+    let config = TrainConfig {
+        batch_size: 18,
+        ..config()
+    };
+    for (name, variant) in variants() {
+        let spec = spec(variant);
+        let (single, loss) = one_process_on(&spec, &config, &Device::Cpu);
+        let runs = threads_on(&spec, &config, &Device::Cpu, 3);
+        let (rel, at) = relative(&runs[0].0, &single);
+        assert!(rel <= 1e-6, "{name}: {rel:.3e} (worst at {at})");
+        assert!(
+            (runs[0].1 - loss).abs() <= 1e-6 * loss.abs(),
+            "{name}: loss {} vs {loss}",
+            runs[0].1
+        );
+        for (rank, (p, _)) in runs.iter().enumerate() {
+            assert_eq!(p, &runs[0].0, "{name}: rank {rank} differs");
+        }
+    }
+}
+
+#[test]
+fn refuses_what_cannot_be_shared() {
+    let group = ThreadGroup::new(3);
+    let sparse_kl = ModelSpec::builder()
+        .encoder([7, 5, 3])
+        .code_activation(Activation::Sigmoid)
+        .variant(Variant::Sparse {
+            lambda: 0.1,
+            target: Some(0.05),
+        })
+        .build()
+        .unwrap();
+    let mut small = config();
+    small.batch_size = 2;
+    std::thread::scope(|scope| {
+        for c in group {
+            let (sparse_kl, small) = (&sparse_kl, &small);
+            scope.spawn(move || {
+                let comm: Arc<dyn Communicator> = Arc::new(c);
+                let d = data(ROWS, 7);
+                let e = Trainer::new_data_parallel(
+                    &spec(Variant::Plain),
+                    small,
+                    &d,
+                    &Device::Cpu,
+                    None,
+                    comm.clone(),
+                )
+                .err()
+                .expect("a batch of 2 over 3 ranks is refused");
+                assert!(e.to_string().contains("--batch-size"), "{e}");
+                let e =
+                    Trainer::new_data_parallel(sparse_kl, &config(), &d, &Device::Cpu, None, comm)
+                        .err()
+                        .expect("KL sparsity is refused");
+                assert!(e.to_string().contains("sparsity"), "{e}");
+            });
+        }
+    });
+}

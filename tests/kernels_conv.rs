@@ -517,3 +517,14 @@ fn mismatched_views_are_refused() {
     });
     assert!(g.validate().is_err());
 }
+
+/// An input gradient whose columns exceed one GPU scratch buffer: the batch goes through in
+/// chunks of images. (The other limit, more than 65,535 column blocks folded into the grid's
+/// z, needs 65,536 workgroups: 16 s on lavapipe, so it is not exercised here.)
+#[test]
+fn a_large_input_gradient_goes_through_in_chunks() {
+    // 33 images × 25 taps × 22,500 positions: two chunks of the 16 Mi-float column scratch.
+    let chunked = shape(33, 1, 150, 150, 1, 5, 1, 2);
+    assert!(33 * chunked.taps() * chunked.out_positions() > 16 << 20);
+    check_product(&chunked, true, false);
+}

@@ -17,6 +17,7 @@ use hourglass::model::Activation;
 const ATOL: f64 = 1e-5;
 const RTOL: f64 = 1e-4;
 
+#[allow(clippy::too_many_arguments)]
 fn shape(
     b: usize,
     c: usize,
@@ -83,10 +84,13 @@ fn f64s(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| f64::from(x)).collect()
 }
 
+/// Every buffer's contents, by buffer id.
+type Buffers = Vec<Vec<f32>>;
+
 /// Runs `graph` (its float buffers filled with seeded values in [-1, 1), or [0.05, 0.95) for
 /// those named `y*`, activation outputs) on the CPU twin and the GPU; returns the filled inputs
 /// and both executors' buffers after the run.
-fn run(graph: &Graph) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
+fn run(graph: &Graph) -> (Buffers, Buffers, Buffers) {
     let mut cpu = CpuExecutor::<f32>::new(graph.clone());
     let ctx = gpu().expect("a GPU adapter");
     let mut dev = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");

@@ -214,7 +214,7 @@ pub fn check_weight_grad(
 /// Shape checks of [`crate::graph::Op::ChannelSum`]: `x.cols` a multiple of `channels`,
 /// `out [1, channels]`.
 pub fn check_channel_sum(x: Tensor, out: Tensor, channels: usize) -> Result<(), String> {
-    if channels == 0 || x.cols % channels != 0 {
+    if channels == 0 || !x.cols.is_multiple_of(channels) {
         return Err(format!(
             "{} columns do not split into {channels} channels",
             x.cols

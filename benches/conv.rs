@@ -2,7 +2,7 @@
 //! and the GPU, at the layer shapes of the `conv_ae` workload (1x28x28, conv32k3s2,
 //! conv64k3s2): the eleven conv products of one training step, each timed alone (best of
 //! several runs), then summed into the samples/s the conv products alone would allow. Dense
-//! matmuls of the same FLOPs are timed beside them for scale. On a software adapter (lavapipe)
+//! matmuls are timed beside them for scale. On a software adapter (lavapipe)
 //! the GPU batch is cut to 16.
 //!
 //! `cargo bench --bench conv` (`-- cpu` or `-- gpu` for one device only)
@@ -185,11 +185,12 @@ fn report(device: &str, batch: usize, mut time: impl FnMut(&Graph) -> (f64, f64)
         "→ {:.0} samples/s for the conv products alone",
         batch as f64 / total.0
     );
-    for (n, k) in [(512, 784), (64, 288)] {
-        let g = dense(batch, n, k);
+    // The dense product at batch 256 too: at 16 rows a 64-row tile is mostly padding.
+    for (m, n, k) in [(batch, 512, 784), (256, 512, 784), (batch, 64, 288)] {
+        let g = dense(m, n, k);
         row(
-            &format!("dense matmul {batch}x{k} · ({n}x{k})ᵀ"),
-            batch * n * k,
+            &format!("dense matmul {m}x{k} · ({n}x{k})ᵀ"),
+            m * n * k,
             time(&g),
         );
     }

@@ -5,7 +5,8 @@
 //! matmuls are timed beside them for scale. On a software adapter (lavapipe)
 //! the GPU batch is cut to 16.
 //!
-//! `cargo bench --bench conv` (`-- cpu` or `-- gpu` for one device only)
+//! `cargo bench --bench conv` (`-- cpu` or `-- gpu` for one device only; `-- gpu --batch 256`
+//! for another GPU batch)
 
 use std::time::Instant;
 
@@ -197,11 +198,18 @@ fn report(device: &str, batch: usize, mut time: impl FnMut(&Graph) -> (f64, f64)
 }
 
 fn main() {
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--batch N` sets the GPU batch (default 256, or 16 on a software adapter).
+    let gpu_batch = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok());
+    let devices = ["cpu", "gpu"];
+    let only: Vec<&String> = args
+        .iter()
+        .filter(|a| devices.contains(&a.as_str()))
         .collect();
-    let wants = |d: &str| only.is_empty() || only.iter().any(|a| a == d);
+    let wants = |d: &str| only.is_empty() || only.iter().any(|a| *a == d);
     let step = [StepParams::default()];
     if wants("cpu") {
         report(
@@ -222,7 +230,7 @@ fn main() {
             return;
         };
         let software = ctx.adapter.device_type == "Cpu";
-        let batch = if software { 16 } else { 256 };
+        let batch = gpu_batch.unwrap_or(if software { 16 } else { 256 });
         report(&format!("GPU {}", ctx.adapter.name), batch, |g| {
             let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("executor");
             for (i, v) in fill(g).iter().enumerate() {

@@ -187,7 +187,9 @@ fn report(device: &str, batch: usize, mut time: impl FnMut(&Graph) -> (f64, f64)
         batch as f64 / total.0
     );
     // The dense product at batch 256 too: at 16 rows a 64-row tile is mostly padding.
-    for (m, n, k) in [(batch, 512, 784), (256, 512, 784), (batch, 64, 288)] {
+    let mut shapes = vec![(batch, 512, 784), (256, 512, 784), (batch, 64, 288)];
+    shapes.dedup();
+    for (m, n, k) in shapes {
         let g = dense(m, n, k);
         row(
             &format!("dense matmul {m}x{k} · ({n}x{k})ᵀ"),

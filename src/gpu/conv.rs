@@ -81,7 +81,8 @@ fn codes(epilogue: &Epilogue) -> (u32, u32) {
 
 /// The conv op's dispatches, or `None` for any other op. `scratch(len)` allocates a private
 /// buffer of `len` floats for the op and returns the resource that binds it (the weight
-/// gradient's partial sums, the input gradient's columns). Sizes that do not fit a grid or a
+/// gradient's partial sums, the input gradient's columns; the executor may hand every op the
+/// same buffer, so its contents do not outlive the op). Sizes that do not fit a grid or a
 /// 32-bit index are an error.
 pub(super) fn plan(
     op: &Op,

@@ -2,6 +2,7 @@
 //! kernel, tile and specialization, the uniform of sizes, and the grid. The executor asks
 //! [`plan`] for every op and falls back to its own planning for the others.
 
+use super::context::GpuContext;
 use super::executor::{Plan, Resource, flag, grid_1d, grid_rows, u32s};
 use super::kernels::Kernel;
 use crate::error::{Error, Result};
@@ -138,6 +139,26 @@ pub(super) fn plan(
         }),
         _ => return None,
     })
+}
+
+/// The executor's scratch buffer of `len` floats (see [`plan`]), or an error naming the limit
+/// it exceeds.
+pub(super) fn scratch_buffer(ctx: &GpuContext, len: usize) -> Result<wgpu::Buffer> {
+    let bytes = (len as u64 * 4).max(16);
+    let max = ctx.limits.max_storage_buffer_binding_size;
+    if bytes > max {
+        return Err(Error::Gpu(format!(
+            "a convolution needs {bytes} bytes of scratch but {} binds at most {max} bytes per \
+             buffer; use a smaller batch or model, or --device cpu",
+            ctx.adapter.name
+        )));
+    }
+    Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("conv scratch"),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    }))
 }
 
 /// Every index a kernel computes stays below 2³².

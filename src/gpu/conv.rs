@@ -161,13 +161,14 @@ pub(super) fn scratch_buffer(ctx: &GpuContext, len: usize) -> Result<wgpu::Buffe
     }))
 }
 
-/// Every index a kernel computes stays below 2³².
+/// Every index a kernel computes stays below 2³¹ (conv2d.wgsl computes image offsets, which
+/// the padding makes negative at the edges, in i32).
 fn fits(ends: &[usize]) -> Result<()> {
-    if ends.iter().all(|&e| u32::try_from(e).is_ok()) {
+    if ends.iter().all(|&e| i32::try_from(e).is_ok()) {
         Ok(())
     } else {
         Err(Error::Gpu(
-            "a convolution's buffers exceed 2³² elements; use a smaller batch or --device cpu"
+            "a convolution's buffers exceed 2³¹ elements; use a smaller batch or --device cpu"
                 .into(),
         ))
     }
@@ -235,7 +236,7 @@ fn forward(
 ) -> Result<Vec<Plan>> {
     let (m, n, k) = (s.out_c, s.batch * s.out_positions(), s.taps());
     let aux = epilogue.operand();
-    fits(&[x.end(), w.end(), y.end(), aux.map_or(0, |t| t.end()), n * k])?;
+    fits(&[x.end(), w.end(), y.end(), aux.map_or(0, |t| t.end()), n])?;
     let mut dims = ConvDims::new(s, (m, n, k));
     (dims.a_off, dims.b_off, dims.c_off) = (w.offset as u32, x.offset as u32, y.offset as u32);
     dims.aux_off = aux.map_or(0, |t| t.offset) as u32;
@@ -314,7 +315,7 @@ fn weight_grad(
     scratch: &mut dyn FnMut(usize) -> Resource,
 ) -> Result<Vec<Plan>> {
     let (m, n, k) = (s.out_c, s.taps(), s.batch * s.out_positions());
-    fits(&[x.end(), dy.end(), dw.end(), n * k])?;
+    fits(&[x.end(), dy.end(), dw.end(), k])?;
     let splits = k
         .div_ceil(K_CHUNK)
         .min(MAX_SPLITS)

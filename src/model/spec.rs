@@ -440,12 +440,12 @@ impl ModelSpec {
                 Some(s) => format!("the conv layers' flattened {} output", s.output()),
                 None => format!("the input shape {shape}"),
             };
-            if let Some(&first) = self.encoder.first() {
-                if first != flat {
-                    return bad(format!(
-                        "the encoder's dense layers must start at {flat} ({what}), got {first}"
-                    ));
-                }
+            if let Some(&first) = self.encoder.first()
+                && first != flat
+            {
+                return bad(format!(
+                    "the encoder's dense layers must start at {flat} ({what}), got {first}"
+                ));
             }
         } else if self.is_conv() {
             self.conv_stages()?;

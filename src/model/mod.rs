@@ -2,12 +2,14 @@
 
 pub mod builder;
 pub mod conv;
+pub mod layers;
 pub mod params;
 pub mod spec;
 pub mod targets;
 
 pub use builder::SpecBuilder;
 pub use conv::{ConvSpec, ConvStage, EncoderToken, ImageShape};
+pub use layers::{LayerKind, LayerSpec, Role};
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
-pub use spec::{Activation, LayerKind, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};
+pub use spec::{Activation, Loss, ModelSpec, Noise, Variant};
 pub use targets::{BCE_RANGE_HINT, check_targets};

@@ -13,6 +13,14 @@
 // with P = out_h·out_w output positions, taps = in_c·k² (t = (c·k + ki)·k + kj), n = b·P + p,
 // and images stored one per row, channel-major (see src/graph/conv.rs).
 //
+// No division in the loads: an element of im2col(x) at (tap, position) is
+// x[pos.base + tap.delta] when (pos.h + tap.ki, pos.w + tap.kj) lies inside the image, with
+//   position (b, oh, ow): base = b·in_len + h·in_w + w, h = oh·stride − pad, w = ow·stride − pad
+//   tap (c, ki, kj):      delta = c·in_h·in_w + ki·in_w + kj
+// The workgroup decomposes its BN columns once (positions in modes 0 and 3, taps in mode 2)
+// into col_table, and each k-step's BK values of k (taps in mode 0, positions in mode 2) into
+// k_table; the staging loads then only add and compare.
+//
 // EPILOGUE (as matmul.wgsl, bias per channel = per GEMM row): 0 store, 1 act(acc + bias[row]),
 // 2 acc · act'(aux), 3 accumulate, 4 (c + acc) · act'(aux). Mode 2 with several K chunks
 // stores each chunk's partial product at out[split·M·N + i] (a scratch buffer) and
@@ -30,7 +38,6 @@
 override MODE: u32 = 0u;
 override EPILOGUE: u32 = 0u;
 
-
 @group(0) @binding(0) var<storage, read> lhs: array<f32>;
 @group(0) @binding(1) var<storage, read> rhs: array<f32>;
 @group(0) @binding(2) var<storage, read_write> res: array<f32>;
@@ -40,50 +47,58 @@ override EPILOGUE: u32 = 0u;
 // [BK][BM/4] and [BK][BN/4]: one vec4 holds four consecutive rows (A) or columns (B).
 var<workgroup> tile_a: array<vec4<f32>, BK * BM / 4u>;
 var<workgroup> tile_b: array<vec4<f32>, BK * BN / 4u>;
+// Decomposed columns and k values: positions (base, h, w, dy offset b·out_c·P + p) or taps
+// (delta, ki, kj, 0).
+var<workgroup> col_table: array<vec4<i32>, BN>;
+var<workgroup> k_table: array<vec4<i32>, BK>;
 
-// im2col(x_b)[t, p] for column col = b·P + p of the batch, 0 in the padding.
-fn im2col(t: u32, col: u32) -> f32 {
-    let kk = d.kernel * d.kernel;
+fn position(n: u32) -> vec4<i32> {
     let positions = d.out_h * d.out_w;
-    let b = col / positions;
-    let p = col - b * positions;
+    let b = n / positions;
+    let p = n - b * positions;
     let oh = p / d.out_w;
-    let ow = p - oh * d.out_w;
+    let h = i32(oh * d.stride) - i32(d.pad);
+    let w = i32((p - oh * d.out_w) * d.stride) - i32(d.pad);
+    let base = i32(b * d.in_c * d.in_h * d.in_w) + h * i32(d.in_w) + w;
+    return vec4<i32>(base, h, w, i32(b * d.out_c * positions + p));
+}
+
+fn tap(t: u32) -> vec4<i32> {
+    let kk = d.kernel * d.kernel;
     let c = t / kk;
     let r = t - c * kk;
     let ki = r / d.kernel;
     let kj = r - ki * d.kernel;
-    let ih = i32(oh * d.stride + ki) - i32(d.pad);
-    let iw = i32(ow * d.stride + kj) - i32(d.pad);
-    if (ih < 0 || iw < 0 || ih >= i32(d.in_h) || iw >= i32(d.in_w)) { return 0.0; }
-    return rhs[d.b_off + (b * d.in_c + c) * d.in_h * d.in_w + u32(ih) * d.in_w + u32(iw)];
+    return vec4<i32>(i32(c * d.in_h * d.in_w + ki * d.in_w + kj), i32(ki), i32(kj), 0);
 }
 
-// Element (m, k) of A, 0 outside [0, M) × [0, k_end).
-fn load_a(m: u32, k: u32, k_end: u32) -> f32 {
+// im2col(x)[tap, position], 0 in the padding.
+fn im2col(pos: vec4<i32>, tp: vec4<i32>) -> f32 {
+    let h = pos.y + tp.y;
+    let w = pos.z + tp.z;
+    if (h < 0 || w < 0 || h >= i32(d.in_h) || w >= i32(d.in_w)) { return 0.0; }
+    return rhs[d.b_off + u32(pos.x + tp.x)];
+}
+
+// Element (m, k0 + ak) of A, 0 outside [0, M) × [0, k_end).
+fn load_a(m: u32, k0: u32, ak: u32, k_end: u32) -> f32 {
+    let k = k0 + ak;
     if (m >= d.m || k >= k_end) { return 0.0; }
     switch MODE {
         case 3u: { return lhs[d.a_off + k * d.m + m]; }
-        case 2u: {
-            let positions = d.out_h * d.out_w;
-            let b = k / positions;
-            return lhs[d.a_off + (b * d.out_c + m) * positions + (k - b * positions)];
-        }
+        case 2u: { return lhs[d.a_off + u32(k_table[ak].w) + m * d.out_h * d.out_w]; }
         default: { return lhs[d.a_off + m * d.k + k]; }
     }
 }
 
-// Element (k, n) of B, 0 outside [0, k_end) × [0, N).
-fn load_b(k: u32, n: u32, k_end: u32) -> f32 {
-    if (k >= k_end || n >= d.n) { return 0.0; }
+// Element (k0 + bk, col0 + bn) of B, 0 outside [0, k_end) × [0, N).
+fn load_b(k0: u32, bk: u32, col0: u32, bn: u32, k_end: u32) -> f32 {
+    let k = k0 + bk;
+    if (k >= k_end || col0 + bn >= d.n) { return 0.0; }
     switch MODE {
-        case 3u: {
-            let positions = d.out_h * d.out_w;
-            let b = n / positions;
-            return rhs[d.b_off + (b * d.out_c + k) * positions + (n - b * positions)];
-        }
-        case 2u: { return im2col(n, k); }
-        default: { return im2col(k, n); }
+        case 3u: { return rhs[d.b_off + u32(col_table[bn].w) + k * d.out_h * d.out_w]; }
+        case 2u: { return im2col(k_table[bk], col_table[bn]); }
+        default: { return im2col(col_table[bn], k_table[bk]); }
     }
 }
 
@@ -96,11 +111,11 @@ fn stage_tiles(li: u32, row0: u32, col0: u32, k0: u32, k_end: u32) {
         var ak: u32;
         var am: u32;
         if (MODE == 3u) { am = e % BM; ak = e / BM; } else { ak = e % BK; am = e / BK; }
-        tile_a[ak * (BM / 4u) + am / 4u][am % 4u] = load_a(row0 + am, k0 + ak, k_end);
+        tile_a[ak * (BM / 4u) + am / 4u][am % 4u] = load_a(row0 + am, k0, ak, k_end);
         var bn: u32;
         var bk: u32;
         if (MODE == 2u) { bk = e % BK; bn = e / BK; } else { bn = e % BN; bk = e / BN; }
-        tile_b[bk * (BN / 4u) + bn / 4u][bn % 4u] = load_b(k0 + bk, col0 + bn, k_end);
+        tile_b[bk * (BN / 4u) + bn / 4u][bn % 4u] = load_b(k0, bk, col0, bn, k_end);
     }
 }
 
@@ -155,7 +170,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>,
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
 
+    for (var j = li; j < BN; j += THREADS) {
+        if (MODE == 2u) { col_table[j] = tap(col0 + j); } else { col_table[j] = position(col0 + j); }
+    }
     for (var k0 = k_begin; k0 < k_end; k0 += BK) {
+        if (MODE != 3u && li < BK) {
+            if (MODE == 2u) { k_table[li] = position(k0 + li); } else { k_table[li] = tap(k0 + li); }
+        }
+        workgroupBarrier();
         stage_tiles(li, row0, col0, k0, k_end);
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {

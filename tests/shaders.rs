@@ -167,3 +167,58 @@ fn matmul_specializations_compile_to_spirv() {
         }
     }
 }
+
+/// Every specialization the executor asks of the conv kernels: each product mode with every
+/// epilogue, and the fold and reductions with their flags (Activation codes 0–4).
+#[test]
+fn conv_specializations_compile_to_spirv() {
+    let constants = |pairs: &[(&str, f64)]| {
+        let mut c = naga::back::PipelineConstants::default();
+        for (name, value) in pairs {
+            c.insert((*name).into(), *value);
+        }
+        c
+    };
+    for kernel in [Kernel::Conv2d, Kernel::Conv2dSmall] {
+        let module = validated(kernel);
+        for mode in [0.0, 2.0, 3.0] {
+            for epilogue in 0..=4 {
+                for act in 0..=4 {
+                    let what = format!("{kernel:?} MODE={mode} EPILOGUE={epilogue} ACT={act}");
+                    let c = constants(&[
+                        ("MODE", mode),
+                        ("EPILOGUE", f64::from(epilogue)),
+                        ("ACT", f64::from(act)),
+                    ]);
+                    spirv(kernel, &module, &c, &vulkan_like_options(), &what);
+                }
+            }
+        }
+    }
+    let module = validated(Kernel::Col2im);
+    for epilogue in 0..=4 {
+        for act in 0..=4 {
+            let c = constants(&[("EPILOGUE", f64::from(epilogue)), ("ACT", f64::from(act))]);
+            spirv(
+                Kernel::Col2im,
+                &module,
+                &c,
+                &vulkan_like_options(),
+                "col2im",
+            );
+        }
+    }
+    for kernel in [Kernel::ConvWeightGradSum, Kernel::ChannelSum] {
+        let module = validated(kernel);
+        for accumulate in [0.0, 1.0] {
+            let c = constants(&[("ACCUMULATE", accumulate)]);
+            spirv(
+                kernel,
+                &module,
+                &c,
+                &vulkan_like_options(),
+                &format!("{kernel:?}"),
+            );
+        }
+    }
+}

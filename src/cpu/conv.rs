@@ -24,7 +24,7 @@ use super::kernels::{CpuEpilogue, Real, act_grad, activate};
 use crate::graph::ConvShape;
 
 /// Columns a chunk of images should give the products (at least one image).
-const CHUNK_COLUMNS: usize = 384;
+const CHUNK_COLUMNS: usize = 192;
 
 /// Images that go through the products together: enough for [`CHUNK_COLUMNS`] columns.
 pub fn chunk(s: &ConvShape) -> usize {
@@ -54,6 +54,8 @@ struct Worker<T> {
     cols: Vec<T>,
     gathered: Vec<T>,
     dw: Vec<T>,
+    /// The op's [`tap_map`].
+    map: Vec<u32>,
 }
 
 impl<T: Real> ConvScratch<T> {
@@ -74,6 +76,7 @@ impl<T: Real> ConvScratch<T> {
                 cols: Vec::new(),
                 gathered: Vec::new(),
                 dw: Vec::new(),
+                map: Vec::new(),
             });
         }
         let columns = chunk(shape) * shape.out_positions();
@@ -86,13 +89,19 @@ impl<T: Real> ConvScratch<T> {
             grow(&mut w.cols, shape.taps() * columns);
             grow(&mut w.gathered, shape.out_c * columns);
             grow(&mut w.dw, shape.weight_len());
+            w.map
+                .reserve(shape.kernel * shape.kernel * shape.out_positions());
         }
     }
 
-    /// The workers `shape` runs on (growing the scratch when a caller skipped `reserve`).
+    /// The workers `shape` runs on, each with the shape's [`tap_map`] (growing the scratch
+    /// when a caller skipped `reserve`).
     fn workers(&mut self, shape: &ConvShape) -> &mut [Worker<T>] {
         self.reserve(shape, rayon::current_num_threads());
         let n = rayon::current_num_threads().clamp(1, shape.batch.max(1));
+        for w in &mut self.workers[..n] {
+            tap_map(shape, &mut w.map);
+        }
         &mut self.workers[..n]
     }
 }
@@ -109,53 +118,56 @@ fn chunks(s: &ConvShape, n: usize, i: usize) -> impl Iterator<Item = (usize, usi
     r.clone().step_by(c).map(move |b| (b, c.min(r.end - b)))
 }
 
-/// `cols[(c·k + ki)·k + kj, oh·out_w + ow] = x[c, oh·s − pad + ki, ow·s − pad + kj]` (0 outside),
-/// for one image `x`; `cols` rows are `ld` apart (its first P columns are written).
-pub fn im2col<T: Real>(s: &ConvShape, x: &[T], cols: &mut [T], ld: usize) {
-    let k = s.kernel;
-    for c in 0..s.in_c {
-        let image = &x[c * s.in_positions()..(c + 1) * s.in_positions()];
-        for ki in 0..k {
-            for kj in 0..k {
-                let row = &mut cols[((c * k + ki) * k + kj) * ld..][..s.out_positions()];
-                for oh in 0..s.out_h {
-                    let ih = (oh * s.stride + ki).wrapping_sub(s.pad);
-                    let out = &mut row[oh * s.out_w..(oh + 1) * s.out_w];
-                    if ih >= s.in_h {
-                        out.fill(T::zero());
-                        continue;
-                    }
-                    let line = &image[ih * s.in_w..(ih + 1) * s.in_w];
-                    for (ow, v) in out.iter_mut().enumerate() {
-                        let iw = (ow * s.stride + kj).wrapping_sub(s.pad);
-                        *v = if iw < s.in_w { line[iw] } else { T::zero() };
-                    }
+/// Marks a (tap, position) pair of [`tap_map`] that reads the padding.
+const PADDING: u32 = u32::MAX;
+
+/// For every tap `r = ki·k + kj` and output position `p = oh·out_w + ow`, where in one input
+/// channel that tap reads: `map[r·P + p] = ih·in_w + iw` with `ih = oh·stride − pad + ki` and
+/// `iw = ow·stride − pad + kj`, or [`PADDING`] outside the image. The same for every channel
+/// and image, so im2col and col2im become one gather (scatter) per channel and tap.
+pub fn tap_map(s: &ConvShape, map: &mut Vec<u32>) {
+    map.clear();
+    for ki in 0..s.kernel {
+        for kj in 0..s.kernel {
+            for oh in 0..s.out_h {
+                let ih = (oh * s.stride + ki).wrapping_sub(s.pad);
+                for ow in 0..s.out_w {
+                    let iw = (ow * s.stride + kj).wrapping_sub(s.pad);
+                    map.push(if ih < s.in_h && iw < s.in_w {
+                        (ih * s.in_w + iw) as u32
+                    } else {
+                        PADDING
+                    });
                 }
             }
         }
     }
 }
 
+/// `cols[(c·k + ki)·k + kj, oh·out_w + ow] = x[c, oh·s − pad + ki, ow·s − pad + kj]` (0 outside),
+/// for one image `x`, through the [`tap_map`] `map`; `cols` rows are `ld` apart (their first P
+/// columns are written).
+pub fn im2col<T: Real>(s: &ConvShape, map: &[u32], x: &[T], cols: &mut [T], ld: usize) {
+    let (kk, p) = (s.kernel * s.kernel, s.out_positions());
+    for (c, image) in x.chunks_exact(s.in_positions()).enumerate() {
+        for (r, taps) in map.chunks_exact(p).enumerate() {
+            let row = &mut cols[(c * kk + r) * ld..][..p];
+            for (v, &i) in row.iter_mut().zip(taps) {
+                *v = image.get(i as usize).copied().unwrap_or(T::zero());
+            }
+        }
+    }
+}
+
 /// The adjoint of [`im2col`]: `x[c, ih, iw] += Σ cols` over every (tap, position) that reads it.
-pub fn col2im<T: Real>(s: &ConvShape, cols: &[T], ld: usize, x: &mut [T]) {
-    let k = s.kernel;
-    for c in 0..s.in_c {
-        let image = &mut x[c * s.in_positions()..(c + 1) * s.in_positions()];
-        for ki in 0..k {
-            for kj in 0..k {
-                let row = &cols[((c * k + ki) * k + kj) * ld..][..s.out_positions()];
-                for oh in 0..s.out_h {
-                    let ih = (oh * s.stride + ki).wrapping_sub(s.pad);
-                    if ih >= s.in_h {
-                        continue;
-                    }
-                    let line = &mut image[ih * s.in_w..(ih + 1) * s.in_w];
-                    for (ow, &v) in row[oh * s.out_w..(oh + 1) * s.out_w].iter().enumerate() {
-                        let iw = (ow * s.stride + kj).wrapping_sub(s.pad);
-                        if iw < s.in_w {
-                            line[iw] = line[iw] + v;
-                        }
-                    }
+pub fn col2im<T: Real>(s: &ConvShape, map: &[u32], cols: &[T], ld: usize, x: &mut [T]) {
+    let (kk, p) = (s.kernel * s.kernel, s.out_positions());
+    for (c, image) in x.chunks_exact_mut(s.in_positions()).enumerate() {
+        for (r, taps) in map.chunks_exact(p).enumerate() {
+            let row = &cols[(c * kk + r) * ld..][..p];
+            for (&d, &i) in row.iter().zip(taps) {
+                if let Some(v) = image.get_mut(i as usize) {
+                    *v = *v + d;
                 }
             }
         }
@@ -172,6 +184,22 @@ fn gather<T: Real>(src: &[T], len: usize, (first, n): (usize, usize), p: usize, 
             dst[r * n * p + j * p..][..p].copy_from_slice(&image[r * p..(r + 1) * p]);
         }
     }
+}
+
+/// The `[out_c, n·P]` matrix of the chunk's dy blocks side by side: dy's own row for a chunk
+/// of one image, else a copy in `scratch`.
+fn gathered<'a, T: Real>(
+    dy: &'a [T],
+    s: &ConvShape,
+    (first, n): (usize, usize),
+    scratch: &'a mut [T],
+) -> &'a [T] {
+    if n == 1 {
+        return &dy[first * s.out_len()..(first + 1) * s.out_len()];
+    }
+    let dst = &mut scratch[..s.out_len() * n];
+    gather(dy, s.out_len(), (first, n), s.out_positions(), dst);
+    dst
 }
 
 /// A pointer that may cross threads; each worker writes only its own images.
@@ -279,12 +307,27 @@ pub fn conv2d<T: Real>(
             let ld = images * p;
             for j in 0..images {
                 let b = first + j;
-                im2col(
-                    s,
-                    &x[b * s.in_len()..(b + 1) * s.in_len()],
-                    &mut wk.cols[j * p..],
-                    ld,
+                let xb = &x[b * s.in_len()..(b + 1) * s.in_len()];
+                im2col(s, &wk.map, xb, &mut wk.cols[j * p..], ld);
+            }
+            if images == 1 {
+                // One image: the product lands in y directly.
+                // SAFETY: image `first`'s row lies inside y (length asserted) and only this
+                // worker handles it.
+                let yb = unsafe { out.row(first, s.out_len()) };
+                gemm(
+                    (s.out_c, p, taps),
+                    w,
+                    taps,
+                    false,
+                    &wk.cols,
+                    p,
+                    false,
+                    yb,
+                    accumulate,
                 );
+                finish(&epilogue, first, s.out_c, yb);
+                continue;
             }
             let product = &mut wk.gathered[..s.out_c * ld];
             gemm(
@@ -300,8 +343,7 @@ pub fn conv2d<T: Real>(
             );
             for j in 0..images {
                 let b = first + j;
-                // SAFETY: image b's row lies inside y (length asserted) and only this worker
-                // handles image b.
+                // SAFETY: as above, for image b.
                 let yb = unsafe { out.row(b, s.out_len()) };
                 for (o, part) in yb.chunks_mut(p).enumerate() {
                     let from = &product[o * ld + j * p..][..p];
@@ -339,8 +381,7 @@ pub fn conv2d_input_grad<T: Real>(
         for chunk in chunks(s, n, i) {
             let (first, images) = chunk;
             let ld = images * p;
-            let dys = &mut wk.gathered[..s.out_c * ld];
-            gather(dy, s.out_len(), chunk, p, dys);
+            let dys = gathered(dy, s, chunk, &mut wk.gathered);
             let dcols = &mut wk.cols[..taps * ld];
             gemm(
                 (taps, ld, s.out_c),
@@ -361,7 +402,7 @@ pub fn conv2d_input_grad<T: Real>(
                 if !accumulate {
                     dxb.fill(T::zero());
                 }
-                col2im(s, &dcols[j * p..], ld, dxb);
+                col2im(s, &wk.map, &dcols[j * p..], ld, dxb);
                 finish(&epilogue, b, s.in_c, dxb);
             }
         }
@@ -391,15 +432,10 @@ pub fn conv2d_weight_grad<T: Real>(
             let ld = images * p;
             for j in 0..images {
                 let b = first + j;
-                im2col(
-                    s,
-                    &x[b * s.in_len()..(b + 1) * s.in_len()],
-                    &mut wk.cols[j * p..],
-                    ld,
-                );
+                let xb = &x[b * s.in_len()..(b + 1) * s.in_len()];
+                im2col(s, &wk.map, xb, &mut wk.cols[j * p..], ld);
             }
-            let dys = &mut wk.gathered[..s.out_c * ld];
-            gather(dy, s.out_len(), chunk, p, dys);
+            let dys = gathered(dy, s, chunk, &mut wk.gathered);
             gemm(
                 (s.out_c, taps, ld),
                 dys,

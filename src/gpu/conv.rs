@@ -81,7 +81,8 @@ fn codes(epilogue: &Epilogue) -> (u32, u32) {
 
 /// The conv op's dispatches, or `None` for any other op. `scratch(len)` allocates a private
 /// buffer of `len` floats for the op and returns the resource that binds it (the weight
-/// gradient's partial sums, the input gradient's columns). Sizes that do not fit a grid or a
+/// gradient's partial sums, the input gradient's columns; the executor may hand every op the
+/// same buffer, so its contents do not outlive the op). Sizes that do not fit a grid or a
 /// 32-bit index are an error.
 pub(super) fn plan(
     op: &Op,
@@ -161,8 +162,10 @@ fn gemm(
     epilogue: &Epilogue,
 ) -> Result<Plan> {
     let (m, n) = (dims.m as usize, dims.n as usize);
-    // 32×32 tiles when 64 rows would be mostly padding or 64×64 tiles would be too few.
-    let small = m <= 32 || m.div_ceil(64) * n.div_ceil(64) < 64;
+    // 32×32 tiles when 64 rows would be mostly padding (out_c or taps ≤ 32). Fewer, larger
+    // workgroups won on lavapipe for 64 rows (2.4–2.7 against 1.9 GFLOP per CPU-second,
+    // BENCHMARKS.md); the rows, not the tile count, decide.
+    let small = m <= 32;
     let (kernel, tile) = if small {
         (Kernel::Conv2dSmall, 32)
     } else {

@@ -47,7 +47,8 @@ pub(super) enum Resource {
     Unused,
     Uniform(Vec<u8>),
     Step,
-    /// A private buffer of the executor, `scratch[i]` (an op's intermediate results).
+    /// A private buffer of the executor, `scratch[i]` (an op's intermediate results; one
+    /// buffer, `scratch[0]`, shared by every op that needs one).
     Scratch(usize),
 }
 
@@ -73,7 +74,8 @@ pub struct GpuExecutor {
     /// Op `i` records `dispatches[op_start[i]..op_start[i + 1]]`; `ops.len() + 1` entries.
     op_start: Vec<usize>,
     staging: HashMap<BufId, wgpu::Buffer>,
-    /// Private buffers ops need between their dispatches ([`Resource::Scratch`]).
+    /// The buffer ops keep intermediate results in between their dispatches
+    /// ([`Resource::Scratch`]), shared by all of them.
     scratch: Vec<wgpu::Buffer>,
 }
 
@@ -212,11 +214,13 @@ impl GpuExecutor {
             }
         }
         let mut plans = Vec::new();
-        let mut scratch = Vec::new();
+        // One scratch buffer serves every op that needs one (ops run one after the other), as
+        // large as the largest asks.
+        let mut scratch = 0usize;
         for op in &exec.graph.ops {
             let mut alloc = |len: usize| {
-                scratch.push(len);
-                Resource::Scratch(scratch.len() - 1)
+                scratch = scratch.max(len);
+                Resource::Scratch(0)
             };
             match crate::gpu::conv::plan(op, &mut alloc) {
                 Some(conv) => plans.extend(conv?),
@@ -224,8 +228,8 @@ impl GpuExecutor {
             }
             exec.op_start.push(plans.len());
         }
-        for len in scratch {
-            let bytes = (len as u64 * 4).max(16);
+        if scratch > 0 {
+            let bytes = (scratch as u64 * 4).max(16);
             if bytes > max_binding {
                 return Err(Error::Gpu(format!(
                     "an op needs {bytes} bytes of scratch but {} binds at most {max_binding} \

@@ -60,12 +60,12 @@ impl ConvShape {
                 "a convolution's {name} must be at least 1"
             )));
         }
-        let out = |len: usize| {
-            (len + 2 * pad)
-                .checked_sub(kernel)
-                .map(|room| room / stride + 1)
+        let padded = |len: usize| pad.checked_mul(2).and_then(|p| p.checked_add(len));
+        let (Some(ph), Some(pw)) = (padded(in_h), padded(in_w)) else {
+            return Err(too_large());
         };
-        match (out(in_h), out(in_w)) {
+        let out = |len: usize| len.checked_sub(kernel).map(|room| room / stride + 1);
+        match (out(ph), out(pw)) {
             (Some(out_h), Some(out_w)) => Ok(ConvShape {
                 batch,
                 in_c,
@@ -77,6 +77,23 @@ impl ConvShape {
                 kernel,
                 stride,
                 pad,
+            })
+            .and_then(|s: ConvShape| {
+                // Every size the executors compute from the shape fits a usize.
+                let sizes: [&[usize]; 4] = [
+                    &[s.batch, s.in_c, s.in_h, s.in_w],
+                    &[s.batch, s.out_c, s.out_h, s.out_w],
+                    &[s.out_c, s.in_c, s.kernel, s.kernel],
+                    &[
+                        s.batch, s.out_c, s.out_h, s.out_w, s.in_c, s.kernel, s.kernel,
+                    ],
+                ];
+                let fits = |d: &[usize]| crate::limits::checked_product(d).is_some();
+                if sizes.iter().all(|d| fits(d)) {
+                    Ok(s)
+                } else {
+                    Err(too_large())
+                }
             }),
             _ => Err(Error::Config(format!(
                 "a {kernel}×{kernel} kernel with padding {pad} does not fit a {in_h}×{in_w} \
@@ -134,6 +151,10 @@ impl ConvShape {
     pub fn in_positions(&self) -> usize {
         self.in_h * self.in_w
     }
+}
+
+fn too_large() -> Error {
+    Error::Config("a convolution's sizes are too large to address".into())
 }
 
 /// Checks that `t` is a `[rows, cols]` view, naming `what` otherwise.
@@ -214,7 +235,7 @@ pub fn check_weight_grad(
 /// Shape checks of [`crate::graph::Op::ChannelSum`]: `x.cols` a multiple of `channels`,
 /// `out [1, channels]`.
 pub fn check_channel_sum(x: Tensor, out: Tensor, channels: usize) -> Result<(), String> {
-    if channels == 0 || x.cols % channels != 0 {
+    if channels == 0 || !x.cols.is_multiple_of(channels) {
         return Err(format!(
             "{} columns do not split into {channels} channels",
             x.cols

@@ -123,6 +123,11 @@ fn bad_conv_encoders_are_one_line_errors_naming_the_token_and_write_nothing() {
             &["--jacobian-projections"],
         ),
         (
+            "feature maps too large to address",
+            &["--encoder", "1x4000000000x4000000000,conv2"],
+            &["1x4000000000x4000000000", "more values than any machine"],
+        ),
+        (
             "conv decoder not ending at the flattened conv output",
             &["--encoder", "1x2x3,conv2,3", "--decoder", "3,5"],
             &["flattened conv output 12"],

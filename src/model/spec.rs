@@ -374,6 +374,20 @@ impl ModelSpec {
         let min_len = if self.is_conv() { 1 } else { 2 };
         if let Some(shape) = self.input_shape {
             let stages = self.conv_stages()?;
+            // Every size a conv op multiplies out must fit a usize (no wrap, no panic).
+            let fits = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let overflow = fits(&[shape.channels, shape.height, shape.width]).is_none()
+                || stages.iter().any(|s| {
+                    fits(&[s.out_c, s.out_h, s.out_w, s.in_c, s.kernel, s.kernel]).is_none()
+                        || fits(&[s.in_c, s.in_h, s.in_w, s.out_c]).is_none()
+                });
+            if overflow {
+                return bad(format!(
+                    "the encoder {} has feature maps with more values than any machine can \
+                     address; use a smaller input shape or fewer channels",
+                    self.encoder_text()
+                ));
+            }
             let flat = stages.last().map_or(shape.len(), ConvStage::out_len);
             let what = match stages.last() {
                 Some(s) => format!("the conv layers' flattened {} output", s.output()),

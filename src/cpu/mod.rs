@@ -1,6 +1,7 @@
 //! The CPU reference executor: runs a [`Graph`] op by op with the twins in [`kernels`].
 
 pub mod conv;
+mod conv_ops;
 pub mod conv_reference;
 pub mod gemm;
 pub mod kernels;
@@ -81,30 +82,12 @@ fn op_label(op: &Op) -> String {
                 c.cols
             )
         }
-        Op::Conv2d { shape, .. } => format!("conv2d {}", conv_label(*shape)),
-        Op::Conv2dInputGrad { shape, .. } => format!("conv2d input grad {}", conv_label(*shape)),
-        Op::Conv2dWeightGrad { shape, .. } => format!("conv2d weight grad {}", conv_label(*shape)),
+        Op::Conv2d { .. } | Op::Conv2dInputGrad { .. } | Op::Conv2dWeightGrad { .. } => {
+            conv_ops::label(op)
+        }
         // The variant's name: what Debug prints before its fields.
         other => other.name(),
     }
-}
-
-/// The geometry of a conv op.
-fn conv_shape(op: &Op) -> Option<crate::graph::ConvShape> {
-    match *op {
-        Op::Conv2d { shape, .. }
-        | Op::Conv2dInputGrad { shape, .. }
-        | Op::Conv2dWeightGrad { shape, .. } => Some(shape),
-        _ => None,
-    }
-}
-
-/// `256x1x28x28 -> 32x14x14 k3 s2 p1`.
-fn conv_label(s: crate::graph::ConvShape) -> String {
-    format!(
-        "{}x{}x{}x{} -> {}x{}x{} k{} s{} p{}",
-        s.batch, s.in_c, s.in_h, s.in_w, s.out_c, s.out_h, s.out_w, s.kernel, s.stride, s.pad
-    )
 }
 
 enum Storage<T> {
@@ -139,7 +122,7 @@ impl<T: Real> CpuExecutor<T> {
                 DType::U32 => Storage::Index(vec![0; b.len]),
             })
             .collect();
-        let shapes: Vec<_> = graph.ops.iter().filter_map(conv_shape).collect();
+        let shapes: Vec<_> = graph.ops.iter().filter_map(conv_ops::shape).collect();
         let conv = conv::ConvScratch::new(&shapes, rayon::current_num_threads());
         CpuExecutor {
             graph,
@@ -354,76 +337,10 @@ impl<T: Real> CpuExecutor<T> {
                 );
                 self.put(out.buf, o);
             }
-            Op::Conv2d {
-                x,
-                w,
-                y,
-                shape,
-                epilogue,
-            } => {
-                let (mut o, mut scratch) = (self.take(y.buf), std::mem::take(&mut self.conv));
-                conv::conv2d(
-                    &shape,
-                    self.view(x),
-                    self.view(w),
-                    &mut o[y.offset..y.end()],
-                    self.epilogue(epilogue),
-                    &mut scratch,
-                );
-                (self.conv, self.bufs[y.buf]) = (scratch, Storage::Float(o));
-            }
-            Op::Conv2dInputGrad {
-                dy,
-                w,
-                dx,
-                shape,
-                epilogue,
-            } => {
-                let (mut o, mut scratch) = (self.take(dx.buf), std::mem::take(&mut self.conv));
-                conv::conv2d_input_grad(
-                    &shape,
-                    self.view(dy),
-                    self.view(w),
-                    &mut o[dx.offset..dx.end()],
-                    self.epilogue(epilogue),
-                    &mut scratch,
-                );
-                (self.conv, self.bufs[dx.buf]) = (scratch, Storage::Float(o));
-            }
-            Op::Conv2dWeightGrad {
-                x,
-                dy,
-                dw,
-                shape,
-                accumulate,
-            } => {
-                let (mut o, mut scratch) = (self.take(dw.buf), std::mem::take(&mut self.conv));
-                conv::conv2d_weight_grad(
-                    &shape,
-                    self.view(x),
-                    self.view(dy),
-                    &mut o[dw.offset..dw.end()],
-                    accumulate,
-                    &mut scratch,
-                );
-                (self.conv, self.bufs[dw.buf]) = (scratch, Storage::Float(o));
-            }
-            Op::ChannelSum {
-                x,
-                out,
-                channels,
-                accumulate,
-            } => {
-                let mut o = self.take(out.buf);
-                conv::channel_sum(
-                    self.view(x),
-                    x.cols,
-                    channels,
-                    &mut o[out.offset..out.end()],
-                    accumulate,
-                );
-                self.put(out.buf, o);
-            }
+            Op::Conv2d { .. }
+            | Op::Conv2dInputGrad { .. }
+            | Op::Conv2dWeightGrad { .. }
+            | Op::ChannelSum { .. } => self.run_conv(op),
             Op::ReconstructionLoss {
                 logits,
                 target,

@@ -2,6 +2,7 @@
 //! kernel, tile and specialization, the uniform of sizes, and the grid. The executor asks
 //! [`plan`] for every op and falls back to its own planning for the others.
 
+use super::context::GpuContext;
 use super::executor::{Plan, Resource, flag, grid_1d, grid_rows, u32s};
 use super::kernels::Kernel;
 use crate::error::{Error, Result};
@@ -140,13 +141,34 @@ pub(super) fn plan(
     })
 }
 
-/// Every index a kernel computes stays below 2³².
+/// The executor's scratch buffer of `len` floats (see [`plan`]), or an error naming the limit
+/// it exceeds.
+pub(super) fn scratch_buffer(ctx: &GpuContext, len: usize) -> Result<wgpu::Buffer> {
+    let bytes = (len as u64 * 4).max(16);
+    let max = ctx.limits.max_storage_buffer_binding_size;
+    if bytes > max {
+        return Err(Error::Gpu(format!(
+            "a convolution needs {bytes} bytes of scratch but {} binds at most {max} bytes per \
+             buffer; use a smaller batch or model, or --device cpu",
+            ctx.adapter.name
+        )));
+    }
+    Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("conv scratch"),
+        size: bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    }))
+}
+
+/// Every index a kernel computes stays below 2³¹ (conv2d.wgsl computes image offsets, which
+/// the padding makes negative at the edges, in i32).
 fn fits(ends: &[usize]) -> Result<()> {
-    if ends.iter().all(|&e| u32::try_from(e).is_ok()) {
+    if ends.iter().all(|&e| i32::try_from(e).is_ok()) {
         Ok(())
     } else {
         Err(Error::Gpu(
-            "a convolution's buffers exceed 2³² elements; use a smaller batch or --device cpu"
+            "a convolution's buffers exceed 2³¹ elements; use a smaller batch or --device cpu"
                 .into(),
         ))
     }
@@ -214,7 +236,7 @@ fn forward(
 ) -> Result<Vec<Plan>> {
     let (m, n, k) = (s.out_c, s.batch * s.out_positions(), s.taps());
     let aux = epilogue.operand();
-    fits(&[x.end(), w.end(), y.end(), aux.map_or(0, |t| t.end()), n * k])?;
+    fits(&[x.end(), w.end(), y.end(), aux.map_or(0, |t| t.end()), n])?;
     let mut dims = ConvDims::new(s, (m, n, k));
     (dims.a_off, dims.b_off, dims.c_off) = (w.offset as u32, x.offset as u32, y.offset as u32);
     dims.aux_off = aux.map_or(0, |t| t.offset) as u32;
@@ -293,7 +315,7 @@ fn weight_grad(
     scratch: &mut dyn FnMut(usize) -> Resource,
 ) -> Result<Vec<Plan>> {
     let (m, n, k) = (s.out_c, s.taps(), s.batch * s.out_positions());
-    fits(&[x.end(), dy.end(), dw.end(), n * k])?;
+    fits(&[x.end(), dy.end(), dw.end(), k])?;
     let splits = k
         .div_ceil(K_CHUNK)
         .min(MAX_SPLITS)

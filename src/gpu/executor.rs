@@ -229,21 +229,8 @@ impl GpuExecutor {
             exec.op_start.push(plans.len());
         }
         if scratch > 0 {
-            let bytes = (scratch as u64 * 4).max(16);
-            if bytes > max_binding {
-                return Err(Error::Gpu(format!(
-                    "an op needs {bytes} bytes of scratch but {} binds at most {max_binding} \
-                     bytes per buffer; use a smaller batch or model, or --device cpu",
-                    ctx.adapter.name
-                )));
-            }
             exec.scratch
-                .push(device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("scratch"),
-                    size: bytes,
-                    usage: wgpu::BufferUsages::STORAGE,
-                    mapped_at_creation: false,
-                }));
+                .push(crate::gpu::conv::scratch_buffer(&ctx, scratch)?);
         }
         for Plan {
             kernel,

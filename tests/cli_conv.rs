@@ -123,6 +123,11 @@ fn bad_conv_encoders_are_one_line_errors_naming_the_token_and_write_nothing() {
             &["--jacobian-projections"],
         ),
         (
+            "feature maps too large to address",
+            &["--encoder", "1x4000000000x4000000000,conv2"],
+            &["1x4000000000x4000000000", "more values than any machine"],
+        ),
+        (
             "conv decoder not ending at the flattened conv output",
             &["--encoder", "1x2x3,conv2,3", "--decoder", "3,5"],
             &["flattened conv output 12"],
@@ -262,6 +267,36 @@ fn a_conv_model_trains_and_every_analysis_command_takes_it() {
         "cpu",
     ]);
     assert!(!text.is_empty());
+
+    // A tied contractive conv model (projections), stopped and resumed: the resumed run ends
+    // where an uninterrupted one does, bit for bit on the CPU.
+    let flags = [
+        "--data",
+        d,
+        "--device",
+        "cpu",
+        "--encoder",
+        "1x8x8,conv3k3s2,4",
+        "--tied",
+        "--variant",
+        "contractive",
+        "--jacobian-projections",
+        "2",
+        "--batch-size",
+        "16",
+    ];
+    let whole = dir.join("whole");
+    let mut args = vec!["train", "--out", s(&whole), "--steps", "8"];
+    args.extend_from_slice(&flags);
+    ok(&args);
+    let part = dir.join("part");
+    let mut args = vec!["train", "--out", s(&part), "--steps", "3"];
+    args.extend_from_slice(&flags);
+    ok(&args);
+    ok(&["train", "--resume", s(&part), "--steps", "8"]);
+    let a = std::fs::read(whole.join("model.safetensors")).expect("whole");
+    let b = std::fs::read(part.join("model.safetensors")).expect("part");
+    assert_eq!(a, b, "a resumed conv run equals an uninterrupted one");
 
     // A conv VAE: sample and traverse decode through the transposed convs.
     let vae = dir.join("vae");

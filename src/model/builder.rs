@@ -68,6 +68,8 @@ impl SpecBuilder {
     /// heads from the width before it.
     pub fn encoder(mut self, sizes: impl AsRef<[usize]>) -> Self {
         self.encoder = sizes.as_ref().to_vec();
+        // A dense encoder replaces an earlier `encoder_str` entirely.
+        (self.input_shape, self.conv, self.parse_error) = (None, Vec::new(), None);
         self
     }
 

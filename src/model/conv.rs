@@ -575,6 +575,70 @@ mod tests {
     }
 
     #[test]
+    fn random_encoder_strings_never_panic() {
+        use crate::model::{ModelSpec, ParamLayout, Variant};
+        use crate::rng::{Sequence, Stream};
+        let parts = [
+            "1x8x8",
+            "3x5x7",
+            "0x2x2",
+            "1x99999999999x3",
+            "2x1x1",
+            "conv",
+            "conv4",
+            "conv0",
+            "conv3k5s2",
+            "conv2k2",
+            "conv2s3",
+            "conv1k1s1",
+            "conv99999999999k3",
+            "conv4k",
+            "conv4s",
+            "k3",
+            "16",
+            "0",
+            "7",
+            "1",
+            "x",
+            "",
+            "conv4k3s2s2",
+            "18446744073709551615",
+        ];
+        let mut rng = Sequence::new(3, Stream::Init, 4242);
+        for _ in 0..4000 {
+            let n = 1 + rng.below(5) as usize;
+            let text: Vec<&str> = (0..n)
+                .map(|_| parts[rng.below(parts.len() as u32) as usize])
+                .collect();
+            let text = text.join(",");
+            let Ok(mut spec) = ModelSpec::from_encoder_str(&text) else {
+                continue;
+            };
+            for variant in [
+                Variant::Plain,
+                Variant::Vae {
+                    beta: 1.0,
+                    samples: 1,
+                },
+                Variant::Contractive {
+                    lambda: 0.1,
+                    projections: Some(2),
+                },
+            ] {
+                spec.variant = variant;
+                for tied in [false, true] {
+                    spec.tied = tied;
+                    if spec.validate().is_ok() {
+                        let layout = ParamLayout::new(&spec);
+                        assert!(layout.count() > 0, "{text}");
+                        assert_eq!(ModelSpec::from_json(&spec.to_json()).unwrap(), spec);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_impossible_mirror_or_a_vanished_map_is_refused() {
         // 7 → (7 + 0 − 1)/1 + 1 = 7 with k=1: fine; but a ConvTranspose2d from 2 with s=2, k=1
         // reaches at most (2−1)·2 + 1 + 1 = 4, so 6 cannot be the input.

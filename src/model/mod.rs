@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod conv;
+pub mod layers;
 pub mod options;
 pub mod params;
 pub mod psd;
@@ -10,7 +11,8 @@ pub mod targets;
 
 pub use builder::SpecBuilder;
 pub use conv::{ConvSpec, ConvStage, EncoderToken, ImageShape};
+pub use layers::{LayerKind, LayerSpec, Role};
 pub use options::ModelOptions;
 pub use params::{LayerParams, ParamLayout, ParamTensor, Parameters};
-pub use spec::{Activation, LayerKind, LayerSpec, Loss, ModelSpec, Noise, Role, Variant};
+pub use spec::{Activation, Loss, ModelSpec, Noise, Variant};
 pub use targets::{BCE_RANGE_HINT, check_targets};

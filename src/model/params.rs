@@ -2,7 +2,8 @@
 //! starts on a 256-byte boundary. One buffer means one optimizer dispatch for the whole model
 //! and one copy to save or load it.
 
-use crate::model::spec::{Activation, LayerKind, LayerSpec, ModelSpec};
+use crate::model::layers::{LayerKind, LayerSpec};
+use crate::model::spec::{Activation, ModelSpec};
 use crate::rng::{Sequence, Stream};
 
 /// Elements per alignment unit: 64 f32 = 256 bytes, wgpu's storage offset alignment.

@@ -127,6 +127,8 @@ pub struct BenchResult {
     pub device: String,
     /// The adapter or CPU description.
     pub adapter: String,
+    /// The wgpu backend (`vulkan`, `gl`, `metal`, `dx12`), or `cpu`.
+    pub backend: String,
     /// Examples per step.
     pub batch: usize,
     /// Steps timed.
@@ -327,6 +329,10 @@ pub fn run(
             Device::Gpu(_) => "gpu".into(),
         },
         adapter: device.describe(),
+        backend: match device {
+            Device::Cpu => "cpu".into(),
+            Device::Gpu(ctx) => ctx.backend().name().into(),
+        },
         batch: w.batch,
         steps,
         samples_per_s,
@@ -360,6 +366,7 @@ mod tests {
             workload: "mnist_ae".into(),
             device: "cpu".into(),
             adapter: String::new(),
+            backend: "cpu".into(),
             batch: 1,
             steps: 1,
             samples_per_s: 1.0,

@@ -14,7 +14,25 @@
 //! row-major weight matrix whose row length is a power of two at 100–130 GFLOP/s on this
 //! project's 2-core machine against OpenBLAS's 180–190 (BENCHMARKS.md has the table).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
+
+/// Whether the application allowed [`set_openblas_serial`]; off until it does.
+static OPENBLAS_SERIAL: AtomicBool = AtomicBool::new(false);
+
+/// Lets the CPU executor call `openblas_set_num_threads(1)` (with the `openblas` feature): a
+/// **process-wide** setting of the system's OpenBLAS, which every other user of that library in
+/// the process (numpy linked against the same copy, the application's own BLAS calls) then
+/// shares. With it, each product is cut into one tile per rayon thread, each tile one
+/// single-threaded OpenBLAS call with its epilogue fused (the fastest way, see the module
+/// comment). Without it (the default), OpenBLAS keeps its own thread count and each f32 product
+/// is one OpenBLAS call that threads itself, so the two pools never run on the same cores at
+/// once; the f64 path and builds without `openblas` are not affected. The `hourglass` command
+/// line allows it. Once OpenBLAS is set to one thread it stays so for the process.
+pub fn set_openblas_serial(allow: bool) {
+    OPENBLAS_SERIAL.store(allow, Ordering::Relaxed);
+}
 
 /// A row-major matrix as stored, and whether the product reads its transpose.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +83,12 @@ pub trait TileProduct: Copy + Send + Sync + num_traits::One + 'static {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe { gemm_crate(shape, a, b, c, accumulate) }
+    }
+
+    /// Whether products of this type are cut into tiles on rayon's threads (else one tile,
+    /// which the GEMM threads itself).
+    fn tiles_on_rayon() -> bool {
+        true
     }
 }
 
@@ -166,9 +190,12 @@ mod openblas {
     ) -> Option<()> {
         static SERIAL: std::sync::Once = std::sync::Once::new();
         // Tiles already use every core (see the module comment); OpenBLAS's own threads would
-        // only compete with them.
-        // SAFETY: sets a process-wide thread count; callable at any time.
-        SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
+        // only compete with them. Process-wide, so only when the application allowed it;
+        // otherwise the product is one call that OpenBLAS threads itself.
+        if super::OPENBLAS_SERIAL.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: sets a process-wide thread count; callable at any time.
+            SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
+        }
         if k == 0 {
             return None;
         }
@@ -216,6 +243,11 @@ impl TileProduct for f32 {
                 gemm_crate(shape, a, b, c, accumulate)
             }
         }
+    }
+
+    /// Only once OpenBLAS may be made single-threaded ([`set_openblas_serial`]).
+    fn tiles_on_rayon() -> bool {
+        OPENBLAS_SERIAL.load(Ordering::Relaxed)
     }
 }
 
@@ -278,7 +310,12 @@ pub fn product<T: TileProduct>(
     if m * n == 0 {
         return;
     }
-    let (row_blocks, col_blocks) = grid(m, n, k, rayon::current_num_threads());
+    let threads = if T::tiles_on_rayon() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let (row_blocks, col_blocks) = grid(m, n, k, threads);
     let out = Output(c.as_mut_ptr());
     let tile = |t: usize| {
         let (rows, cols) = (
@@ -342,6 +379,51 @@ mod tests {
                 ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn openblas_is_left_alone_unless_allowed_and_both_ways_agree() {
+        // The only test that changes the setting: it starts off.
+        assert!(
+            !OPENBLAS_SERIAL.load(Ordering::Relaxed),
+            "off until the caller allows it"
+        );
+        let (m, n, k) = (257, 130, 70);
+        let (a_data, b_data) = (values(m * k, 3), values(k * n, 4));
+        let a = Stored {
+            data: &a_data,
+            rows: m,
+            cols: k,
+            trans: false,
+        };
+        let b = Stored {
+            data: &b_data,
+            rows: k,
+            cols: n,
+            trans: false,
+        };
+        let want = naive(a, b);
+        for allow in [false, true] {
+            set_openblas_serial(allow);
+            assert_eq!(
+                <f32 as TileProduct>::tiles_on_rayon(),
+                allow || !cfg!(feature = "openblas"),
+                "f32 products are tiled on rayon only when OpenBLAS may be serialized"
+            );
+            assert!(
+                <f64 as TileProduct>::tiles_on_rayon(),
+                "f64 never calls OpenBLAS"
+            );
+            let mut c = vec![0.0f32; m * n];
+            product(a, b, &mut c, false, |_, _, _| {});
+            for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "allow {allow} [{i}]: {got} vs {w}"
+                );
+            }
+        }
+        set_openblas_serial(false);
     }
 
     #[test]

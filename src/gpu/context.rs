@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::autotune::{MatmulShape, TileTable};
 use crate::gpu::kernels::{DiskCache, KernelCache};
+use crate::gpu::options::{Backend, GpuOptions};
 
 /// What `info` prints about one adapter.
 #[derive(Clone, Debug)]
@@ -32,11 +33,14 @@ pub struct AdapterSummary {
     pub f16_matrix_units: bool,
 }
 
-fn instance() -> wgpu::Instance {
-    // GL is left out: it has no compute on many drivers and would only ever be a worse choice.
+/// An instance searching `backends` only. Built without wgpu's `from_env` (which reads
+/// `WGPU_BACKEND` and friends): the library reads no environment variable, the command line
+/// maps `WGPU_BACKEND` onto [`GpuOptions::backends`] itself. GL is searched only when asked
+/// for: it has no compute on many drivers and is a worse choice wherever Vulkan exists.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::PRIMARY,
-        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
     })
 }
 
@@ -51,8 +55,9 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn adapters() -> Vec<wgpu::Adapter> {
-    let mut list = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
+fn adapters(backends: Backend) -> Vec<wgpu::Adapter> {
+    let b = backends.wgpu();
+    let mut list = pollster::block_on(instance(b).enumerate_adapters(b));
     list.sort_by_key(|a| rank(a.get_info().device_type));
     list
 }
@@ -73,20 +78,30 @@ const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
 const F16_MATRIX_FEATURES: wgpu::Features =
     wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16);
 
+/// Whether shaders/matmul_coop.wgsl can be written for `backend`: naga translates cooperative
+/// matrices to SPIR-V (Vulkan) and MSL (Metal) only; its HLSL (DX12) and GLSL (GL) writers
+/// have no such types (tests/translation.rs checks both halves of this). Elsewhere mixed
+/// precision falls back to f32 products.
+pub fn cooperative_matrix_translates_to(backend: wgpu::Backend) -> bool {
+    matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Metal)
+}
+
 /// Whether a device with `features` on the adapter `info` describes may run
 /// shaders/matmul_coop.wgsl: the device's own features say whether it may use cooperative
 /// matrices; the shapes it offers cannot be asked of a device, only of its adapter.
-fn f16_matrix_units(features: &wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+pub(crate) fn f16_matrix_units(features: &wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
     features.contains(F16_MATRIX_FEATURES)
+        && cooperative_matrix_translates_to(info.backend)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
 }
 
 /// Whether `adapter` can run shaders/matmul_coop.wgsl: 16×16×16 f16 cooperative matrices with
 /// f32 accumulators, and subgroups of exactly 32 (the kernel gives each of its four subgroups
-/// a quarter of the tile). `HOURGLASS_COOPERATIVE_MATRIX=0` says no, to measure without them.
-fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
-    if std::env::var("HOURGLASS_COOPERATIVE_MATRIX").is_ok_and(|v| v == "0") {
+/// a quarter of the tile). `allowed` false ([`GpuOptions::cooperative_matrix`]) says no, to
+/// measure without them.
+fn offers_f16_matrix_units(adapter: &wgpu::Adapter, allowed: bool) -> bool {
+    if !allowed {
         return false;
     }
     f16_matrix_units(&adapter.features(), &adapter.get_info())
@@ -97,13 +112,13 @@ fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
         })
 }
 
-fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+fn summarize(index: usize, a: &wgpu::Adapter, cooperative_matrix: bool) -> AdapterSummary {
     describe(
         index,
         &a.get_info(),
         a.features(),
         &a.limits(),
-        offers_f16_matrix_units(a),
+        offers_f16_matrix_units(a, cooperative_matrix),
     )
 }
 
@@ -134,12 +149,18 @@ fn describe(
     }
 }
 
-/// Every adapter wgpu can see, in the order `auto` prefers them.
+/// Every Vulkan, Metal and DX12 adapter wgpu can see, in the order `auto` prefers them.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters()
+    list_adapters_on(Backend::Auto)
+}
+
+/// Every adapter of `backends`, in the order `auto` prefers them (indices are what
+/// [`GpuOptions::adapter`] takes with the same `backends`).
+pub fn list_adapters_on(backends: Backend) -> Vec<AdapterSummary> {
+    adapters(backends)
         .iter()
         .enumerate()
-        .map(|(i, a)| summarize(i, a))
+        .map(|(i, a)| summarize(i, a, true))
         .collect()
 }
 
@@ -226,25 +247,44 @@ impl Capture<'_> {
 }
 
 impl GpuContext {
-    /// Opens the preferred adapter (`index` = None) or the one at `index` in [`list_adapters`].
+    /// Opens the preferred adapter (`index` = None) or the one at `index` in [`list_adapters`],
+    /// with the default [`GpuOptions`] otherwise (no file written).
     pub fn new(index: Option<usize>) -> Result<Arc<Self>> {
-        let list = adapters();
+        Self::with_options(&GpuOptions {
+            adapter: index,
+            ..GpuOptions::default()
+        })
+    }
+
+    /// Opens the adapter `options` choose and creates a device of its own on it.
+    pub fn with_options(options: &GpuOptions) -> Result<Arc<Self>> {
+        options.validate()?;
+        let list = adapters(options.backends);
+        let index = options.adapter;
+        let searched = match options.backends {
+            Backend::Auto => "Vulkan, Metal or DX12".to_string(),
+            b => format!("{b:?}"),
+        };
         let adapter = match index {
-            Some(i) => list.into_iter().nth(i).ok_or_else(|| {
+            Some(i) => {
+                let n = list.len();
+                list.into_iter().nth(i).ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "adapter {i} does not exist: wgpu found {n} {searched} adapter{} \
+                         (`hourglass info` lists them)",
+                        if n == 1 { "" } else { "s" }
+                    ))
+                })?
+            }
+            None => list.into_iter().next().ok_or_else(|| {
                 Error::NoAdapter(format!(
-                    "adapter {i} does not exist; `hourglass info` lists the adapters"
+                    "wgpu found no {searched} adapter. Install a GPU driver, or Mesa's \
+                     software Vulkan (`apt-get install mesa-vulkan-drivers`) or OpenGL \
+                     (`libegl-mesa0`), or train on the CPU"
                 ))
             })?,
-            None => list.into_iter().next().ok_or_else(|| {
-                Error::NoAdapter(
-                    "wgpu found no Vulkan, Metal or DX12 adapter. Install a GPU driver, or \
-                     Mesa's software Vulkan (`apt-get install mesa-vulkan-drivers`), or use \
-                     --device cpu"
-                        .into(),
-                )
-            })?,
         };
-        let mut summary = summarize(index.unwrap_or(0), &adapter);
+        let mut summary = summarize(index.unwrap_or(0), &adapter, options.cooperative_matrix);
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
         // Optional features: a pipeline cache that survives the process (adapters without it
@@ -299,10 +339,13 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost: {msg}"));
             }
         });
-        let disk = if !features.contains(wgpu::Features::PIPELINE_CACHE) {
-            None
-        } else {
-            DiskCache::open(&device, &adapter.get_info())
+        let disk = match &options.cache_dir {
+            Some(dir)
+                if options.pipeline_cache && features.contains(wgpu::Features::PIPELINE_CACHE) =>
+            {
+                DiskCache::open(&device, &adapter.get_info(), dir)
+            }
+            _ => None,
         };
         // What the device got, which a refusing driver may make less than the adapter offered.
         summary.f16_matrix_units = f16_matrix_units;
@@ -312,7 +355,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::with_disk(disk),
-            tiles: Mutex::new(TileTable::open(&adapter.get_info())),
+            tiles: Mutex::new(TileTable::open(&adapter.get_info(), options)),
             fault,
             external: false,
         }))
@@ -363,6 +406,19 @@ impl GpuContext {
     /// # }
     /// ```
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Result<Arc<Self>> {
+        Self::from_wgpu_with(device, queue, &GpuOptions::default())
+    }
+
+    /// [`GpuContext::from_wgpu`] with `options` for what they say about kernels: the matmul
+    /// tile, autotuning, cooperative matrices and the cache folder (the device's own pipeline
+    /// cache is the application's business: none is created here). `backends` and `adapter`
+    /// are ignored; the application chose them.
+    pub fn from_wgpu_with(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: &GpuOptions,
+    ) -> Result<Arc<Self>> {
+        options.validate()?;
         let info = device.adapter_info();
         let limits = device.limits();
         let short = limits_short_of(&limits, &Self::minimum_limits());
@@ -380,7 +436,7 @@ impl GpuContext {
             &info,
             features,
             &limits,
-            f16_matrix_units(&features, &info),
+            options.cooperative_matrix && f16_matrix_units(&features, &info),
         );
         Ok(Arc::new(GpuContext {
             adapter: summary,
@@ -388,7 +444,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::default(),
-            tiles: Mutex::new(TileTable::open(&info)),
+            tiles: Mutex::new(TileTable::open(&info, options)),
             fault: Arc::new(Mutex::new(None)),
             external: true,
         }))
@@ -429,6 +485,11 @@ impl GpuContext {
             max_storage_buffers_per_shader_stage: 6,
             ..wgpu::Limits::downlevel_defaults()
         }
+    }
+
+    /// The wgpu backend the device runs on.
+    pub fn backend(&self) -> Backend {
+        Backend::of(self.device.adapter_info().backend)
     }
 
     /// True when the device was handed over with [`GpuContext::from_wgpu`].

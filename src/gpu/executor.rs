@@ -308,7 +308,7 @@ impl GpuExecutor {
     /// Records `ops` once per step into one compute pass and submits it. Nothing is read back.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
         let capture = self.ctx.capture();
-        let encoder = self.record(ops, steps, None);
+        let encoder = self.record(ops, steps, None)?;
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()
     }
@@ -337,7 +337,7 @@ impl GpuExecutor {
             }
         }
         let capture = self.ctx.capture();
-        let mut encoder = self.record(ops, steps, copy_in.as_ref());
+        let mut encoder = self.record(ops, steps, copy_in.as_ref())?;
         if let Some(c) = copy_out {
             encoder.copy_buffer_to_buffer(
                 &self.buffers[c.tensor.buf],
@@ -352,17 +352,28 @@ impl GpuExecutor {
     }
 
     /// Writes the step ring and records `ops` for each of `steps` into a new encoder, after
-    /// `copy_in` when given.
+    /// `copy_in` when given. An error, and nothing recorded, for more than
+    /// [`MAX_STEPS_PER_SUBMIT`] steps or `ops` that are not a range of the graph's ops.
     fn record(
         &self,
         ops: Range<usize>,
         steps: &[StepParams],
         copy_in: Option<&BufferCopy<'_>>,
-    ) -> wgpu::CommandEncoder {
-        assert!(
-            steps.len() <= MAX_STEPS_PER_SUBMIT,
-            "at most {MAX_STEPS_PER_SUBMIT} steps per submission"
-        );
+    ) -> Result<wgpu::CommandEncoder> {
+        if steps.len() > MAX_STEPS_PER_SUBMIT {
+            return Err(Error::Config(format!(
+                "{} steps in one submission; at most {MAX_STEPS_PER_SUBMIT} (split them)",
+                steps.len()
+            )));
+        }
+        if ops.start > ops.end || ops.end > self.graph.ops.len() {
+            return Err(Error::Config(format!(
+                "ops {}..{} are not a range of the graph's {} ops",
+                ops.start,
+                ops.end,
+                self.graph.ops.len()
+            )));
+        }
         let mut ring = vec![0u8; STEP_SLOT as usize * steps.len().max(1)];
         for (k, s) in steps.iter().enumerate() {
             let at = k * STEP_SLOT as usize;
@@ -404,7 +415,7 @@ impl GpuExecutor {
                 }
             }
         }
-        encoder
+        Ok(encoder)
     }
 
     /// Runs `ops` for `steps` and reads `read` back after the last step, in one submission.
@@ -416,7 +427,7 @@ impl GpuExecutor {
     ) -> Result<Vec<f32>> {
         let ctx = self.ctx.clone();
         let capture = ctx.capture();
-        let mut encoder = self.record(ops, steps, None);
+        let mut encoder = self.record(ops, steps, None)?;
         self.copy_to_staging(&mut encoder, read.buf);
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()?;

@@ -43,6 +43,8 @@ pub struct BenchArgs {
     /// lines get an `ops` array): fastest and mean milliseconds per op.
     #[arg(long)]
     profile: bool,
+    #[command(flatten)]
+    gpu: crate::gpu_options::GpuArgs,
 }
 
 pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
@@ -70,13 +72,14 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         "both" => vec![DeviceChoice::Gpu, DeviceChoice::Cpu],
         other => {
             return Err(Error::Config(format!(
-                "unknown device '{other}' (expected gpu, cpu or both)"
+                "unknown --device '{other}' (expected gpu, cpu or both)"
             )));
         }
     };
+    let options = args.gpu.options()?;
     let devices: Vec<Device> = choices
         .into_iter()
-        .map(|c| Device::open(c).map(|(d, _)| d))
+        .map(|c| Device::open_with(c, &options, "benchmarking").map(|(d, _)| d))
         .collect::<Result<_>>()?;
     // The CPU's GEMM ceiling through the executor's own matrix product, measured just before
     // and just after each CPU workload (the operands stay allocated between measurements); each

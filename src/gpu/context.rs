@@ -285,6 +285,17 @@ impl GpuContext {
             })?,
         };
         let mut summary = summarize(index.unwrap_or(0), &adapter, options.cooperative_matrix);
+        // An adapter below what the kernels need (a GLES 3.1 phone with 4 storage buffers per
+        // stage) is refused here, naming the limit, rather than failing at its first pipeline.
+        let short = limits_short_of(&adapter.limits(), &Self::minimum_limits());
+        if !short.is_empty() {
+            return Err(Error::NoAdapter(format!(
+                "{} ({:?}) offers less than Hourglass's kernels need: {}",
+                summary.name,
+                adapter.get_info().backend,
+                short.join(", ")
+            )));
+        }
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
         // Optional features: a pipeline cache that survives the process (adapters without it

@@ -32,7 +32,15 @@ pub fn gpu_options() -> GpuOptions {
 pub fn gpu() -> Option<Arc<GpuContext>> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
     match CTX.get_or_init(|| GpuContext::with_options(&gpu_options()).map_err(|e| e.to_string())) {
-        Ok(ctx) => Some(ctx.clone()),
+        Ok(ctx) => {
+            let want = test_backend();
+            assert!(
+                want == Backend::Auto || ctx.backend() == want,
+                "HOURGLASS_TEST_BACKEND={want:?} but the context runs on {:?}",
+                ctx.backend()
+            );
+            Some(ctx.clone())
+        }
         Err(e) => {
             let skip = std::env::var("HOURGLASS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
                 && std::env::var("CI").is_err();

@@ -498,6 +498,13 @@ impl GpuContext {
         }
     }
 
+    /// Kernel specializations this context compiled that `Kernel::specializations` does not
+    /// list, so the translation tests never checked them for Metal, DX12 and GL (empty unless
+    /// the executor and the list disagree; tests check it).
+    pub fn unlisted_specializations(&self) -> Vec<String> {
+        self.kernels.unlisted()
+    }
+
     /// The wgpu backend the device runs on.
     pub fn backend(&self) -> Backend {
         Backend::of(self.device.adapter_info().backend)
@@ -571,6 +578,23 @@ fn limits_short_of(have: &wgpu::Limits, need: &wgpu::Limits) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An adapter with every feature and subgroups of 32 still gets no f16 matrix units where
+    /// the cooperative-matrix kernel cannot be translated (DX12, GL): mixed precision then runs
+    /// on the f32-tile kernels with `HALF`.
+    #[test]
+    fn f16_matrix_units_only_where_the_kernel_translates() {
+        let with = |backend| {
+            let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, backend);
+            info.subgroup_min_size = 32;
+            info.subgroup_max_size = 32;
+            f16_matrix_units(&wgpu::Features::all(), &info)
+        };
+        assert!(with(wgpu::Backend::Vulkan));
+        assert!(with(wgpu::Backend::Metal));
+        assert!(!with(wgpu::Backend::Dx12));
+        assert!(!with(wgpu::Backend::Gl));
+    }
 
     #[test]
     fn the_minimum_limits_fit_the_kernels() {

@@ -271,6 +271,9 @@ struct Compiled {
 pub struct KernelCache {
     inner: Mutex<Compiled>,
     disk: Option<DiskCache>,
+    /// Specializations compiled that `Kernel::specializations` does not list (a bug: the
+    /// translation tests never saw them), for tests.
+    unlisted: Mutex<Vec<String>>,
 }
 
 /// A wgpu pipeline cache kept in a file in the caller's cache folder
@@ -325,7 +328,16 @@ impl KernelCache {
         KernelCache {
             inner: Mutex::default(),
             disk,
+            unlisted: Mutex::default(),
         }
+    }
+
+    /// Specializations compiled that [`Kernel::specializations`] does not list.
+    pub fn unlisted(&self) -> Vec<String> {
+        self.unlisted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Saves newly compiled pipelines to the disk cache, if there is one.
@@ -400,6 +412,10 @@ impl KernelCache {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = c.pipelines.get(&key) {
             return p.clone();
+        }
+        if !kernel.is_listed(constants) {
+            let mut u = self.unlisted.lock().unwrap_or_else(|p| p.into_inner());
+            u.push(format!("{kernel:?} {constants:?}"));
         }
         let layout = Self::layouts(&mut c, device, kernel).1.clone();
         let module = c.modules.entry(kernel.source()).or_insert_with(|| {

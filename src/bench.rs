@@ -95,7 +95,7 @@ impl Workload {
             )));
         }
         // Its synthetic data (two batches at least) is sized before anything is allocated.
-        let what = format!("--batch {batch} (workload '{}')", self.name);
+        let what = format!("bench batch {batch} (workload '{}')", self.name);
         let bytes = crate::limits::checked_product(&[batch, self.spec.input_dim(), 4, 2])
             .ok_or_else(|| Error::TooLarge {
                 what: what.clone(),

@@ -284,7 +284,13 @@ fn the_executor_requests_only_listed_specializations() {
     for (i, variant) in variants.into_iter().enumerate() {
         let mut spec = ModelSpec::mirrored(&[9, 5, 3]);
         spec.activation = Activation::ALL[i % 5];
-        if matches!(variant, Variant::Sparse { target: Some(_), .. }) {
+        if matches!(
+            variant,
+            Variant::Sparse {
+                target: Some(_),
+                ..
+            }
+        ) {
             spec.code_activation = Activation::Sigmoid;
         }
         spec.variant = variant;
@@ -319,4 +325,59 @@ fn the_executor_requests_only_listed_specializations() {
         }
     }
     assert_eq!(ctx.unlisted_specializations(), Vec::<String>::new());
+}
+
+/// Every kernel fits wgpu's downlevel limits that `GpuContext::minimum_limits` keeps (what a
+/// GLES 3.1 or older GPU guarantees): at most 256 invocations per workgroup, at most
+/// 16,352 bytes of workgroup memory, so no kernel needs a larger adapter than the minimum.
+/// The one exception, the cooperative-matrix matmul, declares `COOP_WORKGROUP_BYTES`, and the
+/// context offers it only on devices whose limit holds that (context.rs's unit test).
+#[test]
+fn every_kernel_fits_the_downlevel_workgroup_limits() {
+    let limits = hourglass::gpu::GpuContext::minimum_limits();
+    let mut over = Vec::new();
+    for kernel in Kernel::ALL {
+        let v = validated(kernel);
+        for constants in kernel.specializations() {
+            let (module, info) = specialized(kernel, &v, &constants);
+            let (index, ep) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == kernel.entry())
+                .expect("the entry point");
+            let [x, y, z] = ep.workgroup_size;
+            assert!(
+                x * y * z <= limits.max_compute_invocations_per_workgroup
+                    && x <= limits.max_compute_workgroup_size_x
+                    && y <= limits.max_compute_workgroup_size_y
+                    && z <= limits.max_compute_workgroup_size_z,
+                "{kernel:?}: workgroup {x}×{y}×{z}"
+            );
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(module.to_ctx()).expect("layout");
+            let ep_info = info.get_entry_point(index);
+            let shared: u32 = module
+                .global_variables
+                .iter()
+                .filter(|(h, g)| {
+                    g.space == naga::AddressSpace::WorkGroup && !ep_info[*h].is_empty()
+                })
+                .map(|(_, g)| layouter[g.ty].size)
+                .sum();
+            if kernel == Kernel::MatmulCoop {
+                // Over the downlevel limit: the adapter is asked (f16 matrix units need it).
+                assert_eq!(shared, hourglass::gpu::COOP_WORKGROUP_BYTES, "{kernel:?}");
+                assert!(shared > limits.max_compute_workgroup_storage_size);
+            } else if shared > limits.max_compute_workgroup_storage_size {
+                over.push(format!("{kernel:?} {constants:?}: {shared} bytes"));
+            }
+        }
+    }
+    over.dedup_by(|a, b| a.split(' ').next() == b.split(' ').next());
+    assert!(
+        over.is_empty(),
+        "over the downlevel workgroup memory:\n{}",
+        over.join("\n")
+    );
 }

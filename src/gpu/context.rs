@@ -86,11 +86,21 @@ pub fn cooperative_matrix_translates_to(backend: wgpu::Backend) -> bool {
     matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Metal)
 }
 
-/// Whether a device with `features` on the adapter `info` describes may run
+/// Bytes of workgroup memory shaders/matmul_coop.wgsl declares (its f16 tiles of A and B and
+/// its f32 staging tile): more than wgpu's downlevel 16,352, so the kernel runs only where the
+/// device allows it (tests/translation.rs measures the kernel against this number).
+pub const COOP_WORKGROUP_BYTES: u32 = 24_580;
+
+/// Whether a device with `features` and `limits` on the adapter `info` describes may run
 /// shaders/matmul_coop.wgsl: the device's own features say whether it may use cooperative
 /// matrices; the shapes it offers cannot be asked of a device, only of its adapter.
-pub(crate) fn f16_matrix_units(features: &wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+pub(crate) fn f16_matrix_units(
+    features: &wgpu::Features,
+    limits: &wgpu::Limits,
+    info: &wgpu::AdapterInfo,
+) -> bool {
     features.contains(F16_MATRIX_FEATURES)
+        && limits.max_compute_workgroup_storage_size >= COOP_WORKGROUP_BYTES
         && cooperative_matrix_translates_to(info.backend)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
@@ -104,7 +114,7 @@ fn offers_f16_matrix_units(adapter: &wgpu::Adapter, allowed: bool) -> bool {
     if !allowed {
         return false;
     }
-    f16_matrix_units(&adapter.features(), &adapter.get_info())
+    f16_matrix_units(&adapter.features(), &adapter.limits(), &adapter.get_info())
         && adapter.cooperative_matrix_properties().iter().any(|p| {
             (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
@@ -447,7 +457,7 @@ impl GpuContext {
             &info,
             features,
             &limits,
-            options.cooperative_matrix && f16_matrix_units(&features, &info),
+            options.cooperative_matrix && f16_matrix_units(&features, &limits, &info),
         );
         Ok(Arc::new(GpuContext {
             adapter: summary,
@@ -489,8 +499,9 @@ impl GpuContext {
     /// wgpu's `downlevel_defaults` with six storage buffers per shader stage. The kernels bind
     /// up to six storage buffers, two uniform buffers (one at a dynamic offset, 256-byte
     /// aligned) in one bind group, and run workgroups of up to 256 invocations (16 × 16 for the
-    /// products) with up to 8 KiB of workgroup memory, on grids of up to 65,535 workgroups per
-    /// dimension.
+    /// products) within the downlevel 16,352 bytes of workgroup memory (tests/translation.rs;
+    /// the cooperative-matrix matmul, which needs more, asks the device), on grids of up to
+    /// 65,535 workgroups per dimension.
     pub fn minimum_limits() -> wgpu::Limits {
         wgpu::Limits {
             max_storage_buffers_per_shader_stage: 6,
@@ -583,17 +594,27 @@ mod tests {
     /// the cooperative-matrix kernel cannot be translated (DX12, GL): mixed precision then runs
     /// on the f32-tile kernels with `HALF`.
     #[test]
-    fn f16_matrix_units_only_where_the_kernel_translates() {
-        let with = |backend| {
+    fn f16_matrix_units_only_where_the_kernel_translates_and_fits() {
+        let with = |backend, shared| {
             let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, backend);
             info.subgroup_min_size = 32;
             info.subgroup_max_size = 32;
-            f16_matrix_units(&wgpu::Features::all(), &info)
+            let limits = wgpu::Limits {
+                max_compute_workgroup_storage_size: shared,
+                ..wgpu::Limits::default()
+            };
+            f16_matrix_units(&wgpu::Features::all(), &limits, &info)
         };
-        assert!(with(wgpu::Backend::Vulkan));
-        assert!(with(wgpu::Backend::Metal));
-        assert!(!with(wgpu::Backend::Dx12));
-        assert!(!with(wgpu::Backend::Gl));
+        assert!(with(wgpu::Backend::Vulkan, 32 << 10));
+        assert!(with(wgpu::Backend::Metal, 32 << 10));
+        assert!(!with(wgpu::Backend::Dx12, 32 << 10));
+        assert!(!with(wgpu::Backend::Gl, 32 << 10));
+        // The downlevel 16 KiB (wgpu's default too) cannot hold the kernel's tiles.
+        assert!(!with(wgpu::Backend::Vulkan, 16_352));
+        assert!(!with(
+            wgpu::Backend::Vulkan,
+            wgpu::Limits::default().max_compute_workgroup_storage_size
+        ));
     }
 
     #[test]

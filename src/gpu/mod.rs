@@ -14,7 +14,8 @@ pub mod specializations;
 
 pub use autotune::MatmulShape;
 pub use context::{
-    AdapterSummary, GpuContext, cooperative_matrix_translates_to, list_adapters, list_adapters_on,
+    AdapterSummary, COOP_WORKGROUP_BYTES, GpuContext, cooperative_matrix_translates_to,
+    list_adapters, list_adapters_on,
 };
 pub use executor::{BufferCopy, GpuExecutor};
 pub use kernels::Kernel;

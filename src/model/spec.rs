@@ -327,7 +327,7 @@ impl ModelSpec {
         }
         if self.loss == Loss::Bce && self.output_activation != Activation::Sigmoid {
             return bad(
-                "cross-entropy (--loss bce) needs a sigmoid output (--output-activation sigmoid)"
+                "cross-entropy (loss = bce) needs a sigmoid output (output_activation = sigmoid)"
                     .into(),
             );
         }
@@ -358,7 +358,7 @@ impl ModelSpec {
                     }
                     if self.code_activation != Activation::Sigmoid {
                         return bad("a sparsity target (KL sparsity) needs a sigmoid code \
-                                    (--code-activation sigmoid)"
+                                    (code_activation = sigmoid)"
                             .into());
                     }
                 }
@@ -370,13 +370,13 @@ impl ModelSpec {
             } => {
                 nonneg("the contractive weight λ", lambda)?;
                 if projections == Some(0) {
-                    return bad("--jacobian-projections must be at least 1".into());
+                    return bad("contractive projections must be at least 1".into());
                 }
             }
             Variant::Vae { beta, samples } => {
                 nonneg("the KL weight β", beta)?;
                 if samples == 0 {
-                    return bad("--vae-samples must be at least 1".into());
+                    return bad("VAE samples must be at least 1".into());
                 }
                 if self.tied {
                     return bad("a VAE cannot tie weights: its encoder ends in two heads".into());

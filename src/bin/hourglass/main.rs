@@ -9,6 +9,7 @@ mod config;
 mod encode;
 mod eval;
 mod fit;
+mod flag_names;
 mod gpu_options;
 mod headless;
 mod info;

@@ -161,3 +161,37 @@ fn a_run_on_gl_records_backend_and_adapter() {
     assert!(stdout.contains("\"backend\":\"gl\""), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bench_estimates_a_step_on_a_named_target_and_refuses_an_unknown_one() {
+    let out = hourglass(
+        &[
+            "bench",
+            "--workload",
+            "mnist_ae",
+            "--device",
+            "cpu",
+            "--seconds",
+            "0.1",
+            "--max-steps",
+            "1",
+            "--batch",
+            "8",
+            "--profile",
+            "--target",
+            "h200",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("mnist_ae  h200 estimate: "), "{stdout}");
+    assert!(
+        stdout.contains("Matmul") && stdout.contains("Adam"),
+        "per dispatch: {stdout}"
+    );
+    let out = hourglass(&["bench", "--device", "cpu", "--target", "tpu"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--target tpu: unknown GPU"), "{stderr}");
+}

@@ -39,10 +39,7 @@ fn specialized(kernel: Kernel, v: &Validated, constants: &[(&str, f64)]) -> Vali
     (m.into_owned(), i.into_owned())
 }
 
-/// A target: its name and the writer, returning the source or the error (a writer's panic,
-/// as naga's HLSL and GLSL writers do on cooperative matrices, is an error too).
-type Writer = fn(Kernel, &Validated) -> Result<String, String>;
-
+/// A writer's panic (naga's HLSL and GLSL writers panic on cooperative matrices) as an error.
 fn caught(
     f: impl FnOnce() -> Result<String, String> + std::panic::UnwindSafe,
 ) -> Result<String, String> {
@@ -353,6 +350,11 @@ fn every_kernel_fits_the_downlevel_workgroup_limits() {
                     && y <= limits.max_compute_workgroup_size_y
                     && z <= limits.max_compute_workgroup_size_z,
                 "{kernel:?}: workgroup {x}×{y}×{z}"
+            );
+            assert_eq!(
+                x * y * z,
+                kernel.threads(),
+                "{kernel:?}: the cost model's threads"
             );
             let mut layouter = naga::proc::Layouter::default();
             layouter.update(module.to_ctx()).expect("layout");

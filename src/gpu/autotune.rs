@@ -48,7 +48,7 @@ impl MatmulShape {
     /// The choice without measuring: 128×128 tiles once there are enough of them to fill a
     /// large GPU (at least 256), else 64×64, whose more numerous workgroups keep small products
     /// (mnist_ae at batch 256) spread over the device.
-    fn heuristic(&self) -> usize {
+    pub fn heuristic(&self) -> usize {
         if self.m.div_ceil(128) * self.n.div_ceil(128) >= 256 {
             128
         } else {

@@ -521,6 +521,32 @@ impl GpuExecutor {
 }
 
 /// One dispatch.
+/// The dispatches `graph` compiles to, without a device: `(op index, kernel, constants, grid)`
+/// each, with f16 matrix units or not and each product shape's tile from `tile` (for cost
+/// models: `gpu::roofline`).
+pub fn dispatch_plan(
+    graph: &Graph,
+    f16_matrix_units: bool,
+    tile: impl Fn(MatmulShape) -> usize,
+) -> Vec<(usize, Kernel, Constants, [u32; 3])> {
+    let tiles: HashMap<MatmulShape, usize> = graph
+        .ops
+        .iter()
+        .filter_map(matmul_shape)
+        .map(|s| (s, tile(s)))
+        .collect();
+    graph
+        .ops
+        .iter()
+        .enumerate()
+        .flat_map(|(i, op)| {
+            plan(op, f16_matrix_units, &tiles)
+                .into_iter()
+                .map(move |p| (i, p.kernel, p.constants, p.groups))
+        })
+        .collect()
+}
+
 fn one(
     kernel: Kernel,
     constants: Constants,

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod kernels;
 pub mod matrix;
 pub mod options;
+pub mod roofline;
 pub mod specializations;
 
 pub use autotune::MatmulShape;

@@ -13,7 +13,8 @@ pub const EXAMPLES: &str = "Examples:
   hourglass bench --workload all --device both
   hourglass bench --workload mnist_ae --device gpu --seconds 10 --json
   hourglass bench --workload mnist_ae,cae --device cpu --batch 1024 --seconds 10
-  hourglass bench --workload cae --device cpu --profile   # where the CPU step goes, per op";
+  hourglass bench --workload cae --device cpu --profile   # where the CPU step goes, per op
+  hourglass bench --workload mnist_ae --device gpu --profile --target h200   # + roofline per dispatch";
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -43,6 +44,10 @@ pub struct BenchArgs {
     /// lines get an `ops` array): fastest and mean milliseconds per op.
     #[arg(long)]
     profile: bool,
+    /// Also estimate each workload's step on this GPU (h200) with a roofline model; with
+    /// --profile, per dispatch.
+    #[arg(long, value_name = "GPU")]
+    target: Option<String>,
     #[command(flatten)]
     gpu: crate::gpu_options::GpuArgs,
 }
@@ -76,6 +81,11 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
             )));
         }
     };
+    let target = args
+        .target
+        .as_deref()
+        .map(crate::estimate::target)
+        .transpose()?;
     let options = args.gpu.options()?;
     let devices: Vec<Device> = choices
         .into_iter()
@@ -105,6 +115,9 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         );
     }
     for w in &workloads {
+        if let Some(t) = &target {
+            crate::estimate::print(w, precision, t, args.profile, args.json);
+        }
         let mut results: Vec<BenchResult> = Vec::new();
         for d in &devices {
             let cpu = matches!(d, Device::Cpu);

@@ -7,6 +7,7 @@ mod analysis;
 mod bench;
 mod config;
 mod encode;
+mod estimate;
 mod eval;
 mod fit;
 mod flag_names;

@@ -56,6 +56,29 @@ fn a_graph_that_does_not_validate_is_an_error() {
     });
     let e = err(CpuExecutor::<f32>::new(g));
     assert!(e.contains("needs F32") && e.contains("'order'"), "{e}");
+
+    // A product whose inner sizes disagree (2×3 by 4×5) would index past its operands.
+    let mut g = Graph::default();
+    let (a, b, c) = (
+        g.matrix("a", 2, 3),
+        g.matrix("b", 4, 5),
+        g.matrix("c", 2, 5),
+    );
+    g.push(Op::Matmul {
+        a,
+        b,
+        c,
+        trans_a: false,
+        trans_b: false,
+        epilogue: hourglass::graph::Epilogue::Store,
+        gradient: None,
+        loss_scale: None,
+    });
+    let e = err(CpuExecutor::<f32>::new(g.clone()));
+    assert!(e.contains("2×3 by 4×5"), "{e}");
+    if let Some(ctx) = common::gpu() {
+        assert!(err(GpuExecutor::new(ctx, g)).contains("2×3 by 4×5"));
+    }
 }
 
 #[test]

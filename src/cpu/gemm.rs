@@ -293,22 +293,36 @@ impl<T> Output<T> {
 /// every row part of every tile, on the thread that computed it.
 ///
 /// # Panics
-/// If the operands' lengths, shapes and `c` disagree.
+/// An error, and nothing computed, if the operands' lengths, shapes and `c` disagree.
 pub fn product<T: TileProduct>(
     a: Stored<'_, T>,
     b: Stored<'_, T>,
     c: &mut [T],
     accumulate: bool,
     finish: impl Fn(usize, usize, &mut [T]) + Sync,
-) {
+) -> crate::Result<()> {
     let (m, k) = a.op_shape();
     let (kb, n) = b.op_shape();
-    assert_eq!(a.data.len(), a.rows * a.cols, "a matches its shape");
-    assert_eq!(b.data.len(), b.rows * b.cols, "b matches its shape");
-    assert_eq!(k, kb, "inner sizes agree");
-    assert_eq!(c.len(), m * n, "c is m×n");
+    let bad = |what: String| Err(crate::Error::Config(format!("matrix product: {what}")));
+    if a.data.len() != a.rows * a.cols || b.data.len() != b.rows * b.cols {
+        return bad(format!(
+            "operands of {} and {} values do not hold {}×{} and {}×{}",
+            a.data.len(),
+            b.data.len(),
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols
+        ));
+    }
+    if k != kb || c.len() != m * n {
+        return bad(format!(
+            "{m}×{k} · {kb}×{n} into {} values (needs equal inner sizes and {m}×{n})",
+            c.len()
+        ));
+    }
     if m * n == 0 {
-        return;
+        return Ok(());
     }
     let threads = if T::tiles_on_rayon() {
         rayon::current_num_threads()
@@ -326,8 +340,8 @@ pub fn product<T: TileProduct>(
             return;
         }
         let c0 = rows.start * n + cols.start;
-        // SAFETY: the tile's rows × columns lie inside `c` (m×n, asserted) and no other tile's;
-        // op(a)'s rows and op(b)'s columns it reads lie inside `a` and `b` (shapes asserted);
+        // SAFETY: the tile's rows × columns lie inside `c` (m×n, checked) and no other tile's;
+        // op(a)'s rows and op(b)'s columns it reads lie inside `a` and `b` (shapes checked);
         // `c` is a distinct &mut borrow, so it overlaps neither.
         unsafe {
             T::tile_product(
@@ -351,6 +365,7 @@ pub fn product<T: TileProduct>(
     } else {
         (0..tiles).into_par_iter().for_each(tile);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -415,7 +430,7 @@ mod tests {
                 "f64 never calls OpenBLAS"
             );
             let mut c = vec![0.0f32; m * n];
-            product(a, b, &mut c, false, |_, _, _| {});
+            product(a, b, &mut c, false, |_, _, _| {}).unwrap();
             for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
@@ -459,7 +474,8 @@ mod tests {
                     for j in 0..part.len() {
                         s[r * n + c0 + j] += 1;
                     }
-                });
+                })
+                .unwrap();
                 assert!(
                     seen.into_inner()
                         .unwrap_or_default()
@@ -474,7 +490,7 @@ mod tests {
                     );
                 }
                 // Accumulating adds the same product again.
-                product(a, b, &mut c, true, |_, _, _| {});
+                product(a, b, &mut c, true, |_, _, _| {}).unwrap();
                 for (&got, &w) in c.iter().zip(&want) {
                     assert!((f64::from(got) - 2.0 * w).abs() <= 2e-4 * (1.0 + w.abs()));
                 }
@@ -497,10 +513,37 @@ mod tests {
             trans: false,
         };
         let mut c = vec![7.0f32; 6];
-        product(a, b, &mut c, true, |_, _, _| {});
+        product(a, b, &mut c, true, |_, _, _| {}).unwrap();
         assert_eq!(c, vec![7.0; 6]);
-        product(a, b, &mut c, false, |_, _, _| {});
+        product(a, b, &mut c, false, |_, _, _| {}).unwrap();
         assert_eq!(c, vec![0.0; 6]);
+    }
+
+    #[test]
+    fn mismatched_operands_are_an_error_not_a_panic() {
+        let (a_data, b_data) = (values(6, 1), values(20, 2));
+        let a = Stored {
+            data: &a_data,
+            rows: 2,
+            cols: 3,
+            trans: false,
+        };
+        let b = Stored {
+            data: &b_data,
+            rows: 4,
+            cols: 5,
+            trans: false,
+        };
+        let mut c = vec![0.0f32; 10];
+        let e = product(a, b, &mut c, false, |_, _, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2×3 · 4×5"), "{e}");
+        let short = Stored {
+            data: &a_data[..5],
+            ..a
+        };
+        assert!(product(short, b, &mut c, false, |_, _, _| {}).is_err());
     }
 
     #[test]

@@ -381,7 +381,8 @@ impl<T: Real> CpuExecutor<T> {
                     trans_b,
                     &mut o[c.offset..c.end()],
                     ep,
-                );
+                )
+                .expect("Graph::validate checks every product's shapes");
                 self.put(c.buf, o);
             }
             Op::Activation { x, y, act } => {

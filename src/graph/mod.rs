@@ -694,6 +694,32 @@ impl Graph {
                     ));
                 }
             }
+            if let Op::Matmul {
+                a,
+                b,
+                c,
+                trans_a,
+                trans_b,
+                epilogue,
+                ..
+            } = op
+            {
+                let ((m, k), (kb, n)) = (a.shape(*trans_a), b.shape(*trans_b));
+                let aux_ok = match epilogue {
+                    Epilogue::BiasAct { bias, .. } => bias.len() >= n,
+                    Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => {
+                        y.len() >= c.len()
+                    }
+                    Epilogue::Store | Epilogue::Accumulate => true,
+                };
+                if k != kb || (c.rows, c.cols) != (m, n) || !aux_ok {
+                    return Err(format!(
+                        "op {i}: a product of {m}×{k} by {kb}×{n} into {}×{} (or its epilogue's \
+                         operand) does not fit",
+                        c.rows, c.cols
+                    ));
+                }
+            }
             for o in &outs {
                 if op.inputs().iter().any(|x| x.buf == o.buf) {
                     return Err(format!(

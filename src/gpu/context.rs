@@ -281,7 +281,7 @@ impl GpuContext {
                 list.into_iter().nth(i).ok_or_else(|| {
                     Error::NoAdapter(format!(
                         "adapter {i} does not exist: wgpu found {n} {searched} adapter{} \
-                         (`hourglass info` lists them)",
+                         (list_adapters_on lists them)",
                         if n == 1 { "" } else { "s" }
                     ))
                 })?

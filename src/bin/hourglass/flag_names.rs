@@ -3,7 +3,7 @@
 //! the latter, applied to every error the CLI prints (`output::exit_code`).
 
 /// `(library wording, command-line wording)`, applied in order.
-const FLAGS: [(&str, &str); 11] = [
+const FLAGS: [(&str, &str); 12] = [
     ("(loss = bce)", "(--loss bce)"),
     (
         "(output_activation = sigmoid)",
@@ -30,6 +30,10 @@ const FLAGS: [(&str, &str); 11] = [
     ),
     ("the CSV header setting must be", "--csv-header must be"),
     ("bench batch ", "--batch "),
+    (
+        "(list_adapters_on lists them)",
+        "(`hourglass info --backend B` lists them)",
+    ),
 ];
 
 /// `message` with the library's setting names replaced by the command line's flags.

@@ -195,3 +195,37 @@ fn bench_estimates_a_step_on_a_named_target_and_refuses_an_unknown_one() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--target tpu: unknown GPU"), "{stderr}");
 }
+
+#[test]
+fn gpu_flags_with_device_cpu_are_warned_about() {
+    let dir = scratch("cpu");
+    let run = dir.join("run");
+    let out = hourglass(
+        &[
+            "train",
+            "--device",
+            "cpu",
+            "--backend",
+            "gl",
+            "--encoder",
+            "784,8",
+            "--steps",
+            "1",
+            "--batch-size",
+            "8",
+            "--quiet",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: --backend affects nothing in this run: it chooses a GPU"),
+        "{stderr}"
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).expect("config.toml");
+    assert!(config.contains("# Trained on CPU"), "{config}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

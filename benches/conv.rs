@@ -218,11 +218,11 @@ fn main() {
             &format!("CPU executor ({})", hourglass::cpu::describe()),
             256,
             |g| {
-                let mut cpu = CpuExecutor::<f32>::new(g.clone());
+                let mut cpu = CpuExecutor::<f32>::new(g.clone()).unwrap();
                 for (i, v) in fill(g).iter().enumerate() {
-                    cpu.write(i, v);
+                    cpu.write(i, v).unwrap();
                 }
-                best(60, || cpu.run(0..1, &step))
+                best(60, || cpu.run(0..1, &step).unwrap())
             },
         );
     }

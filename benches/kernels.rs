@@ -89,9 +89,9 @@ fn matmuls(c: &mut Criterion) {
                     })
                 });
             }
-            let mut cpu = CpuExecutor::<f32>::new(g);
+            let mut cpu = CpuExecutor::<f32>::new(g).unwrap();
             group.bench_function(format!("cpu {id}"), |bench| {
-                bench.iter(|| cpu.run(0..1, &[StepParams::default()]))
+                bench.iter(|| cpu.run(0..1, &[StepParams::default()]).unwrap())
             });
         }
     }

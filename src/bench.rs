@@ -103,7 +103,7 @@ impl Workload {
             )));
         }
         // Its synthetic data (two batches at least) is sized before anything is allocated.
-        let what = format!("--batch {batch} (workload '{}')", self.name);
+        let what = format!("bench batch {batch} (workload '{}')", self.name);
         let bytes = crate::limits::checked_product(&[batch, self.spec.input_dim(), 4, 2])
             .ok_or_else(|| Error::TooLarge {
                 what: what.clone(),
@@ -140,6 +140,8 @@ pub struct BenchResult {
     pub device: String,
     /// The adapter or CPU description.
     pub adapter: String,
+    /// The wgpu backend (`vulkan`, `gl`, `metal`, `dx12`), or `cpu`.
+    pub backend: String,
     /// Examples per step.
     pub batch: usize,
     /// Steps timed.
@@ -237,7 +239,8 @@ impl SgemmProbe {
             false,
             &mut self.c,
             CpuEpilogue::Store,
-        );
+        )
+        .expect("square operands of the probe's own size");
         std::hint::black_box(&self.c);
         t.elapsed().as_secs_f64()
     }
@@ -340,6 +343,10 @@ pub fn run(
             Device::Gpu(_) => "gpu".into(),
         },
         adapter: device.describe(),
+        backend: match device {
+            Device::Cpu => "cpu".into(),
+            Device::Gpu(ctx) => ctx.backend().name().into(),
+        },
         batch: w.batch,
         steps,
         samples_per_s,
@@ -373,6 +380,7 @@ mod tests {
             workload: "mnist_ae".into(),
             device: "cpu".into(),
             adapter: String::new(),
+            backend: "cpu".into(),
             batch: 1,
             steps: 1,
             samples_per_s: 1.0,

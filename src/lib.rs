@@ -122,6 +122,15 @@
 //!   takes a hardware GPU if there is one and otherwise the CPU, which is faster than a
 //!   software GPU. It returns a note saying so when it falls back.
 //!
+//! **Options, not environment variables.** The library reads no environment variable and
+//! writes no file it was not asked to. [`gpu::GpuOptions`] (for
+//! [`gpu::GpuContext::with_options`] and [`Device::open_with`]) chooses the wgpu backends
+//! (`Vulkan`, `Metal`, `Dx12`, or `Gl` for OpenGL/GLES compute), the adapter, whether mixed
+//! precision may use cooperative matrices, the matmul tile or its autotuning, and the folder
+//! (if any) where compiled pipelines and measured tiles are kept between runs; the default
+//! keeps nothing. [`cpu::set_openblas_serial`] allows the CPU executor to make the system's
+//! OpenBLAS single-threaded (a process-wide setting), which its fastest products need.
+//!
 //! **Bring your own wgpu device.** An application that already has a `wgpu::Device` and
 //! `wgpu::Queue` (a renderer, another compute library) hands them over with
 //! [`gpu::GpuContext::from_wgpu`]: Hourglass then trains and encodes on that device without

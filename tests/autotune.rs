@@ -1,11 +1,12 @@
 //! The matmul tile is chosen per device by timing both kernels once per product shape, and
-//! remembered on disk: a second context reads the choice instead of measuring again. Software
-//! adapters are not tuned by default, so this binary turns tuning on for lavapipe.
+//! remembered in the caller's cache folder: a second context reads the choice instead of
+//! measuring again. Software adapters are not tuned by default, so this binary turns tuning on
+//! for lavapipe (and llvmpipe-GL).
 
 mod common;
 
 use hourglass::cpu::CpuExecutor;
-use hourglass::gpu::{GpuContext, GpuExecutor};
+use hourglass::gpu::{Autotune, GpuContext, GpuExecutor, GpuOptions};
 use hourglass::graph::{Epilogue, Graph, Op, StepParams};
 
 fn products() -> Graph {
@@ -33,14 +34,13 @@ fn products() -> Graph {
 fn tiles_are_measured_once_and_remembered_on_disk() {
     let cache = std::env::temp_dir().join(format!("hourglass-autotune-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
-    // SAFETY: this binary's only test sets the variables before any thread reads them.
-    unsafe {
-        std::env::set_var("XDG_CACHE_HOME", &cache);
-        std::env::set_var("HOURGLASS_AUTOTUNE", "1");
-        std::env::remove_var("HOURGLASS_MATMUL_TILE");
-    }
     let Some(_) = common::gpu() else { return };
-    let ctx = GpuContext::new(None).expect("context");
+    let options = GpuOptions {
+        autotune: Autotune::On,
+        cache_dir: Some(cache.join("hourglass")),
+        ..common::gpu_options()
+    };
+    let ctx = GpuContext::with_options(&options).expect("context");
     let graph = products();
     let mut dev = GpuExecutor::new(ctx.clone(), graph.clone()).expect("executor");
     assert_eq!(ctx.tiles_measured(), 2, "both shapes are timed");
@@ -64,25 +64,25 @@ fn tiles_are_measured_once_and_remembered_on_disk() {
     );
 
     // The chosen kernel computes what the CPU does.
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone()).unwrap();
     for (id, d) in graph.buffers.iter().enumerate() {
         let v = common::random(d.len, -1.0, 1.0, id as u64);
-        cpu.write(id, &v);
+        cpu.write(id, &v).unwrap();
         dev.write(id, &v);
     }
-    cpu.run(0..2, &[StepParams::default()]);
+    cpu.run(0..2, &[StepParams::default()]).unwrap();
     dev.run(0..2, &[StepParams::default()]).expect("run");
     for id in [2, 5] {
         common::assert_close(
             "tuned product",
             &dev.read_buffer(id).unwrap(),
-            cpu.read(id),
+            cpu.read(id).unwrap(),
             1e-5,
         );
     }
 
     // A new context (a new run) reads the choice instead of measuring.
-    let again = GpuContext::new(None).expect("context");
+    let again = GpuContext::with_options(&options).expect("context");
     GpuExecutor::new(again.clone(), graph.clone()).expect("executor");
     assert_eq!(again.tiles_measured(), 0, "the choice came from the file");
 
@@ -92,16 +92,18 @@ fn tiles_are_measured_once_and_remembered_on_disk() {
         "garbage\n300 260 40 1 1 0 99\n100 50 7 1 1 0 64\n",
     )
     .expect("write");
-    let third = GpuContext::new(None).expect("context");
+    let third = GpuContext::with_options(&options).expect("context");
     GpuExecutor::new(third.clone(), graph).expect("executor");
     assert_eq!(third.tiles_measured(), 1);
     let _ = std::fs::remove_dir_all(&cache);
 
     // Every tile computes what the CPU does, in f32 and mixed precision, for every epilogue.
-    for tile in ["32", "64", "128"] {
-        // SAFETY: as above; no other thread of this test reads the environment meanwhile.
-        unsafe { std::env::set_var("HOURGLASS_MATMUL_TILE", tile) };
-        let ctx = GpuContext::new(None).expect("context");
+    for tile in [32, 64, 128] {
+        let ctx = GpuContext::with_options(&GpuOptions {
+            matmul_tile: Some(tile),
+            ..common::gpu_options()
+        })
+        .expect("context");
         for (m, n, k) in [(1, 1, 1), (7, 33, 257), (129, 130, 17), (33, 300, 65)] {
             for (e, half) in [(0, false), (1, false), (2, true), (3, false), (4, true)] {
                 check(&ctx, (m, n, k), e, half, tile);
@@ -117,7 +119,7 @@ fn check(
     (m, n, k): (usize, usize, usize),
     e: u32,
     half: bool,
-    tile: &str,
+    tile: usize,
 ) {
     use hourglass::graph::Operand;
     use hourglass::model::Activation;
@@ -154,7 +156,7 @@ fn check(
         gradient: half.then_some(Operand::A),
         loss_scale: half.then_some(scale),
     });
-    let mut cpu = CpuExecutor::<f32>::new(g.clone());
+    let mut cpu = CpuExecutor::<f32>::new(g.clone()).unwrap();
     let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("executor");
     for (id, d) in g.buffers.iter().enumerate() {
         let v = match d.name.as_str() {
@@ -162,15 +164,15 @@ fn check(
             "y" => common::random(d.len, 0.05, 0.95, id as u64),
             _ => common::random(d.len, -1.0, 1.0, id as u64),
         };
-        cpu.write(id, &v);
+        cpu.write(id, &v).unwrap();
         dev.write(id, &v);
     }
-    cpu.run(0..1, &[StepParams::default()]);
+    cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("run");
     common::assert_close(
         &format!("tile {tile}, ({m},{n},{k}), epilogue {e}, half {half}"),
         &dev.read_buffer(c.buf).expect("read"),
-        cpu.read(c.buf),
+        cpu.read(c.buf).unwrap(),
         2e-5,
     );
 }

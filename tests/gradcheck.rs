@@ -17,13 +17,13 @@ fn loss_and_grads(exec: &mut CpuExecutor<f64>, tg: &TrainingGraph) -> (f64, Vec<
         seed_lo: 5,
         ..StepParams::default()
     };
-    exec.run(0..tg.graph.update_start, &[step]);
+    exec.run(0..tg.graph.update_start, &[step]).unwrap();
     let loss: f64 = tg
         .terms
         .iter()
-        .map(|t| t.scale * exec.view(t.values).iter().sum::<f64>())
+        .map(|t| t.scale * exec.view(t.values).unwrap().iter().sum::<f64>())
         .sum();
-    (loss, exec.view(tg.grads).to_vec())
+    (loss, exec.view(tg.grads).unwrap().to_vec())
 }
 
 fn check(spec: &ModelSpec) -> f64 {
@@ -31,7 +31,7 @@ fn check(spec: &ModelSpec) -> f64 {
     let batch = 3;
     let rows = 5;
     let tg = build_training_graph(spec, batch, rows, &OptimizerConfig::adam(1e-3));
-    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone());
+    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone()).unwrap();
     // Random parameters (biases too: zero biases would hide bias-gradient bugs) and data.
     let params: Vec<f64> = common::random(tg.layout.len, -0.8, 0.8, 11)
         .into_iter()
@@ -41,9 +41,9 @@ fn check(spec: &ModelSpec) -> f64 {
         .into_iter()
         .map(f64::from)
         .collect();
-    exec.write(tg.params.buf, &params);
-    exec.write(tg.data.buf, &data);
-    exec.write_u32(tg.order.buf, &[4, 1, 3, 0, 2]);
+    exec.write(tg.params.buf, &params).unwrap();
+    exec.write(tg.data.buf, &data).unwrap();
+    exec.write_u32(tg.order.buf, &[4, 1, 3, 0, 2]).unwrap();
 
     let (_, grads) = loss_and_grads(&mut exec, &tg);
     let h = 1e-5;
@@ -55,10 +55,10 @@ fn check(spec: &ModelSpec) -> f64 {
         for i in t.offset..t.offset + t.len() {
             let mut p = params.clone();
             p[i] += h;
-            exec.write(tg.params.buf, &p);
+            exec.write(tg.params.buf, &p).unwrap();
             let (up, _) = loss_and_grads(&mut exec, &tg);
             p[i] -= 2.0 * h;
-            exec.write(tg.params.buf, &p);
+            exec.write(tg.params.buf, &p).unwrap();
             let (down, _) = loss_and_grads(&mut exec, &tg);
             let numeric = (up - down) / (2.0 * h);
             let err = (numeric - grads[i]).abs() / (numeric.abs().max(grads[i].abs()) + floor);
@@ -72,7 +72,7 @@ fn check(spec: &ModelSpec) -> f64 {
             worst = worst.max(err);
         }
     }
-    exec.write(tg.params.buf, &params);
+    exec.write(tg.params.buf, &params).unwrap();
     worst
 }
 

@@ -45,37 +45,39 @@ fn data(spec: &ModelSpec) -> Vec<f64> {
 /// Per-example penalty rows of the training graph at `step` (λ = 1).
 fn penalty_rows(spec: &ModelSpec, step: u32) -> Vec<f64> {
     let tg = build_training_graph(spec, BATCH, BATCH, &OptimizerConfig::adam(1e-3));
-    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone());
-    exec.write(tg.params.buf, &params(spec));
-    exec.write(tg.data.buf, &data(spec));
-    exec.write_u32(tg.order.buf, &(0..BATCH as u32).collect::<Vec<_>>());
+    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone()).unwrap();
+    exec.write(tg.params.buf, &params(spec)).unwrap();
+    exec.write(tg.data.buf, &data(spec)).unwrap();
+    exec.write_u32(tg.order.buf, &(0..BATCH as u32).collect::<Vec<_>>())
+        .unwrap();
     let s = StepParams {
         step,
         seed_lo: 99,
         ..StepParams::default()
     };
-    exec.run(0..tg.graph.update_start, &[s]);
+    exec.run(0..tg.graph.update_start, &[s]).unwrap();
     let term = tg
         .terms
         .iter()
         .find(|t| t.name == "contractive")
         .expect("term");
-    exec.view(term.values).to_vec()
+    exec.view(term.values).unwrap().to_vec()
 }
 
 /// ‖J‖²_F of each example by central differences of the encoder, one input at a time.
 fn brute_force(spec: &ModelSpec) -> Vec<f64> {
     let ig = build_inference_graph(spec, BATCH, false);
-    let mut exec = CpuExecutor::<f64>::new(ig.graph.clone());
-    exec.write(ig.params.buf, &params(spec));
+    let mut exec = CpuExecutor::<f64>::new(ig.graph.clone()).unwrap();
+    exec.write(ig.params.buf, &params(spec)).unwrap();
     let x = data(spec);
     let d = spec.input_dim();
     let h = 1e-6;
     let mut norms = vec![0.0; BATCH];
     let mut code_at = |x: &[f64]| {
-        exec.write(ig.input.buf, x);
-        exec.run(0..ig.graph.ops.len(), &[StepParams::default()]);
-        exec.view(ig.code).to_vec()
+        exec.write(ig.input.buf, x).unwrap();
+        exec.run(0..ig.graph.ops.len(), &[StepParams::default()])
+            .unwrap();
+        exec.view(ig.code).unwrap().to_vec()
     };
     for i in 0..d {
         let (mut up, mut down) = (x.clone(), x.clone());

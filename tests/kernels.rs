@@ -363,16 +363,20 @@ fn a_non_finite_gradient_skips_the_step_on_both_executors() {
     for bad in [f32::NAN, f32::INFINITY] {
         let mut gr = random(len, -1.0, 1.0, 2);
         gr[4321] = bad;
-        let mut cpu = CpuExecutor::<f32>::new(g.clone());
+        let mut cpu = CpuExecutor::<f32>::new(g.clone()).unwrap();
         let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("gpu");
         for (id, data) in [(params.buf, &p0), (grads.buf, &gr)] {
-            cpu.write(id, data);
+            cpu.write(id, data).unwrap();
             dev.write(id, data);
         }
         let s = step();
-        cpu.run(0..g.ops.len(), &[s]);
+        cpu.run(0..g.ops.len(), &[s]).unwrap();
         dev.run(0..g.ops.len(), &[s]).expect("run");
-        assert_eq!(cpu.read(params.buf), &p0[..], "CPU skipped the step");
+        assert_eq!(
+            cpu.read(params.buf).unwrap(),
+            &p0[..],
+            "CPU skipped the step"
+        );
         assert_eq!(
             dev.read_buffer(params.buf).expect("read"),
             p0,
@@ -394,7 +398,8 @@ fn a_non_finite_gradient_skips_the_step_on_both_executors() {
                 offset: 0,
                 rows: 1,
                 cols: 2
-            }),
+            })
+            .unwrap(),
             &[1, s.step],
             "CPU counted the bad step"
         );

@@ -91,7 +91,7 @@ type Buffers = Vec<Vec<f32>>;
 /// those named `y*`, activation outputs) on the CPU twin and the GPU; returns the filled inputs
 /// and both executors' buffers after the run.
 fn run(graph: &Graph) -> (Buffers, Buffers, Buffers) {
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone()).unwrap();
     let ctx = gpu().expect("a GPU adapter");
     let mut dev = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
     let mut inputs = Vec::new();
@@ -102,15 +102,15 @@ fn run(graph: &Graph) -> (Buffers, Buffers, Buffers) {
             (-1.0, 1.0)
         };
         let v = random(desc.len, lo, hi, 500 + id as u64);
-        cpu.write(id, &v);
+        cpu.write(id, &v).unwrap();
         dev.write(id, &v);
         inputs.push(v);
     }
     let step = StepParams::default();
-    cpu.run(0..graph.ops.len(), &[step]);
+    cpu.run(0..graph.ops.len(), &[step]).unwrap();
     dev.run(0..graph.ops.len(), &[step]).expect("GPU run");
     let cpu_out = (0..graph.buffers.len())
-        .map(|i| cpu.read(i).to_vec())
+        .map(|i| cpu.read(i).unwrap().to_vec())
         .collect();
     let dev_out = (0..graph.buffers.len())
         .map(|i| dev.read_buffer(i).expect("read back"))

@@ -84,21 +84,21 @@ fn mixed_products_match_the_cpu_twin_and_round_like_f16() {
                 |_| 2e-5,
             ));
             // The twin differs from an f32 product by f16 rounding: the test is not vacuous.
-            let mut mixed = CpuExecutor::<f32>::new(g.clone());
+            let mut mixed = CpuExecutor::<f32>::new(g.clone()).unwrap();
             let mut plain = g.clone();
             if let Op::Matmul { loss_scale, .. } = &mut plain.ops[0] {
                 *loss_scale = None;
             }
-            let mut plain = CpuExecutor::<f32>::new(plain);
+            let mut plain = CpuExecutor::<f32>::new(plain).unwrap();
             for (id, d) in g.buffers.iter().enumerate() {
                 let (lo, hi) = range(d);
                 let v = random(d.len, lo, hi, 1000 + id as u64);
-                mixed.write(id, &v);
-                plain.write(id, &v);
+                mixed.write(id, &v).unwrap();
+                plain.write(id, &v).unwrap();
             }
-            mixed.run(0..1, &[StepParams::default()]);
-            plain.run(0..1, &[StepParams::default()]);
-            let (x, y) = (mixed.read(2), plain.read(2));
+            mixed.run(0..1, &[StepParams::default()]).unwrap();
+            plain.run(0..1, &[StepParams::default()]).unwrap();
+            let (x, y) = (mixed.read(2).unwrap(), plain.read(2).unwrap());
             let size = y.iter().fold(0.0f64, |m, b| m.max(f64::from(b.abs())));
             let diff = x
                 .iter()
@@ -176,16 +176,19 @@ fn every_epilogue_and_the_large_tile_agree_in_mixed_precision() {
 /// Runs one product on both executors with `a` and `b` given, returning (GPU, CPU) results.
 fn run_product(g: &Graph, a: &[f32], b: &[f32], scale: f32) -> (Vec<f32>, Vec<f32>) {
     let ctx = gpu().expect("a GPU adapter");
-    let mut cpu = CpuExecutor::<f32>::new(g.clone());
+    let mut cpu = CpuExecutor::<f32>::new(g.clone()).unwrap();
     let mut dev = GpuExecutor::new(ctx, g.clone()).expect("GPU executor");
     let s = [scale, 0.0, 0.0, 0.0];
     for (id, v) in [(0, a), (1, b), (3, &s[..])] {
-        cpu.write(id, v);
+        cpu.write(id, v).unwrap();
         dev.write(id, v);
     }
-    cpu.run(0..1, &[StepParams::default()]);
+    cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("GPU run");
-    (dev.read_buffer(2).expect("read"), cpu.read(2).to_vec())
+    (
+        dev.read_buffer(2).expect("read"),
+        cpu.read(2).unwrap().to_vec(),
+    )
 }
 
 #[test]
@@ -237,22 +240,22 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
         health,
     });
     let ctx = gpu().expect("a GPU adapter");
-    let mut cpu = CpuExecutor::<f32>::new(g.clone());
+    let mut cpu = CpuExecutor::<f32>::new(g.clone()).unwrap();
     let mut dev = GpuExecutor::new(ctx, g.clone()).expect("GPU executor");
     for (id, v) in [
         (0, vec![norm_sq]),
         (1, vec![forward_finite]),
         (2, state.to_vec()),
     ] {
-        cpu.write(id, &v);
+        cpu.write(id, &v).unwrap();
         dev.write(id, &v);
     }
-    cpu.write_u32(health.buf, &counters);
+    cpu.write_u32(health.buf, &counters).unwrap();
     dev.write_u32(health.buf, &counters);
-    cpu.run(0..1, &[StepParams::default()]);
+    cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("GPU run");
     let got = dev.read_buffer(2).expect("read");
-    assert_eq!(got, cpu.read(2), "state: GPU vs CPU");
+    assert_eq!(got, cpu.read(2).unwrap(), "state: GPU vs CPU");
     // u32 buffers read back as raw bits.
     let gh: Vec<u32> = dev
         .read(health)
@@ -260,7 +263,7 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
         .iter()
         .map(|x| x.to_bits())
         .collect();
-    assert_eq!(gh, cpu.view_u32(health), "health: GPU vs CPU");
+    assert_eq!(gh, cpu.view_u32(health).unwrap(), "health: GPU vs CPU");
     let before = state[0];
     let interval = LOSS_SCALE_GROWTH_INTERVAL as f32;
     let at_floor = before <= LOSS_SCALE_BOUNDS.0;

@@ -231,7 +231,7 @@ fn parameter_gradients_match_finite_differences_of_the_minimized_objective() {
     let spec = ModelSpec::psd(d, c, 0.2, 0.7, 300);
     let (batch, rows) = (3, 5);
     let tg = build_training_graph(&spec, batch, rows, &OptimizerConfig::adam(1e-3));
-    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone());
+    let mut exec = CpuExecutor::<f64>::new(tg.graph.clone()).unwrap();
     let mut params: Vec<f64> = common::random(tg.layout.len, -0.8, 0.8, 11)
         .into_iter()
         .map(f64::from)
@@ -244,21 +244,26 @@ fn parameter_gradients_match_finite_differences_of_the_minimized_objective() {
         .into_iter()
         .map(f64::from)
         .collect();
-    exec.write(tg.params.buf, &params);
-    exec.write(tg.data.buf, &data);
-    exec.write_u32(tg.order.buf, &[4, 1, 3, 0, 2]);
+    exec.write(tg.params.buf, &params).unwrap();
+    exec.write(tg.data.buf, &data).unwrap();
+    exec.write_u32(tg.order.buf, &[4, 1, 3, 0, 2]).unwrap();
     let loss_and_grads = |exec: &mut CpuExecutor<f64>, p: &[f64]| {
-        exec.write(tg.params.buf, p);
-        exec.run(0..tg.graph.update_start, &[StepParams::default()]);
+        exec.write(tg.params.buf, p).unwrap();
+        exec.run(0..tg.graph.update_start, &[StepParams::default()])
+            .unwrap();
         let loss: f64 = tg
             .terms
             .iter()
-            .map(|t| t.scale * exec.view(t.values).iter().sum::<f64>())
+            .map(|t| t.scale * exec.view(t.values).unwrap().iter().sum::<f64>())
             .sum();
-        (loss, exec.view(tg.grads).to_vec())
+        (loss, exec.view(tg.grads).unwrap().to_vec())
     };
     let (_, grads) = loss_and_grads(&mut exec, &params);
-    let zeros = exec.view(tg.measures[0].values).iter().sum::<f64>();
+    let zeros = exec
+        .view(tg.measures[0].values)
+        .unwrap()
+        .iter()
+        .sum::<f64>();
     assert!(
         zeros > 0.0,
         "some code entries should be exactly zero (λ active)"

@@ -39,16 +39,16 @@ fn run_both(
     s: StepParams,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     let ctx = gpu()?;
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone()).unwrap();
     let mut gpu = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
     for (id, v) in fill {
-        cpu.write(*id, v);
+        cpu.write(*id, v).unwrap();
         gpu.write(*id, v);
     }
     let ops = 0..graph.ops.len();
-    cpu.run(ops.clone(), &[s]);
+    cpu.run(ops.clone(), &[s]).unwrap();
     let got = gpu.run_and_read(ops, &[s], out).expect("GPU run");
-    Some((got, cpu.view(out).to_vec()))
+    Some((got, cpu.view(out).unwrap().to_vec()))
 }
 
 fn corrupt_graph(n: usize, noise: Noise) -> (Graph, Tensor) {

@@ -215,6 +215,10 @@ fn train_defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 
 #[pymodule]
 fn _hourglass(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // As the command line does: the engine's f32 products as one single-threaded OpenBLAS call
+    // per rayon tile (the engine's own OpenBLAS, the system's libopenblas; numpy's wheels bundle
+    // a copy of their own). Also what makes a Python run equal a CLI run bit for bit.
+    hourglass::cpu::set_openblas_serial(true);
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(load, m)?)?;

@@ -45,8 +45,8 @@ impl<T: Real> CpuExecutor<T> {
                 let (mut o, mut scratch) = (self.take(y.buf), std::mem::take(&mut self.conv));
                 conv::conv2d(
                     &shape,
-                    self.view(x),
-                    self.view(w),
+                    self.floats(x),
+                    self.floats(w),
                     &mut o[y.offset..y.end()],
                     self.epilogue(epilogue),
                     &mut scratch,
@@ -63,8 +63,8 @@ impl<T: Real> CpuExecutor<T> {
                 let (mut o, mut scratch) = (self.take(dx.buf), std::mem::take(&mut self.conv));
                 conv::conv2d_input_grad(
                     &shape,
-                    self.view(dy),
-                    self.view(w),
+                    self.floats(dy),
+                    self.floats(w),
                     &mut o[dx.offset..dx.end()],
                     self.epilogue(epilogue),
                     &mut scratch,
@@ -81,8 +81,8 @@ impl<T: Real> CpuExecutor<T> {
                 let (mut o, mut scratch) = (self.take(dw.buf), std::mem::take(&mut self.conv));
                 conv::conv2d_weight_grad(
                     &shape,
-                    self.view(x),
-                    self.view(dy),
+                    self.floats(x),
+                    self.floats(dy),
                     &mut o[dw.offset..dw.end()],
                     accumulate,
                     &mut scratch,
@@ -97,7 +97,7 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let mut o = self.take(out.buf);
                 conv::channel_sum(
-                    self.view(x),
+                    self.floats(x),
                     x.cols,
                     channels,
                     &mut o[out.offset..out.end()],

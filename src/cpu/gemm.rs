@@ -14,7 +14,25 @@
 //! row-major weight matrix whose row length is a power of two at 100–130 GFLOP/s on this
 //! project's 2-core machine against OpenBLAS's 180–190 (BENCHMARKS.md has the table).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
+
+/// Whether the application allowed [`set_openblas_serial`]; off until it does.
+static OPENBLAS_SERIAL: AtomicBool = AtomicBool::new(false);
+
+/// Lets the CPU executor call `openblas_set_num_threads(1)` (with the `openblas` feature): a
+/// **process-wide** setting of the system's OpenBLAS, which every other user of that library in
+/// the process (numpy linked against the same copy, the application's own BLAS calls) then
+/// shares. With it, each product is cut into one tile per rayon thread, each tile one
+/// single-threaded OpenBLAS call with its epilogue fused (the fastest way, see the module
+/// comment). Without it (the default), OpenBLAS keeps its own thread count and each f32 product
+/// is one OpenBLAS call that threads itself, so the two pools never run on the same cores at
+/// once; the f64 path and builds without `openblas` are not affected. The `hourglass` command
+/// line allows it. Once OpenBLAS is set to one thread it stays so for the process.
+pub fn set_openblas_serial(allow: bool) {
+    OPENBLAS_SERIAL.store(allow, Ordering::Relaxed);
+}
 
 /// A row-major matrix as stored, and whether the product reads its transpose.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +83,12 @@ pub trait TileProduct: Copy + Send + Sync + num_traits::One + 'static {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe { gemm_crate(shape, a, b, c, accumulate) }
+    }
+
+    /// Whether products of this type are cut into tiles on rayon's threads (else one tile,
+    /// which the GEMM threads itself).
+    fn tiles_on_rayon() -> bool {
+        true
     }
 }
 
@@ -166,9 +190,12 @@ mod openblas {
     ) -> Option<()> {
         static SERIAL: std::sync::Once = std::sync::Once::new();
         // Tiles already use every core (see the module comment); OpenBLAS's own threads would
-        // only compete with them.
-        // SAFETY: sets a process-wide thread count; callable at any time.
-        SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
+        // only compete with them. Process-wide, so only when the application allowed it;
+        // otherwise the product is one call that OpenBLAS threads itself.
+        if super::OPENBLAS_SERIAL.load(std::sync::atomic::Ordering::Relaxed) {
+            // SAFETY: sets a process-wide thread count; callable at any time.
+            SERIAL.call_once(|| unsafe { openblas_set_num_threads(1) });
+        }
         if k == 0 {
             return None;
         }
@@ -217,6 +244,11 @@ impl TileProduct for f32 {
             }
         }
     }
+
+    /// Only once OpenBLAS may be made single-threaded ([`set_openblas_serial`]).
+    fn tiles_on_rayon() -> bool {
+        OPENBLAS_SERIAL.load(Ordering::Relaxed)
+    }
 }
 
 /// Smallest tile side worth a thread of its own.
@@ -261,24 +293,43 @@ impl<T> Output<T> {
 /// every row part of every tile, on the thread that computed it.
 ///
 /// # Panics
-/// If the operands' lengths, shapes and `c` disagree.
+/// An error, and nothing computed, if the operands' lengths, shapes and `c` disagree.
 pub fn product<T: TileProduct>(
     a: Stored<'_, T>,
     b: Stored<'_, T>,
     c: &mut [T],
     accumulate: bool,
     finish: impl Fn(usize, usize, &mut [T]) + Sync,
-) {
+) -> crate::Result<()> {
     let (m, k) = a.op_shape();
     let (kb, n) = b.op_shape();
-    assert_eq!(a.data.len(), a.rows * a.cols, "a matches its shape");
-    assert_eq!(b.data.len(), b.rows * b.cols, "b matches its shape");
-    assert_eq!(k, kb, "inner sizes agree");
-    assert_eq!(c.len(), m * n, "c is m×n");
-    if m * n == 0 {
-        return;
+    let bad = |what: String| Err(crate::Error::Config(format!("matrix product: {what}")));
+    if a.data.len() != a.rows * a.cols || b.data.len() != b.rows * b.cols {
+        return bad(format!(
+            "operands of {} and {} values do not hold {}×{} and {}×{}",
+            a.data.len(),
+            b.data.len(),
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols
+        ));
     }
-    let (row_blocks, col_blocks) = grid(m, n, k, rayon::current_num_threads());
+    if k != kb || c.len() != m * n {
+        return bad(format!(
+            "{m}×{k} · {kb}×{n} into {} values (needs equal inner sizes and {m}×{n})",
+            c.len()
+        ));
+    }
+    if m * n == 0 {
+        return Ok(());
+    }
+    let threads = if T::tiles_on_rayon() {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let (row_blocks, col_blocks) = grid(m, n, k, threads);
     let out = Output(c.as_mut_ptr());
     let tile = |t: usize| {
         let (rows, cols) = (
@@ -289,8 +340,8 @@ pub fn product<T: TileProduct>(
             return;
         }
         let c0 = rows.start * n + cols.start;
-        // SAFETY: the tile's rows × columns lie inside `c` (m×n, asserted) and no other tile's;
-        // op(a)'s rows and op(b)'s columns it reads lie inside `a` and `b` (shapes asserted);
+        // SAFETY: the tile's rows × columns lie inside `c` (m×n, checked) and no other tile's;
+        // op(a)'s rows and op(b)'s columns it reads lie inside `a` and `b` (shapes checked);
         // `c` is a distinct &mut borrow, so it overlaps neither.
         unsafe {
             T::tile_product(
@@ -314,6 +365,7 @@ pub fn product<T: TileProduct>(
     } else {
         (0..tiles).into_par_iter().for_each(tile);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -342,6 +394,51 @@ mod tests {
                 ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn openblas_is_left_alone_unless_allowed_and_both_ways_agree() {
+        // The only test that changes the setting: it starts off.
+        assert!(
+            !OPENBLAS_SERIAL.load(Ordering::Relaxed),
+            "off until the caller allows it"
+        );
+        let (m, n, k) = (257, 130, 70);
+        let (a_data, b_data) = (values(m * k, 3), values(k * n, 4));
+        let a = Stored {
+            data: &a_data,
+            rows: m,
+            cols: k,
+            trans: false,
+        };
+        let b = Stored {
+            data: &b_data,
+            rows: k,
+            cols: n,
+            trans: false,
+        };
+        let want = naive(a, b);
+        for allow in [false, true] {
+            set_openblas_serial(allow);
+            assert_eq!(
+                <f32 as TileProduct>::tiles_on_rayon(),
+                allow || !cfg!(hourglass_openblas),
+                "f32 products are tiled on rayon only when OpenBLAS may be serialized"
+            );
+            assert!(
+                <f64 as TileProduct>::tiles_on_rayon(),
+                "f64 never calls OpenBLAS"
+            );
+            let mut c = vec![0.0f32; m * n];
+            product(a, b, &mut c, false, |_, _, _| {}).unwrap();
+            for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "allow {allow} [{i}]: {got} vs {w}"
+                );
+            }
+        }
+        set_openblas_serial(false);
     }
 
     #[test]
@@ -377,7 +474,8 @@ mod tests {
                     for j in 0..part.len() {
                         s[r * n + c0 + j] += 1;
                     }
-                });
+                })
+                .unwrap();
                 assert!(
                     seen.into_inner()
                         .unwrap_or_default()
@@ -392,7 +490,7 @@ mod tests {
                     );
                 }
                 // Accumulating adds the same product again.
-                product(a, b, &mut c, true, |_, _, _| {});
+                product(a, b, &mut c, true, |_, _, _| {}).unwrap();
                 for (&got, &w) in c.iter().zip(&want) {
                     assert!((f64::from(got) - 2.0 * w).abs() <= 2e-4 * (1.0 + w.abs()));
                 }
@@ -415,10 +513,37 @@ mod tests {
             trans: false,
         };
         let mut c = vec![7.0f32; 6];
-        product(a, b, &mut c, true, |_, _, _| {});
+        product(a, b, &mut c, true, |_, _, _| {}).unwrap();
         assert_eq!(c, vec![7.0; 6]);
-        product(a, b, &mut c, false, |_, _, _| {});
+        product(a, b, &mut c, false, |_, _, _| {}).unwrap();
         assert_eq!(c, vec![0.0; 6]);
+    }
+
+    #[test]
+    fn mismatched_operands_are_an_error_not_a_panic() {
+        let (a_data, b_data) = (values(6, 1), values(20, 2));
+        let a = Stored {
+            data: &a_data,
+            rows: 2,
+            cols: 3,
+            trans: false,
+        };
+        let b = Stored {
+            data: &b_data,
+            rows: 4,
+            cols: 5,
+            trans: false,
+        };
+        let mut c = vec![0.0f32; 10];
+        let e = product(a, b, &mut c, false, |_, _, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2×3 · 4×5"), "{e}");
+        let short = Stored {
+            data: &a_data[..5],
+            ..a
+        };
+        assert!(product(short, b, &mut c, false, |_, _, _| {}).is_err());
     }
 
     #[test]

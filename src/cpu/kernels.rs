@@ -190,7 +190,7 @@ pub fn matmul<T: Real>(
     trans_b: bool,
     c: &mut [T],
     epilogue: CpuEpilogue<T>,
-) {
+) -> crate::Result<()> {
     let stored = |data, (rows, cols): (usize, usize), trans| Stored {
         data,
         rows,
@@ -199,6 +199,17 @@ pub fn matmul<T: Real>(
     };
     let (a, b) = (stored(a, a_shape, trans_a), stored(b, b_shape, trans_b));
     let n = b.op_shape().1;
+    let short = match epilogue {
+        CpuEpilogue::BiasAct(bias, _) => bias.len() < n,
+        CpuEpilogue::ActGrad(y, _) | CpuEpilogue::AccumulateActGrad(y, _) => y.len() < c.len(),
+        CpuEpilogue::Store | CpuEpilogue::Accumulate => false,
+    };
+    if short {
+        return Err(crate::Error::Config(
+            "matrix product: the epilogue's bias or activations are shorter than the product"
+                .into(),
+        ));
+    }
     let accumulate = matches!(
         epilogue,
         CpuEpilogue::Accumulate | CpuEpilogue::AccumulateActGrad(..)
@@ -210,7 +221,7 @@ pub fn matmul<T: Real>(
             let start = row * n + col;
             act_grad(act, &y[start..start + part.len()], part)
         }
-    });
+    })
 }
 
 crate::widest! {

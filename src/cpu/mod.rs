@@ -11,6 +11,9 @@ pub mod vmath;
 
 use std::ops::Range;
 
+pub use gemm::set_openblas_serial;
+
+use crate::error::{Error, Result};
 use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, Operand, StepParams, Tensor};
 use kernels::{AdamHyper, CpuEpilogue, Real};
 
@@ -107,14 +110,12 @@ pub struct CpuExecutor<T: Real = f32> {
 }
 
 impl<T: Real> CpuExecutor<T> {
-    /// Allocates every buffer of `graph`, zeroed.
-    ///
-    /// # Panics
-    /// If the graph fails [`Graph::validate`]: graphs come from the builder, so that is a bug.
-    pub fn new(graph: Graph) -> Self {
-        if let Err(e) = graph.validate() {
-            panic!("invalid graph: {e}");
-        }
+    /// Allocates every buffer of `graph`, zeroed. An error when the graph fails
+    /// [`Graph::validate`].
+    pub fn new(graph: Graph) -> Result<Self> {
+        graph
+            .validate()
+            .map_err(|e| Error::Config(format!("invalid graph: {e}")))?;
         let bufs = graph
             .buffers
             .iter()
@@ -125,12 +126,12 @@ impl<T: Real> CpuExecutor<T> {
             .collect();
         let shapes: Vec<_> = graph.ops.iter().filter_map(conv_ops::shape).collect();
         let conv = conv::ConvScratch::new(&shapes, rayon::current_num_threads());
-        CpuExecutor {
+        Ok(CpuExecutor {
             graph,
             bufs,
             times: None,
             conv,
-        }
+        })
     }
 
     /// Starts recording how long each op takes (again from zero if it already was); read the
@@ -163,46 +164,117 @@ impl<T: Real> CpuExecutor<T> {
         &self.graph
     }
 
-    /// Overwrites the start of a float buffer.
-    pub fn write(&mut self, buf: BufId, data: &[T]) {
-        match &mut self.bufs[buf] {
-            Storage::Float(v) => v[..data.len()].copy_from_slice(data),
-            Storage::Index(_) => panic!("buffer {buf} holds indices"),
+    /// The storage of `buf`, or an error naming what is wrong with the id.
+    fn storage(&self, buf: BufId) -> Result<&Storage<T>> {
+        self.bufs.get(buf).ok_or_else(|| {
+            Error::Config(format!(
+                "buffer {buf} does not exist (the graph has {})",
+                self.bufs.len()
+            ))
+        })
+    }
+
+    fn name(&self, buf: BufId) -> &str {
+        self.graph.buffers.get(buf).map_or("?", |b| b.name.as_str())
+    }
+
+    fn wrong_dtype(&self, buf: BufId, holds: &str) -> Error {
+        Error::Config(format!("buffer {buf} ('{}') holds {holds}", self.name(buf)))
+    }
+
+    fn too_long(&self, buf: BufId, given: usize, len: usize) -> Error {
+        Error::Config(format!(
+            "{given} values do not fit buffer {buf} ('{}') of {len}",
+            self.name(buf)
+        ))
+    }
+
+    /// Overwrites the start of a float buffer. An error when `buf` does not exist, holds
+    /// indices, or is shorter than `data`.
+    pub fn write(&mut self, buf: BufId, data: &[T]) -> Result<()> {
+        let len = match self.storage(buf)? {
+            Storage::Float(v) => v.len(),
+            Storage::Index(_) => return Err(self.wrong_dtype(buf, "indices")),
+        };
+        if data.len() > len {
+            return Err(self.too_long(buf, data.len(), len));
+        }
+        if let Storage::Float(v) = &mut self.bufs[buf] {
+            v[..data.len()].copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Overwrites the start of an index buffer (errors as for [`CpuExecutor::write`]).
+    pub fn write_u32(&mut self, buf: BufId, data: &[u32]) -> Result<()> {
+        let len = match self.storage(buf)? {
+            Storage::Index(v) => v.len(),
+            Storage::Float(_) => return Err(self.wrong_dtype(buf, "floats")),
+        };
+        if data.len() > len {
+            return Err(self.too_long(buf, data.len(), len));
+        }
+        if let Storage::Index(v) = &mut self.bufs[buf] {
+            v[..data.len()].copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// A float buffer's contents; an error when `buf` does not exist or holds indices.
+    pub fn read(&self, buf: BufId) -> Result<&[T]> {
+        match self.storage(buf)? {
+            Storage::Float(v) => Ok(v),
+            Storage::Index(_) => Err(self.wrong_dtype(buf, "indices")),
         }
     }
 
-    /// Overwrites the start of an index buffer.
-    pub fn write_u32(&mut self, buf: BufId, data: &[u32]) {
-        match &mut self.bufs[buf] {
-            Storage::Index(v) => v[..data.len()].copy_from_slice(data),
-            Storage::Float(_) => panic!("buffer {buf} holds floats"),
-        }
+    /// The elements of a view (errors as for [`CpuExecutor::read`], and when the view runs
+    /// past its buffer).
+    pub fn view(&self, t: Tensor) -> Result<&[T]> {
+        let v = self.read(t.buf)?;
+        v.get(t.offset..t.end())
+            .ok_or_else(|| self.past_end(t, v.len()))
     }
 
-    /// A float buffer's contents.
-    pub fn read(&self, buf: BufId) -> &[T] {
-        match &self.bufs[buf] {
-            Storage::Float(v) => v,
-            Storage::Index(_) => panic!("buffer {buf} holds indices"),
-        }
+    /// The indices of a view (errors as for [`CpuExecutor::view`]).
+    pub fn view_u32(&self, t: Tensor) -> Result<&[u32]> {
+        let v = match self.storage(t.buf)? {
+            Storage::Index(v) => v,
+            Storage::Float(_) => return Err(self.wrong_dtype(t.buf, "floats")),
+        };
+        v.get(t.offset..t.end())
+            .ok_or_else(|| self.past_end(t, v.len()))
     }
 
-    /// The elements of a view.
-    pub fn view(&self, t: Tensor) -> &[T] {
-        &self.read(t.buf)[t.offset..t.end()]
+    fn past_end(&self, t: Tensor, len: usize) -> Error {
+        Error::Config(format!(
+            "a view of elements {}..{} runs past buffer {} ('{}') of {len}",
+            t.offset,
+            t.end(),
+            t.buf,
+            self.name(t.buf)
+        ))
+    }
+
+    /// A view of a float buffer of the validated graph (ops only name views that exist).
+    fn floats(&self, t: Tensor) -> &[T] {
+        match &self.bufs[t.buf] {
+            Storage::Float(v) => &v[t.offset..t.end()],
+            Storage::Index(_) => unreachable!("Graph::validate checks every op's dtypes"),
+        }
     }
 
     fn indices(&self, t: Tensor) -> &[u32] {
         match &self.bufs[t.buf] {
             Storage::Index(v) => &v[t.offset..t.end()],
-            Storage::Float(_) => panic!("buffer {} holds floats", t.buf),
+            Storage::Float(_) => unreachable!("Graph::validate checks every op's dtypes"),
         }
     }
 
     fn take(&mut self, buf: BufId) -> Vec<T> {
         match &mut self.bufs[buf] {
             Storage::Float(v) => std::mem::take(v),
-            Storage::Index(_) => panic!("buffer {buf} holds indices"),
+            Storage::Index(_) => unreachable!("Graph::validate checks every op's dtypes"),
         }
     }
 
@@ -210,20 +282,15 @@ impl<T: Real> CpuExecutor<T> {
         self.bufs[buf] = Storage::Float(v);
     }
 
-    /// The indices of a view.
-    pub fn view_u32(&self, t: Tensor) -> &[u32] {
-        self.indices(t)
-    }
-
     /// An epilogue with its operand's elements.
     fn epilogue(&self, epilogue: Epilogue) -> CpuEpilogue<'_, T> {
         match epilogue {
             Epilogue::Store => CpuEpilogue::Store,
             Epilogue::Accumulate => CpuEpilogue::Accumulate,
-            Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.view(bias), act),
-            Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.view(y), act),
+            Epilogue::BiasAct { bias, act } => CpuEpilogue::BiasAct(self.floats(bias), act),
+            Epilogue::ActGrad { y, act } => CpuEpilogue::ActGrad(self.floats(y), act),
             Epilogue::AccumulateActGrad { y, act } => {
-                CpuEpilogue::AccumulateActGrad(self.view(y), act)
+                CpuEpilogue::AccumulateActGrad(self.floats(y), act)
             }
         }
     }
@@ -231,18 +298,32 @@ impl<T: Real> CpuExecutor<T> {
     /// The gradient scale of an optimizer step under `guard` (`None`: skip the step).
     fn guard_scale(&self, guard: Option<Guard>) -> Option<T> {
         match guard {
-            Some(g) => kernels::guard_scale(self.view(g.norm_sq)[0], g.max_norm),
+            Some(g) => kernels::guard_scale(self.floats(g.norm_sq)[0], g.max_norm),
             None => Some(T::one()),
         }
     }
 
-    /// Runs `ops` once for each step in `steps`.
-    pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) {
+    /// Runs `ops` once for each step in `steps`; an error (and nothing run) when `ops` is not
+    /// a range of the graph's ops.
+    pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
+        if ops.start > ops.end || ops.end > self.graph.ops.len() {
+            return Err(Error::Config(format!(
+                "ops {}..{} are not a range of the graph's {} ops",
+                ops.start,
+                ops.end,
+                self.graph.ops.len()
+            )));
+        }
+        self.run_ops(ops, steps);
+        Ok(())
+    }
+
+    fn run_ops(&mut self, ops: Range<usize>, steps: &[StepParams]) {
         // The kernels' parallel loops start cheapest from one of rayon's own threads (a job on
         // its local queue) rather than from outside the pool (injected, then waited for on a
         // condvar, once per op): the steps run there. 7% off a median mnist_ae step.
         if rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.run(ops, steps));
+            return rayon::scope(|_| self.run_ops(ops, steps));
         }
         for s in steps {
             for i in ops.clone() {
@@ -265,7 +346,7 @@ impl<T: Real> CpuExecutor<T> {
             Op::Gather { data, order, out } => {
                 let mut o = self.take(out.buf);
                 kernels::gather(
-                    self.view(data),
+                    self.floats(data),
                     data.cols,
                     self.indices(order),
                     s.batch_start as usize,
@@ -287,18 +368,21 @@ impl<T: Real> CpuExecutor<T> {
                 // Mixed precision: operands rounded to f16 (the gradient one under the loss
                 // scale); an operand beyond f16 poisons the product, as on the GPU.
                 let rounded = loss_scale.map(|st| {
-                    let scale = self.view(st)[0].to_f64() as f32;
+                    let scale = self.floats(st)[0].to_f64() as f32;
                     let half = |t: Tensor, op: Operand| {
-                        kernels::half_operand(self.view(t), (gradient == Some(op)).then_some(scale))
+                        kernels::half_operand(
+                            self.floats(t),
+                            (gradient == Some(op)).then_some(scale),
+                        )
                     };
                     match (half(a, Operand::A), half(b, Operand::B)) {
                         (Some(a), Some(b)) => (a, b),
-                        _ => (vec![T::nan(); a.len()], self.view(b).to_vec()),
+                        _ => (vec![T::nan(); a.len()], self.floats(b).to_vec()),
                     }
                 });
                 let (av, bv) = match &rounded {
                     Some((a, b)) => (&a[..], &b[..]),
-                    None => (self.view(a), self.view(b)),
+                    None => (self.floats(a), self.floats(b)),
                 };
                 let ep = self.epilogue(epilogue);
                 kernels::matmul(
@@ -310,20 +394,21 @@ impl<T: Real> CpuExecutor<T> {
                     trans_b,
                     &mut o[c.offset..c.end()],
                     ep,
-                );
+                )
+                .expect("Graph::validate checks every product's shapes");
                 self.put(c.buf, o);
             }
             Op::Activation { x, y, act } => {
                 let mut o = self.take(y.buf);
-                kernels::activation_forward(act, self.view(x), &mut o[y.offset..y.end()]);
+                kernels::activation_forward(act, self.floats(x), &mut o[y.offset..y.end()]);
                 self.put(y.buf, o);
             }
             Op::ActivationGrad { dy, y, dx, act } => {
                 let mut o = self.take(dx.buf);
                 kernels::activation_backward(
                     act,
-                    self.view(dy),
-                    self.view(y),
+                    self.floats(dy),
+                    self.floats(y),
                     &mut o[dx.offset..dx.end()],
                 );
                 self.put(dx.buf, o);
@@ -331,7 +416,7 @@ impl<T: Real> CpuExecutor<T> {
             Op::ColumnSum { x, out, accumulate } => {
                 let mut o = self.take(out.buf);
                 kernels::column_sum(
-                    self.view(x),
+                    self.floats(x),
                     x.cols,
                     &mut o[out.offset..out.end()],
                     accumulate,
@@ -355,8 +440,8 @@ impl<T: Real> CpuExecutor<T> {
                 kernels::reconstruction_loss(
                     loss,
                     output,
-                    self.view(logits),
-                    self.view(target),
+                    self.floats(logits),
+                    self.floats(target),
                     logits.cols,
                     &mut g[grad.offset..grad.end()],
                     &mut l[row_loss.offset..row_loss.end()],
@@ -370,7 +455,7 @@ impl<T: Real> CpuExecutor<T> {
                     noise,
                     s,
                     out.cols,
-                    self.view(x),
+                    self.floats(x),
                     &mut o[out.offset..out.end()],
                 );
                 self.put(out.buf, o);
@@ -384,8 +469,8 @@ impl<T: Real> CpuExecutor<T> {
                 let mut o = self.take(out.buf);
                 regularizers::tangent_scale(
                     act,
-                    self.view(r),
-                    self.view(y),
+                    self.floats(r),
+                    self.floats(y),
                     r.cols,
                     &mut o[out.offset..out.end()],
                 );
@@ -395,9 +480,9 @@ impl<T: Real> CpuExecutor<T> {
                 let mut o = self.take(out.buf);
                 regularizers::curvature(
                     act,
-                    self.view(qa),
-                    self.view(r),
-                    self.view(y),
+                    self.floats(qa),
+                    self.floats(r),
+                    self.floats(y),
                     &mut o[out.offset..out.end()],
                 );
                 self.put(out.buf, o);
@@ -411,7 +496,7 @@ impl<T: Real> CpuExecutor<T> {
                 let (mut ro, mut g) = (self.take(rows.buf), self.take(grad.buf));
                 regularizers::jacobian_norm(
                     scale,
-                    self.view(r),
+                    self.floats(r),
                     r.cols,
                     &mut ro[rows.offset..rows.end()],
                     &mut g[grad.offset..grad.end()],
@@ -436,8 +521,8 @@ impl<T: Real> CpuExecutor<T> {
                 );
                 regularizers::contractive_closed_form(
                     lambda,
-                    self.view(h),
-                    self.view(w),
+                    self.floats(h),
+                    self.floats(w),
                     w.cols,
                     &mut ro[rows.offset..rows.end()],
                     &mut dzb[dz.offset..dz.end()],
@@ -460,7 +545,7 @@ impl<T: Real> CpuExecutor<T> {
                 regularizers::sparse_l1(
                     act,
                     lambda,
-                    self.view(h),
+                    self.floats(h),
                     &mut ro[rows.offset..rows.end()],
                     &mut dzb[dz.offset..dz.end()],
                 );
@@ -481,8 +566,8 @@ impl<T: Real> CpuExecutor<T> {
                     act,
                     lambda,
                     target,
-                    self.view(h),
-                    self.view(sums),
+                    self.floats(h),
+                    self.floats(sums),
                     &mut te[terms.offset..terms.end()],
                     &mut dzb[dz.offset..dz.end()],
                 );
@@ -502,8 +587,8 @@ impl<T: Real> CpuExecutor<T> {
                 regularizers::sample(
                     s,
                     beta,
-                    self.view(mu),
-                    self.view(logvar),
+                    self.floats(mu),
+                    self.floats(logvar),
                     &mut e[eps.offset..eps.end()],
                     &mut zb[z.offset..z.end()],
                     &mut kl[kl_rows.offset..kl_rows.end()],
@@ -525,10 +610,10 @@ impl<T: Real> CpuExecutor<T> {
                 regularizers::sample_grad(
                     beta,
                     mu.rows,
-                    self.view(dz),
-                    self.view(eps),
-                    self.view(mu),
-                    self.view(logvar),
+                    self.floats(dz),
+                    self.floats(eps),
+                    self.floats(mu),
+                    self.floats(logvar),
                     &mut dm[dmu.offset..dmu.end()],
                     &mut dl[dlogvar.offset..dlogvar.end()],
                 );
@@ -537,7 +622,7 @@ impl<T: Real> CpuExecutor<T> {
             }
             Op::AddInto { x, out } => {
                 let mut o = self.take(out.buf);
-                for (a, &b) in o[out.offset..out.end()].iter_mut().zip(self.view(x)) {
+                for (a, &b) in o[out.offset..out.end()].iter_mut().zip(self.floats(x)) {
                     *a = *a + b;
                 }
                 self.put(out.buf, o);
@@ -550,7 +635,7 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let mut p = self.take(partials.buf);
                 let sum = kernels::grad_norm_sq(
-                    self.view(grads),
+                    self.floats(grads),
                     &mut p[partials.offset..partials.end()],
                 );
                 self.put(partials.buf, p);
@@ -568,7 +653,7 @@ impl<T: Real> CpuExecutor<T> {
                 }
             }
             Op::CheckFinite { x, flag } => {
-                let finite = self.view(x).iter().all(|v| v.is_finite());
+                let finite = self.floats(x).iter().all(|v| v.is_finite());
                 let mut f = self.take(flag.buf);
                 f[flag.offset] = if finite { T::one() } else { T::zero() };
                 self.put(flag.buf, f);
@@ -579,8 +664,8 @@ impl<T: Real> CpuExecutor<T> {
                 forward_finite,
                 health,
             } => {
-                let grads_finite = self.view(norm_sq)[0].is_finite();
-                let forward_finite = self.view(forward_finite)[0] == T::one();
+                let grads_finite = self.floats(norm_sq)[0].is_finite();
+                let forward_finite = self.floats(forward_finite)[0] == T::one();
                 let mut st = self.take(state.buf);
                 if let Storage::Index(h) = &mut self.bufs[health.buf] {
                     kernels::loss_scale_update(
@@ -622,7 +707,7 @@ impl<T: Real> CpuExecutor<T> {
                     s.bias_correction1,
                     s.bias_correction2,
                     &mut p[params.offset..params.end()],
-                    self.view(grads),
+                    self.floats(grads),
                     &mut mb[m.offset..m.end()],
                     &mut vb[v.offset..v.end()],
                 );
@@ -648,7 +733,7 @@ impl<T: Real> CpuExecutor<T> {
                     momentum,
                     weight_decay,
                     &mut p[params.offset..params.end()],
-                    self.view(grads),
+                    self.floats(grads),
                     &mut vel[velocity.offset..velocity.end()],
                 );
                 self.put(params.buf, p);

@@ -195,15 +195,15 @@ impl<T: Real> CpuExecutor<T> {
         match *op {
             PsdOp::Gain { u, g, f } => {
                 let mut o = self.take(f.buf);
-                gain(self.view(u), self.view(g), &mut o[f.offset..f.end()]);
+                gain(self.floats(u), self.floats(g), &mut o[f.offset..f.end()]);
                 self.put(f.buf, o);
             }
             PsdOp::GainGrad { df, u, g, da, dg } => {
                 let (mut a, mut gg) = (self.take(da.buf), self.take(dg.buf));
                 gain_grad(
-                    self.view(df),
-                    self.view(u),
-                    self.view(g),
+                    self.floats(df),
+                    self.floats(u),
+                    self.floats(g),
                     &mut a[da.offset..da.end()],
                     &mut gg[dg.offset..dg.end()],
                 );
@@ -219,7 +219,7 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let (mut sc, mut st) = (self.take(scratch.buf), self.take(step.buf));
                 lipschitz(
-                    self.view(gram),
+                    self.floats(gram),
                     gram.cols,
                     lambda,
                     gamma,
@@ -240,11 +240,11 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let mut o = self.take(h.buf);
                 shrink(
-                    self.view(y),
-                    self.view(q),
-                    self.view(p),
-                    self.view(f),
-                    self.view(step),
+                    self.floats(y),
+                    self.floats(q),
+                    self.floats(p),
+                    self.floats(f),
+                    self.floats(step),
                     gamma,
                     &mut o[h.offset..h.end()],
                 );
@@ -253,8 +253,8 @@ impl<T: Real> CpuExecutor<T> {
             PsdOp::Momentum { h, h_prev, y, beta } => {
                 let mut o = self.take(y.buf);
                 momentum(
-                    self.view(h),
-                    self.view(h_prev),
+                    self.floats(h),
+                    self.floats(h_prev),
                     beta,
                     &mut o[y.offset..y.end()],
                 );
@@ -270,8 +270,8 @@ impl<T: Real> CpuExecutor<T> {
             } => {
                 let (mut r, mut d) = (self.take(rows.buf), self.take(df.buf));
                 terms(
-                    self.view(h),
-                    self.view(f),
+                    self.floats(h),
+                    self.floats(f),
                     h.cols,
                     lambda,
                     gamma,

@@ -40,7 +40,7 @@ impl CsvHeader {
             "yes" => Ok(CsvHeader::Yes),
             "no" => Ok(CsvHeader::No),
             other => Err(Error::Config(format!(
-                "--csv-header must be yes, no or auto, not '{other}'"
+                "the CSV header setting must be yes, no or auto, not '{other}'"
             ))),
         }
     }

@@ -3,10 +3,10 @@
 //! product has at least one such tile each way) and remembers the fastest, in memory and in a
 //! file beside the pipeline cache, so later runs start without measuring.
 //!
-//! `HOURGLASS_MATMUL_TILE=32|64|128` forces a tile; `HOURGLASS_AUTOTUNE=0` turns measuring off
-//! (a shape then takes 128×128 tiles when that still gives at least 256 workgroups, else
-//! 64×64), and `HOURGLASS_AUTOTUNE=1` turns it on for software adapters, which are not tuned by
-//! default.
+//! [`GpuOptions::matmul_tile`] forces a tile; [`GpuOptions::autotune`] `Off` turns measuring
+//! off (a shape then takes 128×128 tiles when that still gives at least 256 workgroups, else
+//! 64×64), and `On` turns it on for software adapters, which are not tuned by default. The
+//! file is kept only when [`GpuOptions::cache_dir`] names a folder.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use wgpu::util::DeviceExt;
 
 use crate::gpu::executor::flag;
 use crate::gpu::kernels::{Constants, Kernel, KernelCache};
+use crate::gpu::options::{Autotune, GpuOptions};
 
 /// What decides a product's best tile: its sizes, transposes and precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,7 +48,7 @@ impl MatmulShape {
     /// The choice without measuring: 128×128 tiles once there are enough of them to fill a
     /// large GPU (at least 256), else 64×64, whose more numerous workgroups keep small products
     /// (mnist_ae at batch 256) spread over the device.
-    fn heuristic(&self) -> usize {
+    pub fn heuristic(&self) -> usize {
         if self.m.div_ceil(128) * self.n.div_ceil(128) >= 256 {
             128
         } else {
@@ -89,25 +90,23 @@ pub(crate) struct TileTable {
     path: Option<PathBuf>,
     /// Measure unknown shapes (else use the heuristic).
     measure: bool,
-    /// A tile every product takes (`HOURGLASS_MATMUL_TILE`).
+    /// A tile every product takes ([`GpuOptions::matmul_tile`]).
     forced: Option<usize>,
     /// Shapes measured by this process, for tests and the bench.
     pub(crate) measured: usize,
 }
 
 impl TileTable {
-    /// The table of the adapter `info` describes, read from its file if there is one.
-    pub(crate) fn open(info: &wgpu::AdapterInfo) -> Self {
-        let forced = std::env::var("HOURGLASS_MATMUL_TILE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|t| [32, 64, 128].contains(t));
-        let measure = match std::env::var("HOURGLASS_AUTOTUNE").ok().as_deref() {
-            Some("0") => false,
-            Some("1") => true,
-            _ => info.device_type != wgpu::DeviceType::Cpu,
+    /// The table of the adapter `info` describes, read from its file in
+    /// [`GpuOptions::cache_dir`] if there is one.
+    pub(crate) fn open(info: &wgpu::AdapterInfo, options: &GpuOptions) -> Self {
+        let forced = options.matmul_tile.filter(|t| [32, 64, 128].contains(t));
+        let measure = match options.autotune {
+            Autotune::Off => false,
+            Autotune::On => true,
+            Autotune::Auto => info.device_type != wgpu::DeviceType::Cpu,
         };
-        let path = crate::gpu::kernels::cache_dir().map(|d| d.join(file_name(info)));
+        let path = options.cache_dir.as_ref().map(|d| d.join(file_name(info)));
         let choices = path
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::autotune::{MatmulShape, TileTable};
 use crate::gpu::kernels::{DiskCache, KernelCache};
+use crate::gpu::options::{Backend, GpuOptions};
 
 /// What `info` prints about one adapter.
 #[derive(Clone, Debug)]
@@ -32,11 +33,14 @@ pub struct AdapterSummary {
     pub f16_matrix_units: bool,
 }
 
-fn instance() -> wgpu::Instance {
-    // GL is left out: it has no compute on many drivers and would only ever be a worse choice.
+/// An instance searching `backends` only. Built without wgpu's `from_env` (which reads
+/// `WGPU_BACKEND` and friends): the library reads no environment variable, the command line
+/// maps `WGPU_BACKEND` onto [`GpuOptions::backends`] itself. GL is searched only when asked
+/// for: it has no compute on many drivers and is a worse choice wherever Vulkan exists.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: wgpu::Backends::PRIMARY,
-        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
     })
 }
 
@@ -51,8 +55,9 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-fn adapters() -> Vec<wgpu::Adapter> {
-    let mut list = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
+fn adapters(backends: Backend) -> Vec<wgpu::Adapter> {
+    let b = backends.wgpu();
+    let mut list = pollster::block_on(instance(b).enumerate_adapters(b));
     list.sort_by_key(|a| rank(a.get_info().device_type));
     list
 }
@@ -73,23 +78,43 @@ const NAMED_FEATURES: [(wgpu::Features, &str); 5] = [
 const F16_MATRIX_FEATURES: wgpu::Features =
     wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(wgpu::Features::SHADER_F16);
 
-/// Whether a device with `features` on the adapter `info` describes may run
+/// Whether shaders/matmul_coop.wgsl can be written for `backend`: naga translates cooperative
+/// matrices to SPIR-V (Vulkan) and MSL (Metal) only; its HLSL (DX12) and GLSL (GL) writers
+/// have no such types (tests/translation.rs checks both halves of this). Elsewhere mixed
+/// precision falls back to f32 products.
+pub fn cooperative_matrix_translates_to(backend: wgpu::Backend) -> bool {
+    matches!(backend, wgpu::Backend::Vulkan | wgpu::Backend::Metal)
+}
+
+/// Bytes of workgroup memory shaders/matmul_coop.wgsl declares (its f16 tiles of A and B and
+/// its f32 staging tile): more than wgpu's downlevel 16,352, so the kernel runs only where the
+/// device allows it (tests/translation.rs measures the kernel against this number).
+pub const COOP_WORKGROUP_BYTES: u32 = 24_580;
+
+/// Whether a device with `features` and `limits` on the adapter `info` describes may run
 /// shaders/matmul_coop.wgsl: the device's own features say whether it may use cooperative
 /// matrices; the shapes it offers cannot be asked of a device, only of its adapter.
-fn f16_matrix_units(features: &wgpu::Features, info: &wgpu::AdapterInfo) -> bool {
+pub(crate) fn f16_matrix_units(
+    features: &wgpu::Features,
+    limits: &wgpu::Limits,
+    info: &wgpu::AdapterInfo,
+) -> bool {
     features.contains(F16_MATRIX_FEATURES)
+        && limits.max_compute_workgroup_storage_size >= COOP_WORKGROUP_BYTES
+        && cooperative_matrix_translates_to(info.backend)
         && info.subgroup_min_size == 32
         && info.subgroup_max_size == 32
 }
 
 /// Whether `adapter` can run shaders/matmul_coop.wgsl: 16×16×16 f16 cooperative matrices with
 /// f32 accumulators, and subgroups of exactly 32 (the kernel gives each of its four subgroups
-/// a quarter of the tile). `HOURGLASS_COOPERATIVE_MATRIX=0` says no, to measure without them.
-fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
-    if std::env::var("HOURGLASS_COOPERATIVE_MATRIX").is_ok_and(|v| v == "0") {
+/// a quarter of the tile). `allowed` false ([`GpuOptions::cooperative_matrix`]) says no, to
+/// measure without them.
+fn offers_f16_matrix_units(adapter: &wgpu::Adapter, allowed: bool) -> bool {
+    if !allowed {
         return false;
     }
-    f16_matrix_units(&adapter.features(), &adapter.get_info())
+    f16_matrix_units(&adapter.features(), &adapter.limits(), &adapter.get_info())
         && adapter.cooperative_matrix_properties().iter().any(|p| {
             (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
                 && p.ab_type == wgpu::CooperativeScalarType::F16
@@ -97,13 +122,13 @@ fn offers_f16_matrix_units(adapter: &wgpu::Adapter) -> bool {
         })
 }
 
-fn summarize(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+fn summarize(index: usize, a: &wgpu::Adapter, cooperative_matrix: bool) -> AdapterSummary {
     describe(
         index,
         &a.get_info(),
         a.features(),
         &a.limits(),
-        offers_f16_matrix_units(a),
+        offers_f16_matrix_units(a, cooperative_matrix),
     )
 }
 
@@ -134,12 +159,18 @@ fn describe(
     }
 }
 
-/// Every adapter wgpu can see, in the order `auto` prefers them.
+/// Every Vulkan, Metal and DX12 adapter wgpu can see, in the order `auto` prefers them.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    adapters()
+    list_adapters_on(Backend::Auto)
+}
+
+/// Every adapter of `backends`, in the order `auto` prefers them (indices are what
+/// [`GpuOptions::adapter`] takes with the same `backends`).
+pub fn list_adapters_on(backends: Backend) -> Vec<AdapterSummary> {
+    adapters(backends)
         .iter()
         .enumerate()
-        .map(|(i, a)| summarize(i, a))
+        .map(|(i, a)| summarize(i, a, true))
         .collect()
 }
 
@@ -226,25 +257,55 @@ impl Capture<'_> {
 }
 
 impl GpuContext {
-    /// Opens the preferred adapter (`index` = None) or the one at `index` in [`list_adapters`].
+    /// Opens the preferred adapter (`index` = None) or the one at `index` in [`list_adapters`],
+    /// with the default [`GpuOptions`] otherwise (no file written).
     pub fn new(index: Option<usize>) -> Result<Arc<Self>> {
-        let list = adapters();
+        Self::with_options(&GpuOptions {
+            adapter: index,
+            ..GpuOptions::default()
+        })
+    }
+
+    /// Opens the adapter `options` choose and creates a device of its own on it.
+    pub fn with_options(options: &GpuOptions) -> Result<Arc<Self>> {
+        options.validate()?;
+        let list = adapters(options.backends);
+        let index = options.adapter;
+        let searched = match options.backends {
+            Backend::Auto => "Vulkan, Metal or DX12".to_string(),
+            b => format!("{b:?}"),
+        };
         let adapter = match index {
-            Some(i) => list.into_iter().nth(i).ok_or_else(|| {
+            Some(i) => {
+                let n = list.len();
+                list.into_iter().nth(i).ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "adapter {i} does not exist: wgpu found {n} {searched} adapter{} \
+                         (list_adapters_on lists them)",
+                        if n == 1 { "" } else { "s" }
+                    ))
+                })?
+            }
+            None => list.into_iter().next().ok_or_else(|| {
                 Error::NoAdapter(format!(
-                    "adapter {i} does not exist; `hourglass info` lists the adapters"
+                    "wgpu found no {searched} adapter. Install a GPU driver, or Mesa's \
+                     software Vulkan (`apt-get install mesa-vulkan-drivers`) or OpenGL \
+                     (`libegl-mesa0`), or train on the CPU"
                 ))
             })?,
-            None => list.into_iter().next().ok_or_else(|| {
-                Error::NoAdapter(
-                    "wgpu found no Vulkan, Metal or DX12 adapter. Install a GPU driver, or \
-                     Mesa's software Vulkan (`apt-get install mesa-vulkan-drivers`), or use \
-                     --device cpu"
-                        .into(),
-                )
-            })?,
         };
-        let mut summary = summarize(index.unwrap_or(0), &adapter);
+        let mut summary = summarize(index.unwrap_or(0), &adapter, options.cooperative_matrix);
+        // An adapter below what the kernels need (a GLES 3.1 phone with 4 storage buffers per
+        // stage) is refused here, naming the limit, rather than failing at its first pipeline.
+        let short = limits_short_of(&adapter.limits(), &Self::minimum_limits());
+        if !short.is_empty() {
+            return Err(Error::NoAdapter(format!(
+                "{} ({:?}) offers less than Hourglass's kernels need: {}",
+                summary.name,
+                adapter.get_info().backend,
+                short.join(", ")
+            )));
+        }
         // Ask for everything the adapter offers: data sets and large models need big buffers.
         let limits = adapter.limits();
         // Optional features: a pipeline cache that survives the process (adapters without it
@@ -299,10 +360,13 @@ impl GpuContext {
                 slot.get_or_insert_with(|| format!("device lost: {msg}"));
             }
         });
-        let disk = if !features.contains(wgpu::Features::PIPELINE_CACHE) {
-            None
-        } else {
-            DiskCache::open(&device, &adapter.get_info())
+        let disk = match &options.cache_dir {
+            Some(dir)
+                if options.pipeline_cache && features.contains(wgpu::Features::PIPELINE_CACHE) =>
+            {
+                DiskCache::open(&device, &adapter.get_info(), dir)
+            }
+            _ => None,
         };
         // What the device got, which a refusing driver may make less than the adapter offered.
         summary.f16_matrix_units = f16_matrix_units;
@@ -312,7 +376,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::with_disk(disk),
-            tiles: Mutex::new(TileTable::open(&adapter.get_info())),
+            tiles: Mutex::new(TileTable::open(&adapter.get_info(), options)),
             fault,
             external: false,
         }))
@@ -363,6 +427,19 @@ impl GpuContext {
     /// # }
     /// ```
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Result<Arc<Self>> {
+        Self::from_wgpu_with(device, queue, &GpuOptions::default())
+    }
+
+    /// [`GpuContext::from_wgpu`] with `options` for what they say about kernels: the matmul
+    /// tile, autotuning, cooperative matrices and the cache folder (the device's own pipeline
+    /// cache is the application's business: none is created here). `backends` and `adapter`
+    /// are ignored; the application chose them.
+    pub fn from_wgpu_with(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: &GpuOptions,
+    ) -> Result<Arc<Self>> {
+        options.validate()?;
         let info = device.adapter_info();
         let limits = device.limits();
         let short = limits_short_of(&limits, &Self::minimum_limits());
@@ -380,7 +457,7 @@ impl GpuContext {
             &info,
             features,
             &limits,
-            f16_matrix_units(&features, &info),
+            options.cooperative_matrix && f16_matrix_units(&features, &limits, &info),
         );
         Ok(Arc::new(GpuContext {
             adapter: summary,
@@ -388,7 +465,7 @@ impl GpuContext {
             queue,
             limits,
             kernels: KernelCache::default(),
-            tiles: Mutex::new(TileTable::open(&info)),
+            tiles: Mutex::new(TileTable::open(&info, options)),
             fault: Arc::new(Mutex::new(None)),
             external: true,
         }))
@@ -422,13 +499,26 @@ impl GpuContext {
     /// wgpu's `downlevel_defaults` with six storage buffers per shader stage. The kernels bind
     /// up to six storage buffers, two uniform buffers (one at a dynamic offset, 256-byte
     /// aligned) in one bind group, and run workgroups of up to 256 invocations (16 × 16 for the
-    /// products) with up to 8 KiB of workgroup memory, on grids of up to 65,535 workgroups per
-    /// dimension.
+    /// products) within the downlevel 16,352 bytes of workgroup memory (tests/translation.rs;
+    /// the cooperative-matrix matmul, which needs more, asks the device), on grids of up to
+    /// 65,535 workgroups per dimension.
     pub fn minimum_limits() -> wgpu::Limits {
         wgpu::Limits {
             max_storage_buffers_per_shader_stage: 6,
             ..wgpu::Limits::downlevel_defaults()
         }
+    }
+
+    /// Kernel specializations this context compiled that `Kernel::specializations` does not
+    /// list, so the translation tests never checked them for Metal, DX12 and GL (empty unless
+    /// the executor and the list disagree; tests check it).
+    pub fn unlisted_specializations(&self) -> Vec<String> {
+        self.kernels.unlisted()
+    }
+
+    /// The wgpu backend the device runs on.
+    pub fn backend(&self) -> Backend {
+        Backend::of(self.device.adapter_info().backend)
     }
 
     /// True when the device was handed over with [`GpuContext::from_wgpu`].
@@ -499,6 +589,33 @@ fn limits_short_of(have: &wgpu::Limits, need: &wgpu::Limits) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An adapter with every feature and subgroups of 32 still gets no f16 matrix units where
+    /// the cooperative-matrix kernel cannot be translated (DX12, GL): mixed precision then runs
+    /// on the f32-tile kernels with `HALF`.
+    #[test]
+    fn f16_matrix_units_only_where_the_kernel_translates_and_fits() {
+        let with = |backend, shared| {
+            let mut info = wgpu::AdapterInfo::new(wgpu::DeviceType::DiscreteGpu, backend);
+            info.subgroup_min_size = 32;
+            info.subgroup_max_size = 32;
+            let limits = wgpu::Limits {
+                max_compute_workgroup_storage_size: shared,
+                ..wgpu::Limits::default()
+            };
+            f16_matrix_units(&wgpu::Features::all(), &limits, &info)
+        };
+        assert!(with(wgpu::Backend::Vulkan, 32 << 10));
+        assert!(with(wgpu::Backend::Metal, 32 << 10));
+        assert!(!with(wgpu::Backend::Dx12, 32 << 10));
+        assert!(!with(wgpu::Backend::Gl, 32 << 10));
+        // The downlevel 16 KiB (wgpu's default too) cannot hold the kernel's tiles.
+        assert!(!with(wgpu::Backend::Vulkan, 16_352));
+        assert!(!with(
+            wgpu::Backend::Vulkan,
+            wgpu::Limits::default().max_compute_workgroup_storage_size
+        ));
+    }
 
     #[test]
     fn the_minimum_limits_fit_the_kernels() {

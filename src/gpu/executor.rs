@@ -333,7 +333,7 @@ impl GpuExecutor {
     /// Records `ops` once per step into one compute pass and submits it. Nothing is read back.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
         let capture = self.ctx.capture();
-        let encoder = self.record(ops, steps, None);
+        let encoder = self.record(ops, steps, None)?;
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()
     }
@@ -362,7 +362,7 @@ impl GpuExecutor {
             }
         }
         let capture = self.ctx.capture();
-        let mut encoder = self.record(ops, steps, copy_in.as_ref());
+        let mut encoder = self.record(ops, steps, copy_in.as_ref())?;
         if let Some(c) = copy_out {
             encoder.copy_buffer_to_buffer(
                 &self.buffers[c.tensor.buf],
@@ -377,17 +377,28 @@ impl GpuExecutor {
     }
 
     /// Writes the step ring and records `ops` for each of `steps` into a new encoder, after
-    /// `copy_in` when given.
+    /// `copy_in` when given. An error, and nothing recorded, for more than
+    /// [`MAX_STEPS_PER_SUBMIT`] steps or `ops` that are not a range of the graph's ops.
     fn record(
         &self,
         ops: Range<usize>,
         steps: &[StepParams],
         copy_in: Option<&BufferCopy<'_>>,
-    ) -> wgpu::CommandEncoder {
-        assert!(
-            steps.len() <= MAX_STEPS_PER_SUBMIT,
-            "at most {MAX_STEPS_PER_SUBMIT} steps per submission"
-        );
+    ) -> Result<wgpu::CommandEncoder> {
+        if steps.len() > MAX_STEPS_PER_SUBMIT {
+            return Err(Error::Config(format!(
+                "{} steps in one submission; at most {MAX_STEPS_PER_SUBMIT} (split them)",
+                steps.len()
+            )));
+        }
+        if ops.start > ops.end || ops.end > self.graph.ops.len() {
+            return Err(Error::Config(format!(
+                "ops {}..{} are not a range of the graph's {} ops",
+                ops.start,
+                ops.end,
+                self.graph.ops.len()
+            )));
+        }
         let mut ring = vec![0u8; STEP_SLOT as usize * steps.len().max(1)];
         for (k, s) in steps.iter().enumerate() {
             let at = k * STEP_SLOT as usize;
@@ -429,7 +440,7 @@ impl GpuExecutor {
                 }
             }
         }
-        encoder
+        Ok(encoder)
     }
 
     /// Runs `ops` for `steps` and reads `read` back after the last step, in one submission.
@@ -441,7 +452,7 @@ impl GpuExecutor {
     ) -> Result<Vec<f32>> {
         let ctx = self.ctx.clone();
         let capture = ctx.capture();
-        let mut encoder = self.record(ops, steps, None);
+        let mut encoder = self.record(ops, steps, None)?;
         self.copy_to_staging(&mut encoder, read.buf);
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()?;
@@ -535,6 +546,32 @@ impl GpuExecutor {
 }
 
 /// One dispatch.
+/// The dispatches `graph` compiles to, without a device: `(op index, kernel, constants, grid)`
+/// each, with f16 matrix units or not and each product shape's tile from `tile` (for cost
+/// models: `gpu::roofline`).
+pub fn dispatch_plan(
+    graph: &Graph,
+    f16_matrix_units: bool,
+    tile: impl Fn(MatmulShape) -> usize,
+) -> Vec<(usize, Kernel, Constants, [u32; 3])> {
+    let tiles: HashMap<MatmulShape, usize> = graph
+        .ops
+        .iter()
+        .filter_map(matmul_shape)
+        .map(|s| (s, tile(s)))
+        .collect();
+    graph
+        .ops
+        .iter()
+        .enumerate()
+        .flat_map(|(i, op)| {
+            plan(op, f16_matrix_units, &tiles)
+                .into_iter()
+                .map(move |p| (i, p.kernel, p.constants, p.groups))
+        })
+        .collect()
+}
+
 fn one(
     kernel: Kernel,
     constants: Constants,

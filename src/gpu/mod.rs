@@ -10,9 +10,16 @@ mod conv;
 pub mod executor;
 pub mod kernels;
 pub mod matrix;
+pub mod options;
+pub mod roofline;
+pub mod specializations;
 
 pub use autotune::MatmulShape;
-pub use context::{AdapterSummary, GpuContext, list_adapters};
+pub use context::{
+    AdapterSummary, COOP_WORKGROUP_BYTES, GpuContext, cooperative_matrix_translates_to,
+    list_adapters, list_adapters_on,
+};
 pub use executor::{BufferCopy, GpuExecutor};
 pub use kernels::Kernel;
 pub use matrix::DeviceMatrix;
+pub use options::{Autotune, Backend, GpuOptions};

@@ -587,6 +587,15 @@ impl Op {
         }
     }
 
+    /// The views that hold u32 indices or counters (every other view holds f32).
+    pub fn index_views(&self) -> Vec<Tensor> {
+        match self {
+            Op::Gather { order, .. } => vec![*order],
+            Op::GradNorm { health, .. } | Op::LossScale { health, .. } => vec![*health],
+            _ => Vec::new(),
+        }
+    }
+
     /// The buffers the op reads.
     pub fn inputs(&self) -> Vec<Tensor> {
         match self {
@@ -785,16 +794,29 @@ impl Graph {
         self.ops.push(op);
     }
 
-    /// Checks every op's views against its buffers and that no op reads a buffer it writes:
-    /// a graph that passes cannot index out of bounds on either executor.
+    /// Checks every op's views against its buffers (in bounds, of the dtype the op needs) and
+    /// that no op reads a buffer it writes: a graph that passes cannot index out of bounds on
+    /// either executor.
     pub fn validate(&self) -> Result<(), String> {
         for (i, op) in self.ops.iter().enumerate() {
             let outs = op.outputs();
+            let index_views = op.index_views();
             for t in outs.iter().chain(op.inputs().iter()) {
                 let desc = self
                     .buffers
                     .get(t.buf)
                     .ok_or(format!("op {i} ({op:?}) uses missing buffer {}", t.buf))?;
+                let want = if index_views.contains(t) {
+                    DType::U32
+                } else {
+                    DType::F32
+                };
+                if desc.dtype != want {
+                    return Err(format!(
+                        "op {i} needs {want:?} in buffer '{}', which holds {:?}",
+                        desc.name, desc.dtype
+                    ));
+                }
                 if t.end() > desc.len {
                     return Err(format!(
                         "op {i} views {}..{} of buffer '{}' of length {}",
@@ -807,6 +829,32 @@ impl Graph {
             }
             op.check_shapes()
                 .map_err(|e| format!("op {i} ({}): {e}", op.name()))?;
+            if let Op::Matmul {
+                a,
+                b,
+                c,
+                trans_a,
+                trans_b,
+                epilogue,
+                ..
+            } = op
+            {
+                let ((m, k), (kb, n)) = (a.shape(*trans_a), b.shape(*trans_b));
+                let aux_ok = match epilogue {
+                    Epilogue::BiasAct { bias, .. } => bias.len() >= n,
+                    Epilogue::ActGrad { y, .. } | Epilogue::AccumulateActGrad { y, .. } => {
+                        y.len() >= c.len()
+                    }
+                    Epilogue::Store | Epilogue::Accumulate => true,
+                };
+                if k != kb || (c.rows, c.cols) != (m, n) || !aux_ok {
+                    return Err(format!(
+                        "op {i}: a product of {m}×{k} by {kb}×{n} into {}×{} (or its epilogue's \
+                         operand) does not fit",
+                        c.rows, c.cols
+                    ));
+                }
+            }
             for o in &outs {
                 if op.inputs().iter().any(|x| x.buf == o.buf) {
                     return Err(format!(

@@ -463,7 +463,7 @@ impl ModelSpec {
         }
         if self.loss == Loss::Bce && self.output_activation != Activation::Sigmoid {
             return bad(
-                "cross-entropy (--loss bce) needs a sigmoid output (--output-activation sigmoid)"
+                "cross-entropy (loss = bce) needs a sigmoid output (output_activation = sigmoid)"
                     .into(),
             );
         }
@@ -494,7 +494,7 @@ impl ModelSpec {
                     }
                     if self.code_activation != Activation::Sigmoid {
                         return bad("a sparsity target (KL sparsity) needs a sigmoid code \
-                                    (--code-activation sigmoid)"
+                                    (code_activation = sigmoid)"
                             .into());
                     }
                 }
@@ -506,7 +506,7 @@ impl ModelSpec {
             } => {
                 nonneg("the contractive weight λ", lambda)?;
                 if projections == Some(0) {
-                    return bad("--jacobian-projections must be at least 1".into());
+                    return bad("contractive projections must be at least 1".into());
                 }
                 if self.is_conv() && projections.is_none() {
                     return bad("the exact contractive penalty is not available for conv \
@@ -518,7 +518,7 @@ impl ModelSpec {
             Variant::Vae { beta, samples } => {
                 nonneg("the KL weight β", beta)?;
                 if samples == 0 {
-                    return bad("--vae-samples must be at least 1".into());
+                    return bad("VAE samples must be at least 1".into());
                 }
                 if self.is_conv() && self.encoder.len() < 2 {
                     return bad(

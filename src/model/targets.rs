@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::model::{Loss, ModelSpec};
 
 /// The fixes for cross-entropy on data outside [0, 1].
-pub const BCE_RANGE_HINT: &str = "use --loss mse --output-activation identity, or --normalize unit to scale each feature \
-     into [0, 1]";
+pub const BCE_RANGE_HINT: &str = "use loss = mse with output_activation = identity, or Normalize::Unit to scale each \
+     feature into [0, 1]";
 
 /// Checks that `data` can be the targets of `spec`'s loss: with cross-entropy (`Loss::Bce`)
 /// every value must lie in [0, 1]. `what` names the data in the message ("x.npy", "the
@@ -32,7 +32,7 @@ pub fn check_targets(spec: &ModelSpec, data: &Dataset, what: &str) -> Result<()>
         });
     let cols = data.cols.max(1);
     Err(Error::Config(format!(
-        "cross-entropy (--loss bce) needs data in [0, 1], but {what} holds values from {lo} to \
+        "cross-entropy (loss = bce) needs data in [0, 1], but {what} holds values from {lo} to \
          {hi} (the first outside is row {}, feature {}: {}); {BCE_RANGE_HINT}",
         first / cols,
         first % cols,
@@ -55,8 +55,11 @@ mod tests {
         let e = check_targets(&spec, &bad, "x.npy").unwrap_err().to_string();
         assert!(e.contains("x.npy holds values from -2.5 to 7"), "{e}");
         assert!(e.contains("row 1, feature 1: -2.5"), "{e}");
-        assert!(e.contains("--loss mse --output-activation identity"), "{e}");
-        assert!(e.contains("--normalize unit"), "{e}");
+        assert!(
+            e.contains("loss = mse with output_activation = identity"),
+            "{e}"
+        );
+        assert!(e.contains("Normalize::Unit") && !e.contains("--"), "{e}");
         spec.loss = Loss::Mse;
         check_targets(&spec, &bad, "x.npy").unwrap();
     }

@@ -21,7 +21,7 @@ impl Backend {
     pub fn new(device: &Device, graph: Graph) -> Result<Self> {
         crate::limits::check_graph(&graph, device, "the model's graph")?;
         Ok(match device {
-            Device::Cpu => Backend::Cpu(Box::new(CpuExecutor::new(graph))),
+            Device::Cpu => Backend::Cpu(Box::new(CpuExecutor::new(graph)?)),
             Device::Gpu(ctx) => Backend::Gpu(Box::new(GpuExecutor::new(ctx.clone(), graph)?)),
         })
     }
@@ -45,18 +45,24 @@ impl Backend {
         }
     }
 
-    /// Overwrites the start of a float buffer.
+    /// Overwrites the start of a float buffer of the trainer's own graph. Callers pass
+    /// buffers of that graph and data checked against its layout, so a CPU error here is a bug
+    /// of the crate's, not of the caller's input.
     pub fn write(&mut self, buf: BufId, data: &[f32]) {
         match self {
-            Backend::Cpu(e) => e.write(buf, data),
+            Backend::Cpu(e) => e
+                .write(buf, data)
+                .expect("the trainer writes its own graph's float buffers"),
             Backend::Gpu(e) => e.write(buf, data),
         }
     }
 
-    /// Overwrites the start of an index buffer.
+    /// Overwrites the start of an index buffer (as [`Backend::write`]).
     pub fn write_u32(&mut self, buf: BufId, data: &[u32]) {
         match self {
-            Backend::Cpu(e) => e.write_u32(buf, data),
+            Backend::Cpu(e) => e
+                .write_u32(buf, data)
+                .expect("the trainer writes its own graph's index buffers"),
             Backend::Gpu(e) => e.write_u32(buf, data),
         }
     }
@@ -64,10 +70,7 @@ impl Backend {
     /// Runs `ops` for each step.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
         match self {
-            Backend::Cpu(e) => {
-                e.run(ops, steps);
-                Ok(())
-            }
+            Backend::Cpu(e) => e.run(ops, steps),
             Backend::Gpu(e) => e.run(ops, steps),
         }
     }
@@ -81,8 +84,8 @@ impl Backend {
     ) -> Result<Vec<f32>> {
         match self {
             Backend::Cpu(e) => {
-                e.run(ops, steps);
-                Ok(e.view(t).to_vec())
+                e.run(ops, steps)?;
+                Ok(e.view(t)?.to_vec())
             }
             Backend::Gpu(e) => e.run_and_read(ops, steps, t),
         }
@@ -91,7 +94,7 @@ impl Backend {
     /// Reads a view of an index buffer back.
     pub fn read_u32(&mut self, t: Tensor) -> Result<Vec<u32>> {
         match self {
-            Backend::Cpu(e) => Ok(e.view_u32(t).to_vec()),
+            Backend::Cpu(e) => Ok(e.view_u32(t)?.to_vec()),
             // The read-back is raw bytes: reinterpret them.
             Backend::Gpu(e) => Ok(e.read(t)?.iter().map(|x| x.to_bits()).collect()),
         }
@@ -100,7 +103,7 @@ impl Backend {
     /// Reads a view back.
     pub fn read(&mut self, t: Tensor) -> Result<Vec<f32>> {
         match self {
-            Backend::Cpu(e) => Ok(e.view(t).to_vec()),
+            Backend::Cpu(e) => Ok(e.view(t)?.to_vec()),
             Backend::Gpu(e) => e.read(t),
         }
     }

@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, list_adapters};
+use crate::gpu::{GpuContext, GpuOptions, list_adapters_on};
+
+/// How the note of an `Auto` that found no hardware adapter begins (a front end may reword the
+/// rest in its own terms).
+pub const NO_HARDWARE_ADAPTER: &str = "no hardware GPU adapter found";
 
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -63,17 +67,35 @@ impl Device {
     /// [`Device::open`] for work other than training: `doing` words the note ("encoding",
     /// "evaluating": "no hardware GPU adapter found; encoding on the CPU").
     pub fn open_for(choice: DeviceChoice, doing: &str) -> Result<(Device, Option<String>)> {
+        Device::open_with(choice, &GpuOptions::default(), doing)
+    }
+
+    /// [`Device::open_for`] with the GPU configured by `options` (backends, adapter, cache
+    /// folder, ...). With `Auto` and an explicit [`GpuOptions::adapter`], that adapter is
+    /// opened whatever its type.
+    pub fn open_with(
+        choice: DeviceChoice,
+        options: &GpuOptions,
+        doing: &str,
+    ) -> Result<(Device, Option<String>)> {
         match choice {
             DeviceChoice::Cpu => Ok((Device::Cpu, None)),
-            DeviceChoice::Gpu => Ok((Device::Gpu(GpuContext::new(None)?), None)),
+            DeviceChoice::Gpu => Ok((Device::Gpu(GpuContext::with_options(options)?), None)),
+            DeviceChoice::Auto if options.adapter.is_some() => {
+                Ok((Device::Gpu(GpuContext::with_options(options)?), None))
+            }
             DeviceChoice::Auto => {
                 // A software rasterizer such as lavapipe runs WGSL correctly but far slower
                 // than the native CPU path, so `auto` only takes hardware adapters.
-                let hardware = list_adapters()
+                let hardware = list_adapters_on(options.backends)
                     .into_iter()
                     .find(|a| a.device_type != "Cpu" && a.device_type != "Other");
+                let with = |index| GpuOptions {
+                    adapter: Some(index),
+                    ..options.clone()
+                };
                 match hardware {
-                    Some(a) => match GpuContext::new(Some(a.index)) {
+                    Some(a) => match GpuContext::with_options(&with(a.index)) {
                         Ok(ctx) => Ok((Device::Gpu(ctx), None)),
                         Err(e) => Ok((
                             Device::Cpu,
@@ -83,8 +105,8 @@ impl Device {
                     None => Ok((
                         Device::Cpu,
                         Some(format!(
-                            "no hardware GPU adapter found; {doing} on the CPU (--device gpu \
-                             uses a software adapter such as lavapipe if present)"
+                            "{NO_HARDWARE_ADAPTER}; {doing} on the CPU (DeviceChoice::Gpu uses \
+                             a software adapter such as lavapipe if present)"
                         )),
                     )),
                 }

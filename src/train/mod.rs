@@ -87,7 +87,7 @@ impl NonFinitePolicy {
             "skip-step" | "skip_step" => Ok(NonFinitePolicy::SkipStep),
             "reduce-lr" | "reduce_lr" => Ok(NonFinitePolicy::ReduceLr),
             other => Err(Error::Config(format!(
-                "unknown --on-nonfinite '{other}' (expected stop, skip-step or reduce-lr)"
+                "unknown on_nonfinite policy '{other}' (expected stop, skip-step or reduce-lr)"
             ))),
         }
     }
@@ -292,7 +292,7 @@ impl Trainer {
             && !(c.is_finite() && c > 0.0)
         {
             return Err(Error::Config(format!(
-                "--clip-grad-norm must be positive, got {c}"
+                "clip_grad_norm must be positive, got {c}"
             )));
         }
         if config.batch_size == 0 {
@@ -307,7 +307,7 @@ impl Trainer {
         if data.rows < config.batch_size && config.drop_last {
             return Err(Error::Config(format!(
                 "the batch size {} is larger than the data set ({} examples), so drop_last \
-                 (--drop-last) leaves no whole batch to train on; leave it out to train on all \
+                 leaves no whole batch to train on; turn drop_last off to train on all \
                  of them as one batch per epoch",
                 config.batch_size, data.rows
             )));

@@ -5,16 +5,42 @@
 use std::sync::{Arc, OnceLock};
 
 use hourglass::cpu::CpuExecutor;
-use hourglass::gpu::{GpuContext, GpuExecutor};
+use hourglass::gpu::{Backend, GpuContext, GpuExecutor, GpuOptions};
 use hourglass::graph::{BufferDesc, DType, Graph, StepParams};
 use hourglass::rng::{Sequence, Stream};
 
-/// The GPU every test in this binary shares. Fails the test when no adapter exists: in CI
-/// (`CI` set) always; elsewhere unless `HOURGLASS_SKIP_GPU_TESTS=1` is set, which then skips.
+/// The backend the GPU tests run on: `HOURGLASS_TEST_BACKEND` (`vulkan`, `gl`, ...; a test-only
+/// variable: tests may read the environment, the library may not), else wgpu's primary
+/// backends. CI runs the GPU test binaries once with each of the default and `gl`.
+pub fn test_backend() -> Backend {
+    match std::env::var("HOURGLASS_TEST_BACKEND") {
+        Ok(v) if !v.is_empty() => {
+            Backend::parse(&v).unwrap_or_else(|e| panic!("HOURGLASS_TEST_BACKEND: {e}"))
+        }
+        _ => Backend::Auto,
+    }
+}
+
+/// The options of the tests' GPU contexts: [`test_backend`], and no cache folder.
+pub fn gpu_options() -> GpuOptions {
+    GpuOptions::default().with_backends(test_backend())
+}
+
+/// The GPU every test in this binary shares, on [`test_backend`]. Fails the test when no
+/// adapter exists: in CI (`CI` set) always; elsewhere unless `HOURGLASS_SKIP_GPU_TESTS=1` is
+/// set, which then skips.
 pub fn gpu() -> Option<Arc<GpuContext>> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
-    match CTX.get_or_init(|| GpuContext::new(None).map_err(|e| e.to_string())) {
-        Ok(ctx) => Some(ctx.clone()),
+    match CTX.get_or_init(|| GpuContext::with_options(&gpu_options()).map_err(|e| e.to_string())) {
+        Ok(ctx) => {
+            let want = test_backend();
+            assert!(
+                want == Backend::Auto || ctx.backend() == want,
+                "HOURGLASS_TEST_BACKEND={want:?} but the context runs on {:?}",
+                ctx.backend()
+            );
+            Some(ctx.clone())
+        }
         Err(e) => {
             let skip = std::env::var("HOURGLASS_SKIP_GPU_TESTS").is_ok_and(|v| v == "1")
                 && std::env::var("CI").is_err();
@@ -171,21 +197,21 @@ pub fn compare_executors(
     tol: impl Fn(&str) -> f64,
 ) -> f64 {
     let Some(ctx) = gpu() else { return 0.0 };
-    let mut cpu = CpuExecutor::<f32>::new(graph.clone());
+    let mut cpu = CpuExecutor::<f32>::new(graph.clone()).expect("CPU executor");
     let mut dev = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
     for (id, desc) in graph.buffers.iter().enumerate() {
         if desc.dtype == DType::F32 {
             let (lo, hi) = range(desc);
             let v = random(desc.len, lo, hi, 1000 + id as u64);
-            cpu.write(id, &v);
+            cpu.write(id, &v).unwrap();
             dev.write(id, &v);
         }
     }
     for (id, v) in indices {
-        cpu.write_u32(*id, v);
+        cpu.write_u32(*id, v).unwrap();
         dev.write_u32(*id, v);
     }
-    cpu.run(ops.clone(), &[step]);
+    cpu.run(ops.clone(), &[step]).unwrap();
     dev.run(ops, &[step]).expect("GPU run");
     let mut worst = 0.0f64;
     for (id, desc) in graph.buffers.iter().enumerate() {
@@ -194,7 +220,7 @@ pub fn compare_executors(
             let e = assert_close(
                 &format!("{what}: buffer '{}'", desc.name),
                 &got,
-                cpu.read(id),
+                cpu.read(id).unwrap(),
                 tol(&desc.name),
             );
             worst = worst.max(e);

@@ -13,7 +13,8 @@ pub const EXAMPLES: &str = "Examples:
   hourglass bench --workload all --device both
   hourglass bench --workload mnist_ae --device gpu --seconds 10 --json
   hourglass bench --workload mnist_ae,cae --device cpu --batch 1024 --seconds 10
-  hourglass bench --workload cae --device cpu --profile   # where the CPU step goes, per op";
+  hourglass bench --workload cae --device cpu --profile   # where the CPU step goes, per op
+  hourglass bench --workload mnist_ae --device gpu --profile --target h200   # + roofline per dispatch";
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -43,6 +44,12 @@ pub struct BenchArgs {
     /// lines get an `ops` array): fastest and mean milliseconds per op.
     #[arg(long)]
     profile: bool,
+    /// Also estimate each workload's step on this GPU (h200) with a roofline model; with
+    /// --profile, per dispatch.
+    #[arg(long, value_name = "GPU")]
+    target: Option<String>,
+    #[command(flatten)]
+    gpu: crate::gpu_options::GpuArgs,
 }
 
 pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
@@ -70,13 +77,19 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         "both" => vec![DeviceChoice::Gpu, DeviceChoice::Cpu],
         other => {
             return Err(Error::Config(format!(
-                "unknown device '{other}' (expected gpu, cpu or both)"
+                "unknown --device '{other}' (expected gpu, cpu or both)"
             )));
         }
     };
+    let target = args
+        .target
+        .as_deref()
+        .map(crate::estimate::target)
+        .transpose()?;
+    let options = args.gpu.options()?;
     let devices: Vec<Device> = choices
         .into_iter()
-        .map(|c| Device::open(c).map(|(d, _)| d))
+        .map(|c| Device::open_with(c, &options, "benchmarking").map(|(d, _)| d))
         .collect::<Result<_>>()?;
     // The CPU's GEMM ceiling through the executor's own matrix product, measured just before
     // and just after each CPU workload (the operands stay allocated between measurements); each
@@ -102,6 +115,9 @@ pub fn run_bench(args: BenchArgs, ui: Ui) -> Result<()> {
         );
     }
     for w in &workloads {
+        if let Some(t) = &target {
+            crate::estimate::print(w, precision, t, args.profile, args.json);
+        }
         let mut results: Vec<BenchResult> = Vec::new();
         for d in &devices {
             let cpu = matches!(d, Device::Cpu);

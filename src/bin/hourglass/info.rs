@@ -1,10 +1,21 @@
 //! `hourglass info`: what wgpu sees, each adapter's limits, and what `--device auto` picks.
 
-use hourglass::gpu::{GpuContext, list_adapters};
+use clap::Args;
+use hourglass::gpu::{Backend, GpuContext, GpuOptions, list_adapters_on};
+
+use crate::gpu_options::GpuArgs;
 
 const MIB: u64 = 1 << 20;
 
-pub fn run() -> hourglass::Result<()> {
+/// `hourglass info [--backend B]`.
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+}
+
+pub fn run(args: InfoArgs) -> hourglass::Result<()> {
+    let options = args.gpu.options()?;
     let features = if cfg!(hourglass_openblas) {
         "cli, openblas"
     } else {
@@ -19,11 +30,19 @@ pub fn run() -> hourglass::Result<()> {
         "CPU: the reference executor, always available (--device cpu): {}",
         hourglass::cpu::describe()
     );
-    let adapters = list_adapters();
+    let adapters = list_adapters_on(options.backends);
+    let searched = match options.backends {
+        Backend::Auto => "Vulkan, Metal, DX12".to_string(),
+        b => format!("{b:?}"),
+    };
+    outln!(
+        "GPU backends searched: {searched} (--backend {})",
+        options.backends.name()
+    );
     if adapters.is_empty() {
         outln!(
-            "GPU: no adapters found (Vulkan, Metal, DX12). Install a driver, or Mesa's software \
-             Vulkan (apt-get install mesa-vulkan-drivers)"
+            "GPU: no adapters found ({searched}). Install a driver, or Mesa's software Vulkan \
+             (apt-get install mesa-vulkan-drivers) or OpenGL (libegl-mesa0, --backend gl)"
         );
     }
     // `auto` takes the first hardware adapter; software ones (lavapipe) only with --device gpu.
@@ -63,7 +82,13 @@ pub fn run() -> hourglass::Result<()> {
             }
         );
         // The limits the device is created with (all the adapter offers).
-        match GpuContext::new(Some(a.index)) {
+        // Opened to read its limits only: no cache folder, so nothing is written.
+        let open = GpuOptions {
+            adapter: Some(a.index),
+            cache_dir: None,
+            ..options.clone()
+        };
+        match GpuContext::with_options(&open) {
             Ok(ctx) => {
                 let l = &ctx.limits;
                 outln!(

@@ -7,8 +7,11 @@ mod analysis;
 mod bench;
 mod config;
 mod encode;
+mod estimate;
 mod eval;
 mod fit;
+mod flag_names;
+mod gpu_options;
 mod headless;
 mod info;
 mod limits;
@@ -78,8 +81,8 @@ enum Command {
     #[command(after_help = bench::EXAMPLES)]
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu sees, with backend, type, features and limits.
-    #[command(after_help = "Example:\n  hourglass info")]
-    Info,
+    #[command(after_help = "Examples:\n  hourglass info\n  hourglass info --backend gl")]
+    Info(info::InfoArgs),
 }
 
 /// Where a command's messages go: notes on stderr and progress on stdout, both silenced by
@@ -116,6 +119,9 @@ impl Ui {
 
 fn main() -> ExitCode {
     headless::probe_without_display();
+    // The command line owns its process: OpenBLAS may be made single-threaded, so the CPU
+    // executor's products run one OpenBLAS call per rayon thread (see set_openblas_serial).
+    hourglass::cpu::set_openblas_serial(true);
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => return output::clap_error(&e),
@@ -143,7 +149,7 @@ fn main() -> ExitCode {
         Command::Field(args) => analysis::run_field(args, ui),
         Command::Traverse(args) => analysis::run_traverse(args, ui),
         Command::Bench(args) => bench::run_bench(args, ui),
-        Command::Info => info::run(),
+        Command::Info(args) => info::run(args),
     };
     output::exit_code(result, fit::was_interrupted(), prints_product)
 }

@@ -58,7 +58,10 @@ pub fn exit_code(
         .take();
     match result {
         Err(e) => {
-            errln!("error: {}", one_line(&e.to_string()));
+            errln!(
+                "error: {}",
+                one_line(&crate::flag_names::in_cli_terms(&e.to_string()))
+            );
             match e {
                 hourglass::Error::Gpu(_) | hourglass::Error::NonFinite { .. } => ExitCode::from(1),
                 _ => ExitCode::from(2),

@@ -98,15 +98,22 @@ pub struct DeviceArg {
     /// lavapipe included) or cpu.
     #[arg(long, default_value = "auto", value_name = "auto|gpu|cpu")]
     pub device: String,
+    /// `--backend` and `--adapter`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub gpu: crate::gpu_options::GpuArgs,
 }
 
 impl DeviceArg {
     /// Opens the device, telling the user when `auto` fell back or chose the CPU, in the words
     /// of the command's work (`doing`: "training", "encoding", ...).
     pub fn open(&self, ui: Ui, doing: &str) -> Result<Device> {
-        let (device, note) = Device::open_for(DeviceChoice::parse(&self.device)?, doing)?;
+        let choice = DeviceChoice::parse(&self.device)
+            .map_err(|e| crate::gpu_options::flag_error("--device", e))?;
+        let options = self.gpu.options()?;
+        let (device, note) = Device::open_with(choice, &options, doing)?;
         if let Some(note) = note {
-            ui.note(&note);
+            ui.note(&crate::gpu_options::reword_note(&note));
         }
         Ok(device)
     }

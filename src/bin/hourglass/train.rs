@@ -709,7 +709,12 @@ fn run_rank(
         resolved.epochs = Some(DEFAULT_EPOCHS);
     }
     flags_from_spec(&mut resolved, &spec);
-    let config_toml = config_text(&resolved)?;
+    crate::gpu_options::record_device(&mut resolved.device.gpu, &device);
+    let config_toml = format!(
+        "{}{}",
+        config_text(&resolved)?,
+        crate::gpu_options::device_comment(&device)
+    );
 
     fit::fit(fit::Run {
         args: &resolved,

@@ -67,6 +67,14 @@ pub fn unused_flags(
             ),
         ),
     ];
+    for (id, flag) in [("backend", "--backend"), ("adapter", "--adapter")] {
+        checks.push((
+            id,
+            flag,
+            args.device.device == "cpu",
+            "it chooses a GPU, and --device cpu trains on the CPU".into(),
+        ));
+    }
     for (id, flag, wanted) in [
         ("sparsity", "--sparsity", "sparse or psd"),
         ("prediction", "--prediction", "psd"),

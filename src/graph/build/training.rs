@@ -256,8 +256,8 @@ pub fn build_training_graph_with_tail(
 
     // The tail step: the same program at its own batch size, on its own activation buffers
     // (named `tail.*`).
-    let tail = tail.map(|rows| {
-        assert!(rows > 0, "a tail batch has at least one row");
+    // A tail of no rows is no tail step.
+    let tail = tail.filter(|&rows| rows > 0).map(|rows| {
         let first_buffer = g.buffers.len();
         let step = append_step(&mut g, spec, &layout, shared, rows);
         for b in &mut g.buffers[first_buffer..] {

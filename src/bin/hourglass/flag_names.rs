@@ -1,0 +1,94 @@
+//! Library errors name the library's settings (`loss = bce`, `drop_last`, `clip_grad_norm`);
+//! the command line reports them with its flags. This room is the one table from the former to
+//! the latter, applied to every error the CLI prints (`output::exit_code`).
+
+/// `(library wording, command-line wording)`, applied in order.
+const FLAGS: [(&str, &str); 12] = [
+    ("(loss = bce)", "(--loss bce)"),
+    (
+        "(output_activation = sigmoid)",
+        "(--output-activation sigmoid)",
+    ),
+    ("(code_activation = sigmoid)", "(--code-activation sigmoid)"),
+    (
+        "use loss = mse with output_activation = identity, or Normalize::Unit to scale each feature",
+        "use --loss mse --output-activation identity, or --normalize unit to scale each feature",
+    ),
+    (
+        "contractive projections must",
+        "--jacobian-projections must",
+    ),
+    ("VAE samples must", "--vae-samples must"),
+    ("unknown on_nonfinite policy '", "unknown --on-nonfinite '"),
+    (
+        "clip_grad_norm must be positive",
+        "--clip-grad-norm must be positive",
+    ),
+    (
+        "so drop_last leaves no whole batch to train on; turn drop_last off to train",
+        "so drop_last (--drop-last) leaves no whole batch to train on; leave it out to train",
+    ),
+    ("the CSV header setting must be", "--csv-header must be"),
+    ("bench batch ", "--batch "),
+    (
+        "(list_adapters_on lists them)",
+        "(`hourglass info --backend B` lists them)",
+    ),
+];
+
+/// `message` with the library's setting names replaced by the command line's flags.
+pub fn in_cli_terms(message: &str) -> String {
+    FLAGS
+        .iter()
+        .fold(message.to_string(), |m, (lib, cli)| m.replace(lib, cli))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hourglass::model::{Activation, Loss, ModelSpec, Variant};
+
+    /// Each library message of the table, produced by the library itself, comes out in flags.
+    #[test]
+    fn library_messages_come_out_with_their_flags() {
+        let mut spec = ModelSpec::mirrored(&[4, 2]);
+        spec.loss = Loss::Bce;
+        spec.output_activation = Activation::Identity;
+        let e = spec.validate().unwrap_err().to_string();
+        assert!(!e.contains("--"), "the library names no flag: {e}");
+        assert!(
+            in_cli_terms(&e)
+                .contains("(--loss bce) needs a sigmoid output (--output-activation sigmoid)"),
+            "{e}"
+        );
+        let mut vae = ModelSpec::mirrored(&[4, 2]);
+        vae.variant = Variant::Vae {
+            beta: 1.0,
+            samples: 0,
+        };
+        let e = vae.validate().unwrap_err().to_string();
+        assert!(
+            in_cli_terms(&e).contains("--vae-samples must be at least 1"),
+            "{e}"
+        );
+        let e = hourglass::train::NonFinitePolicy::parse("never")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            in_cli_terms(&e).contains("unknown --on-nonfinite 'never'"),
+            "{e}"
+        );
+        let e = hourglass::data::csv::CsvHeader::parse("maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            in_cli_terms(&e).contains("--csv-header must be yes, no or auto"),
+            "{e}"
+        );
+        let e = hourglass::model::BCE_RANGE_HINT;
+        assert!(
+            in_cli_terms(e)
+                .starts_with("use --loss mse --output-activation identity, or --normalize unit")
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! The executors' public API returns errors, never panics, on what a caller can get wrong: a
+//! graph that does not validate (missing buffers, views past their end, a float op on an index
+//! buffer), writes and reads of the wrong dtype or length, op ranges outside the graph, and
+//! more steps in one GPU submission than the step ring holds.
+
+mod common;
+
+use hourglass::cpu::CpuExecutor;
+use hourglass::gpu::GpuExecutor;
+use hourglass::gpu::executor::MAX_STEPS_PER_SUBMIT;
+use hourglass::graph::{Graph, Op, StepParams, Tensor};
+use hourglass::model::Activation;
+
+fn tanh_graph() -> (Graph, Tensor, Tensor, Tensor) {
+    let mut g = Graph::default();
+    let x = g.matrix("x", 2, 3);
+    let y = g.matrix("y", 2, 3);
+    let idx = g.u32_matrix("order", 1, 4);
+    g.push(Op::Activation {
+        x,
+        y,
+        act: Activation::Tanh,
+    });
+    (g, x, y, idx)
+}
+
+fn err<T>(r: hourglass::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_graph_that_does_not_validate_is_an_error() {
+    let (mut g, x, _, idx) = tanh_graph();
+    let missing = Tensor { buf: 99, ..x };
+    g.push(Op::Activation {
+        x,
+        y: missing,
+        act: Activation::Relu,
+    });
+    let e = err(CpuExecutor::<f32>::new(g));
+    assert!(e.contains("missing buffer 99"), "{e}");
+
+    // A float op on the index buffer.
+    let (mut g, x, _, _) = tanh_graph();
+    g.push(Op::Activation {
+        x: Tensor {
+            rows: 1,
+            cols: 4,
+            ..x
+        },
+        y: idx,
+        act: Activation::Relu,
+    });
+    let e = err(CpuExecutor::<f32>::new(g));
+    assert!(e.contains("needs F32") && e.contains("'order'"), "{e}");
+
+    // A product whose inner sizes disagree (2×3 by 4×5) would index past its operands.
+    let mut g = Graph::default();
+    let (a, b, c) = (
+        g.matrix("a", 2, 3),
+        g.matrix("b", 4, 5),
+        g.matrix("c", 2, 5),
+    );
+    g.push(Op::Matmul {
+        a,
+        b,
+        c,
+        trans_a: false,
+        trans_b: false,
+        epilogue: hourglass::graph::Epilogue::Store,
+        gradient: None,
+        loss_scale: None,
+    });
+    let e = err(CpuExecutor::<f32>::new(g.clone()));
+    assert!(e.contains("2×3 by 4×5"), "{e}");
+    if let Some(ctx) = common::gpu() {
+        assert!(err(GpuExecutor::new(ctx, g)).contains("2×3 by 4×5"));
+    }
+}
+
+#[test]
+fn cpu_reads_writes_and_runs_check_what_they_are_given() {
+    let (g, x, y, idx) = tanh_graph();
+    let mut cpu = CpuExecutor::<f32>::new(g).expect("valid graph");
+    assert!(err(cpu.write(idx.buf, &[1.0])).contains("holds indices"));
+    assert!(err(cpu.write_u32(x.buf, &[1])).contains("holds floats"));
+    assert!(err(cpu.write(x.buf, &[0.0; 7])).contains("7 values do not fit"));
+    assert!(err(cpu.write(42, &[0.0])).contains("buffer 42 does not exist"));
+    assert!(err(cpu.read(idx.buf)).contains("holds indices"));
+    assert!(err(cpu.view_u32(x)).contains("holds floats"));
+    let past = Tensor { offset: 4, ..y };
+    assert!(err(cpu.view(past)).contains("runs past buffer"));
+    let e = err(cpu.run(0..2, &[StepParams::default()]));
+    assert!(e.contains("ops 0..2") && e.contains("1 ops"), "{e}");
+    // And what is right still works.
+    cpu.write(x.buf, &[0.5; 6]).unwrap();
+    cpu.run(0..1, &[StepParams::default()]).unwrap();
+    assert!((cpu.view(y).unwrap()[0] - 0.5f32.tanh()).abs() < 1e-6);
+}
+
+#[test]
+fn gpu_runs_check_their_steps_and_ops() {
+    let Some(ctx) = common::gpu() else { return };
+    let (g, _, y, _) = tanh_graph();
+    let mut dev = GpuExecutor::new(ctx, g).expect("executor");
+    let steps = vec![StepParams::default(); MAX_STEPS_PER_SUBMIT + 1];
+    let e = err(dev.run(0..1, &steps));
+    assert!(
+        e.contains(&format!("at most {MAX_STEPS_PER_SUBMIT}")),
+        "{e}"
+    );
+    let e = err(dev.run_and_read(0..3, &[StepParams::default()], y));
+    assert!(e.contains("ops 0..3"), "{e}");
+    // The executor is still usable after refusing.
+    dev.run(0..1, &steps[..MAX_STEPS_PER_SUBMIT])
+        .expect("64 steps run");
+}

@@ -5,6 +5,9 @@
 //!
 //! The probe links a three-line program against `-lopenblas` with the same `rustc`, using
 //! pkg-config's search path when pkg-config knows OpenBLAS. It sets `cfg(hourglass_openblas)`.
+//! CI checks the fallback on a machine that has OpenBLAS by making the probe look for a library
+//! that does not exist: `HOURGLASS_OPENBLAS_PROBE_LIB=absent cargo check` (a build-time knob
+//! for that test only; the built library reads no environment).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +15,7 @@ use std::process::Command;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(hourglass_openblas)");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=HOURGLASS_OPENBLAS_PROBE_LIB");
     let forced = std::env::var_os("CARGO_FEATURE_OPENBLAS").is_some();
     let rust_only = std::env::var_os("CARGO_FEATURE_RUST_GEMM").is_some();
     if forced && rust_only {
@@ -63,9 +67,12 @@ fn probe(search: Option<&Path>) -> bool {
     };
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let source = out_dir.join("openblas_probe.rs");
-    let program = "#[link(name = \"openblas\")]\n\
-                   unsafe extern \"C\" { fn openblas_set_num_threads(n: i32); }\n\
-                   fn main() { unsafe { openblas_set_num_threads(1) } }\n";
+    let lib = std::env::var("HOURGLASS_OPENBLAS_PROBE_LIB").unwrap_or_else(|_| "openblas".into());
+    let program = format!(
+        "#[link(name = \"{lib}\")]\n\
+         unsafe extern \"C\" {{ fn openblas_set_num_threads(n: i32); }}\n\
+         fn main() {{ unsafe {{ openblas_set_num_threads(1) }} }}\n"
+    );
     if std::fs::write(&source, program).is_err() {
         return false;
     }

@@ -565,7 +565,14 @@ pub fn dispatch_plan(
         .iter()
         .enumerate()
         .flat_map(|(i, op)| {
-            plan(op, f16_matrix_units, &tiles)
+            // The conv ops' dispatches as the executor records them (a plan that does not fit
+            // a grid records none here: building the executor reports it).
+            let mut scratch = |_len: usize| Resource::Scratch(0);
+            let plans = match crate::gpu::conv::plan(op, &mut scratch) {
+                Some(conv) => conv.unwrap_or_default(),
+                None => plan(op, f16_matrix_units, &tiles),
+            };
+            plans
                 .into_iter()
                 .map(move |p| (i, p.kernel, p.constants, p.groups))
         })

@@ -119,6 +119,11 @@ fn op_cost(op: &Op) -> (f64, f64, f64) {
             let (m, k) = a.shape(trans_a);
             2.0 * m as f64 * c.cols as f64 * k as f64 + 4.0 * c.len() as f64
         }
+        // The three conv products are each one multiply-accumulate per (output position,
+        // input channel, tap); the epilogue as for a matmul.
+        Op::Conv2d { shape, .. }
+        | Op::Conv2dInputGrad { shape, .. }
+        | Op::Conv2dWeightGrad { shape, .. } => 2.0 * shape.macs() as f64 + 4.0 * written,
         // A handful of FLOPs per element for the element-wise kernels and reductions.
         _ => 4.0 * read.max(written),
     };
@@ -242,5 +247,29 @@ mod tests {
         assert!((tiny.seconds - 5e-6).abs() < 1e-8);
         assert!((e.step_s - big.seconds - tiny.seconds).abs() < 1e-12);
         assert!(Target::named("H200").is_some() && Target::named("a100").is_none());
+    }
+
+    #[test]
+    fn a_convolution_is_charged_its_multiply_accumulates() {
+        let shape = crate::graph::conv::ConvShape::new(256, 32, 14, 14, 64, 3, 2, 1).unwrap();
+        let mut g = Graph::default();
+        let x = g.matrix("x", 256, shape.in_len());
+        let w = g.matrix("w", 64, 32 * 9);
+        let y = g.matrix("y", 256, shape.out_len());
+        g.push(Op::Conv2d {
+            x,
+            w,
+            y,
+            shape,
+            epilogue: Epilogue::Store,
+        });
+        let e = estimate(&g, &Target::H200);
+        let flops: f64 = e.dispatches.iter().map(|d| d.flops).sum();
+        let macs = (256 * 64 * 7 * 7 * 32 * 9) as f64;
+        assert_eq!(shape.macs() as f64, macs);
+        assert!(
+            (flops - 2.0 * macs - 4.0 * y.len() as f64).abs() < 1.0,
+            "{flops}"
+        );
     }
 }

@@ -3,21 +3,15 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hourglass::data::npy::write_npy;
 use hourglass::io::checkpoint;
 use hourglass::model::{ModelSpec, Parameters};
 use safetensors::{Dtype, SafeTensors};
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hourglass-cli-{name}-{}", std::process::id()));

@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use hourglass::analysis::hashing::{binarize, pack_bits};
 use hourglass::data::npy::{read_npy, write_npy};
@@ -14,14 +16,6 @@ use hourglass::io::checkpoint;
 use hourglass::model::Variant;
 use hourglass::viz::{FIELD_PLOT_SIZE, GAP, MIN_TILE, PAD, SCATTER_SIZE};
 use hourglass::{Activation, Autoencoder, Dataset, Device, ModelSpec, Parameters};
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(

@@ -6,20 +6,13 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hourglass::data::npy::{read_npy, write_npy};
 use hourglass::io::checkpoint;
 use hourglass::{ModelSpec, Parameters};
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir =

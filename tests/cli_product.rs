@@ -5,22 +5,15 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hourglass::data::npy::{read_npy, write_npy};
 use hourglass::viz::{GAP, MIN_TILE, PAD};
 use safetensors::SafeTensors;
 use serde_json::Value;
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hourglass-product-{name}-{}", std::process::id()));

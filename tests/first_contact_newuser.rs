@@ -6,19 +6,13 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use hourglass::data::npy::write_npy;
 use hourglass::io::checkpoint;
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

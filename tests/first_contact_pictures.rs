@@ -7,22 +7,15 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hourglass::data::npy::{read_npy, write_npy};
 use hourglass::io::checkpoint;
 use hourglass::viz::{BACKGROUND, GAP, LOSS_PLOT_SIZE, MIN_TILE, PAD, TERM_PANEL_HEIGHT};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
-}
 
 fn ok(args: &[&str]) -> String {
     let out = hourglass(args);

@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::cli::hourglass;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hourglass::data::npy::{read_npy, write_npy};
 use hourglass::io::checkpoint;
@@ -17,14 +18,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch");
     dir
-}
-
-fn hourglass(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hourglass"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
-        .output()
-        .expect("run hourglass")
 }
 
 /// 96 rows of 8×8 "images" in [0, 1].

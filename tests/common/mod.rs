@@ -2,6 +2,8 @@
 //! comparison that prints where two results disagree.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod gradcheck;
 
 use std::sync::{Arc, OnceLock};

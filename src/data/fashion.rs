@@ -66,7 +66,7 @@ fn find(dir: &Path, split: Split, what: &str) -> Result<PathBuf> {
                 format!(
                     "no {stem}[.gz] here. Install Debian's dataset-fashion-mnist package \
                      (files in {DEFAULT_DIR}), or download the four IDX files from \
-                     https://github.com/zalandoresearch/fashion-mnist and pass --data-dir DIR",
+                     https://github.com/zalandoresearch/fashion-mnist and give their folder as the data directory",
                     stem = stems[0]
                 ),
             )
@@ -169,7 +169,7 @@ mod tests {
         let dir = scratch("empty");
         let e = load_images(&dir, Split::Train).unwrap_err().to_string();
         assert!(e.contains("no train-images-idx3-ubyte[.gz]"), "{e}");
-        assert!(e.contains("--data-dir"), "{e}");
+        assert!(e.contains("give their folder as the data directory"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -50,8 +50,8 @@ impl Autoencoder {
     pub fn infer(&mut self, data: &Dataset, max_iterations: usize) -> Result<Inferred> {
         if self.spec.psd_settings().is_none() {
             return Err(Error::Config(
-                "--infer runs the sparse-code inference of a PSD model (--variant psd); this \
-                 model has a feed-forward encoder only: leave out --infer"
+                "infer runs the sparse-code inference of a PSD model (variant = psd); this \
+                 model has a feed-forward encoder only: encode it without infer"
                     .into(),
             ));
         }

@@ -261,7 +261,7 @@ pub fn split_tokens(tokens: &[EncoderToken]) -> Result<EncoderLayers> {
                 if out.input_shape.is_none() {
                     return Err(Error::Config(format!(
                         "encoder token {n} ('{c}'): conv layers need the input shape first \
-                         (e.g. --encoder 1x28x28,{c},32)"
+                         (e.g. encoder = 1x28x28,{c},32)"
                     )));
                 }
                 if let Some(d) = out.dense.last() {

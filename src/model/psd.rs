@@ -74,7 +74,8 @@ impl ModelSpec {
     }
 }
 
-/// The rules of a PSD spec, each message naming the flag to change.
+/// The rules of a PSD spec, each message naming the setting to change (in library terms: the
+/// command line names its flags through `flag_names`).
 pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
     let bad = |m: String| Err(Error::Config(m));
     let Some((lambda, gamma, steps)) = spec.psd_settings() else {
@@ -82,21 +83,21 @@ pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
     };
     if !spec.conv.is_empty() {
         return bad(
-            "--variant psd learns a dense dictionary: it takes no conv layers (--encoder IN,CODE)"
+            "PSD (variant = psd) learns a dense dictionary: it takes no conv layers (encoder = IN,CODE)"
                 .into(),
         );
     }
     if spec.encoder.len() != 2 {
         let sizes: Vec<String> = spec.encoder.iter().map(|s| s.to_string()).collect();
         return bad(format!(
-            "--variant psd takes exactly one code layer (--encoder IN,CODE), got --encoder {}",
+            "PSD (variant = psd) takes exactly one code layer (encoder = IN,CODE), got encoder = {}",
             sizes.join(",")
         ));
     }
     let (d, c) = (spec.encoder[0], spec.encoder[1]);
     if spec.tied {
         return bad(
-            "--variant psd cannot tie weights (--tied): its decoder is a dictionary of its own \
+            "PSD (variant = psd) cannot tie weights (tied = true): its decoder is a dictionary of its own \
              with unit-norm columns"
                 .into(),
         );
@@ -104,37 +105,38 @@ pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
     if spec.decoder != [c, d] {
         let sizes: Vec<String> = spec.decoder.iter().map(|s| s.to_string()).collect();
         return bad(format!(
-            "--variant psd has a linear decoder from the code to the input (--decoder {c},{d}), \
-             got --decoder {}",
+            "PSD (variant = psd) has a linear decoder from the code to the input (decoder = {c},{d}), \
+             got decoder = {}",
             sizes.join(",")
         ));
     }
     if spec.loss != Loss::Mse {
         return bad(
-            "--variant psd reconstructs with the squared error: --loss must be mse, got bce".into(),
+            "PSD (variant = psd) reconstructs with the squared error: loss must be mse, got bce"
+                .into(),
         );
     }
     if spec.output_activation != Activation::Identity {
         return bad(format!(
-            "--variant psd has a linear decoder: --output-activation must be identity, got {}",
+            "PSD (variant = psd) has a linear decoder: output_activation must be identity, got {}",
             format!("{:?}", spec.output_activation).to_lowercase()
         ));
     }
     if spec.code_activation != Activation::Tanh {
         return bad(format!(
-            "--variant psd's fast encoder is g ⊙ tanh(Wx + b): --code-activation must be tanh, \
+            "PSD (variant = psd) has the fast encoder g ⊙ tanh(Wx + b): code_activation must be tanh, \
              got {}",
             format!("{:?}", spec.code_activation).to_lowercase()
         ));
     }
     if !(lambda.is_finite() && lambda >= 0.0) {
         return bad(format!(
-            "the sparsity weight λ (--sparsity) must be ≥ 0, got {lambda}"
+            "the sparsity weight λ (sparsity) must be ≥ 0, got {lambda}"
         ));
     }
     if !(gamma.is_finite() && gamma >= 0.0) {
         return bad(format!(
-            "the prediction weight γ (--prediction) must be ≥ 0, got {gamma}"
+            "the prediction weight γ (prediction) must be ≥ 0, got {gamma}"
         ));
     }
     check_steps(steps)?;
@@ -144,11 +146,11 @@ pub(crate) fn validate(spec: &ModelSpec) -> Result<()> {
 /// `--inference-steps` must be in 1..=[`MAX_INFERENCE_STEPS`].
 pub fn check_steps(steps: u32) -> Result<()> {
     if steps == 0 {
-        return Err(Error::Config("--inference-steps must be at least 1".into()));
+        return Err(Error::Config("inference_steps must be at least 1".into()));
     }
     if steps > MAX_INFERENCE_STEPS {
         return Err(Error::Config(format!(
-            "--inference-steps {steps} is more than the {MAX_INFERENCE_STEPS} FISTA iterations a \
+            "inference_steps = {steps} is more than the {MAX_INFERENCE_STEPS} FISTA iterations a \
              graph holds"
         )));
     }

@@ -335,7 +335,7 @@ impl ModelSpec {
             Some(shape) => stages(shape, &self.conv),
             None if self.conv.is_empty() => Ok(Vec::new()),
             None => Err(Error::Config(
-                "conv layers need the input shape first (e.g. --encoder 1x28x28,conv32,32)".into(),
+                "conv layers need the input shape first (e.g. encoder = 1x28x28,conv32,32)".into(),
             )),
         }
     }
@@ -511,7 +511,7 @@ impl ModelSpec {
                 if self.is_conv() && projections.is_none() {
                     return bad("the exact contractive penalty is not available for conv \
                                 encoders; estimate it with random projections \
-                                (--jacobian-projections K, e.g. 8)"
+                                (jacobian_projections = K, e.g. 8)"
                         .into());
                 }
             }

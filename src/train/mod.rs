@@ -275,8 +275,8 @@ impl Trainer {
         config.optimizer.validate()?;
         if spec.psd_settings().is_some() && config.precision == Precision::Mixed {
             return Err(Error::Config(
-                "--variant psd trains in f32 only (its inference is iterative): leave out \
-                 --precision mixed"
+                "PSD (variant = psd) trains in f32 only (its inference is iterative): leave out \
+                 precision = mixed"
                     .into(),
             ));
         }

@@ -3,7 +3,7 @@
 //! the latter, applied to every error the CLI prints (`output::exit_code`).
 
 /// `(library wording, command-line wording)`, applied in order.
-const FLAGS: [(&str, &str); 12] = [
+const FLAGS: &[(&str, &str)] = &[
     ("(loss = bce)", "(--loss bce)"),
     (
         "(output_activation = sigmoid)",
@@ -33,6 +33,43 @@ const FLAGS: [(&str, &str); 12] = [
     (
         "(list_adapters_on lists them)",
         "(`hourglass info --backend B` lists them)",
+    ),
+    // Predictive sparse decomposition (model::psd, train, infer::psd).
+    ("PSD (variant = psd)", "--variant psd"),
+    ("(variant = psd)", "(--variant psd)"),
+    ("(encoder = IN,CODE)", "(--encoder IN,CODE)"),
+    ("got encoder = ", "got --encoder "),
+    ("(decoder = ", "(--decoder "),
+    ("got decoder = ", "got --decoder "),
+    ("(tied = true)", "(--tied)"),
+    (
+        "squared error: loss must be",
+        "squared error: --loss must be",
+    ),
+    (
+        "output_activation must be identity",
+        "--output-activation must be identity",
+    ),
+    (
+        "code_activation must be tanh",
+        "--code-activation must be tanh",
+    ),
+    ("λ (sparsity) must", "λ (--sparsity) must"),
+    ("γ (prediction) must", "γ (--prediction) must"),
+    ("inference_steps must", "--inference-steps must"),
+    ("inference_steps = ", "--inference-steps "),
+    ("leave out precision = mixed", "leave out --precision mixed"),
+    ("infer runs the sparse-code", "--infer runs the sparse-code"),
+    ("encode it without infer", "leave out --infer"),
+    // Conv models (model::spec) and the bundled dataset's loader (data::fashion).
+    ("(e.g. encoder = ", "(e.g. --encoder "),
+    (
+        "(jacobian_projections = K, e.g. 8)",
+        "(--jacobian-projections K, e.g. 8)",
+    ),
+    (
+        "give their folder as the data directory",
+        "pass --data-dir DIR",
     ),
 ];
 
@@ -85,6 +122,43 @@ mod tests {
             in_cli_terms(&e).contains("--csv-header must be yes, no or auto"),
             "{e}"
         );
+        // Every PSD refusal, as the library words it and as the command line prints it.
+        let cli = |spec: &ModelSpec| {
+            let e = spec.validate().unwrap_err().to_string();
+            assert!(!e.contains("--"), "the library names no flag: {e}");
+            in_cli_terms(&e)
+        };
+        let mut tied = ModelSpec::psd(6, 4, 0.1, 1.0, 10);
+        tied.tied = true;
+        assert!(cli(&tied).contains("--variant psd cannot tie weights (--tied)"));
+        let mut deep = ModelSpec::psd(6, 4, 0.1, 1.0, 10);
+        deep.encoder = vec![6, 5, 4];
+        assert!(cli(&deep).contains(
+            "--variant psd takes exactly one code layer (--encoder IN,CODE), got --encoder 6,5,4"
+        ));
+        let mut decoder = ModelSpec::psd(6, 4, 0.1, 1.0, 10);
+        decoder.decoder = vec![4, 5, 6];
+        assert!(cli(&decoder).contains("(--decoder 4,6), got --decoder 4,5,6"));
+        let mut bce = ModelSpec::psd(6, 4, 0.1, 1.0, 10);
+        bce.loss = Loss::Bce;
+        assert!(cli(&bce).contains("squared error: --loss must be mse, got bce"));
+        let mut code = ModelSpec::psd(6, 4, 0.1, 1.0, 10);
+        code.code_activation = Activation::Relu;
+        assert!(cli(&code).contains("--code-activation must be tanh, got relu"));
+        let e = cli(&ModelSpec::psd(6, 4, -0.5, 1.0, 10));
+        assert!(
+            e.contains("the sparsity weight λ (--sparsity) must be ≥ 0"),
+            "{e}"
+        );
+        let e = cli(&ModelSpec::psd(6, 4, 0.1, -1.0, 10));
+        assert!(
+            e.contains("the prediction weight γ (--prediction) must be ≥ 0"),
+            "{e}"
+        );
+        let e = cli(&ModelSpec::psd(6, 4, 0.1, 1.0, 0));
+        assert!(e.contains("--inference-steps must be at least 1"), "{e}");
+        let e = cli(&ModelSpec::psd(6, 4, 0.1, 1.0, 10_001));
+        assert!(e.contains("--inference-steps 10001 is more than"), "{e}");
         let e = hourglass::model::BCE_RANGE_HINT;
         assert!(
             in_cli_terms(e)

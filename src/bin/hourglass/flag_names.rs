@@ -3,7 +3,7 @@
 //! the latter, applied to every error the CLI prints (`output::exit_code`).
 
 /// `(library wording, command-line wording)`, applied in order.
-const FLAGS: [(&str, &str); 12] = [
+const FLAGS: [(&str, &str); 18] = [
     ("(loss = bce)", "(--loss bce)"),
     (
         "(output_activation = sigmoid)",
@@ -29,6 +29,21 @@ const FLAGS: [(&str, &str); 12] = [
         "so drop_last (--drop-last) leaves no whole batch to train on; leave it out to train",
     ),
     ("the CSV header setting must be", "--csv-header must be"),
+    (
+        "give a batch size (the global batch) of at least",
+        "give --batch-size (the global batch) of at least",
+    ),
+    ("(use precision = f32)", "(use --precision f32)"),
+    ("(a sparsity target)", "(--sparsity-target)"),
+    ("with gradient accumulation", "with --accumulate above 1"),
+    (
+        "the accumulation count must be at least 1",
+        "--accumulate must be at least 1",
+    ),
+    (
+        "lower the accumulation count or the batch size",
+        "lower --accumulate or --batch-size",
+    ),
     ("bench batch ", "--batch "),
     (
         "(list_adapters_on lists them)",

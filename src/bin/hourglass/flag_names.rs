@@ -100,6 +100,43 @@ mod tests {
             in_cli_terms(&e).contains("--csv-header must be yes, no or auto"),
             "{e}"
         );
+        let data = hourglass::Dataset::new(5, 4, vec![0.5; 20]).unwrap();
+        let config = hourglass::TrainConfig {
+            accumulate: 0,
+            ..hourglass::TrainConfig::new(2, 1e-3)
+        };
+        let e = hourglass::Trainer::new(
+            &ModelSpec::mirrored(&[4, 2]),
+            &config,
+            &data,
+            &hourglass::Device::Cpu,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!e.contains("--"), "the library names no flag: {e}");
+        assert!(
+            in_cli_terms(&e).contains("--accumulate must be at least 1"),
+            "{e}"
+        );
+        let e = hourglass::Trainer::new(
+            &ModelSpec::mirrored(&[4, 2]),
+            &hourglass::TrainConfig {
+                accumulate: 3,
+                ..config
+            },
+            &data,
+            &hourglass::Device::Cpu,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            in_cli_terms(&e).ends_with("lower --accumulate or --batch-size"),
+            "{e}"
+        );
         let e = hourglass::model::BCE_RANGE_HINT;
         assert!(
             in_cli_terms(e)

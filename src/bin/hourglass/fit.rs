@@ -337,7 +337,10 @@ pub fn fit(run: Run) -> Result<()> {
     };
     write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
-    if let Some(stats) = run.trainer.parallel_stats() {
+    // One process accumulating gradients has split steps too, but nothing to report.
+    if let Some(stats) = run.trainer.parallel_stats()
+        && run.world.is_parallel()
+    {
         ui.note(&crate::parallel::describe_stats(run.world, &stats));
     }
     let step = run.trainer.step();

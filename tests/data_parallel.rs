@@ -266,7 +266,7 @@ fn refuses_what_cannot_be_shared() {
                 )
                 .err()
                 .expect("a batch of 2 over 3 ranks is refused");
-                assert!(e.to_string().contains("--batch-size"), "{e}");
+                assert!(e.to_string().contains("give a batch size"), "{e}");
                 let e =
                     Trainer::new_data_parallel(sparse_kl, &config(), &d, &Device::Cpu, None, comm)
                         .err()
@@ -275,4 +275,191 @@ fn refuses_what_cannot_be_shared() {
             });
         }
     });
+}
+
+/// Gradient accumulation: 41 rows, steps of 3 micro-batches of 4 (12 rows), so each epoch has
+/// three full steps and a partial one of 5 rows (a micro-batch of 4 and one of 1).
+const ACC_ROWS: usize = 41;
+
+fn accumulating(k: usize, batch: usize) -> TrainConfig {
+    TrainConfig {
+        accumulate: k,
+        batch_size: batch,
+        ..config()
+    }
+}
+
+/// Parameters and last loss after [`STEPS`] steps of `config` on `ranks` threads (0: a plain
+/// [`Trainer::new`]), the run split in two calls and, when `resume` is set, restored from a
+/// saved state into a new trainer between them (mid-epoch: 5 of 4 steps an epoch).
+fn run_acc(
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    device: &Device,
+    ranks: usize,
+    resume: bool,
+) -> Vec<(Vec<f32>, f64)> {
+    let d = data(ACC_ROWS, 7);
+    let make = |comm: Option<Arc<dyn Communicator>>| match comm {
+        Some(c) => Trainer::new_data_parallel(spec, config, &d, device, None, c).unwrap(),
+        None => Trainer::new(spec, config, &d, device, None).unwrap(),
+    };
+    let go = |comm: Option<Arc<dyn Communicator>>| {
+        let mut t = make(comm.clone());
+        t.train_steps(5, false).unwrap();
+        if resume {
+            let state = t.state().unwrap();
+            t = make(comm);
+            t.restore(&state).unwrap();
+        }
+        let loss = t.train_steps(STEPS - 5, true).unwrap().unwrap().total();
+        (t.parameters().unwrap().arena, loss)
+    };
+    if ranks == 0 {
+        return vec![go(None)];
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(ranks)
+            .into_iter()
+            .map(|c| {
+                let go = &go;
+                scope.spawn(move || go(Some(Arc::new(c) as Arc<dyn Communicator>)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn assert_close(name: &str, got: &[(Vec<f32>, f64)], want: &(Vec<f32>, f64)) {
+    for (rank, (p, _)) in got.iter().enumerate() {
+        assert!(
+            p.iter()
+                .zip(&got[0].0)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: rank {rank} holds different parameters"
+        );
+    }
+    let (rel, at) = relative(&got[0].0, &want.0);
+    let loss_rel = (got[0].1 - want.1).abs() / want.1.abs();
+    println!("{name}: relative difference {rel:.3e} (worst at {at}), loss {loss_rel:.3e}");
+    assert!(
+        rel <= 1e-6,
+        "{name}: parameters differ by {rel:.3e} relative, worst at {at}: {} vs {}",
+        got[0].0[at],
+        want.0[at]
+    );
+    assert!(loss_rel <= 1e-6, "{name}: loss {} vs {}", got[0].1, want.1);
+}
+
+#[test]
+fn accumulating_three_micro_batches_equals_one_step_at_three_times_the_batch() {
+    let d = data(ACC_ROWS, 7);
+    for (name, variant) in variants() {
+        let spec = spec(variant);
+        let whole = run_acc(&spec, &accumulating(1, 12), &Device::Cpu, 0, false).remove(0);
+        let t = Trainer::new(&spec, &accumulating(3, 4), &d, &Device::Cpu, None).unwrap();
+        assert_eq!(
+            (t.steps_per_epoch(), t.batch_rows(), t.tail_rows()),
+            (4, 12, 5)
+        );
+        // One process, then 2 and 3 ranks (3 ranks: the micro-batch of 1 row has one owner).
+        for ranks in [0, 2, 3] {
+            let acc = run_acc(&spec, &accumulating(3, 4), &Device::Cpu, ranks, false);
+            assert_close(
+                &format!("{name}, accumulate 3, {ranks} ranks"),
+                &acc,
+                &whole,
+            );
+            let again = run_acc(&spec, &accumulating(3, 4), &Device::Cpu, ranks, false);
+            assert!(
+                again[0]
+                    .0
+                    .iter()
+                    .zip(&acc[0].0)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{name}, {ranks} ranks: a repeat differs"
+            );
+        }
+        // Differs from not accumulating (the test can fail): a step of 4 rows is another run.
+        let small = run_acc(&spec, &accumulating(1, 4), &Device::Cpu, 0, false).remove(0);
+        assert!(relative(&small.0, &whole.0).0 > 1e-4, "{name}");
+    }
+}
+
+#[test]
+fn accumulating_runs_resume_mid_epoch_bit_for_bit() {
+    for (name, variant) in variants().into_iter().take(3) {
+        let spec = spec(variant);
+        for ranks in [0, 2] {
+            let straight = run_acc(&spec, &accumulating(3, 4), &Device::Cpu, ranks, false);
+            let resumed = run_acc(&spec, &accumulating(3, 4), &Device::Cpu, ranks, true);
+            assert_eq!(
+                straight[0].0, resumed[0].0,
+                "{name}, {ranks} ranks: resuming at step 5 changed the run"
+            );
+        }
+    }
+}
+
+#[test]
+fn accumulating_on_the_gpu_equals_one_step_at_three_times_the_batch() {
+    let device = Device::Gpu(common::gpu().expect("a GPU adapter"));
+    for (name, variant) in variants().into_iter().take(3) {
+        let spec = spec(variant);
+        let whole = run_acc(&spec, &accumulating(1, 12), &device, 0, false).remove(0);
+        for ranks in [0, 2] {
+            let acc = run_acc(&spec, &accumulating(3, 4), &device, ranks, false);
+            assert_close(
+                &format!("GPU {name}, accumulate 3, {ranks} ranks"),
+                &acc,
+                &whole,
+            );
+        }
+        // Streamed a micro-batch at a time.
+        let streamed = TrainConfig {
+            max_resident_bytes: Some(2 * 4 * 7 * 4 + 16),
+            ..accumulating(3, 4)
+        };
+        let acc = run_acc(&spec, &streamed, &device, 2, false);
+        assert_close(&format!("GPU streaming {name}, accumulate 3"), &acc, &whole);
+    }
+}
+
+#[test]
+fn refuses_what_cannot_be_accumulated() {
+    let d = data(ACC_ROWS, 7);
+    let plain = spec(Variant::Plain);
+    let refused = |spec: &ModelSpec, config: &TrainConfig| {
+        Trainer::new(spec, config, &d, &Device::Cpu, None)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let e = refused(&plain, &accumulating(0, 4));
+    assert!(e.contains("accumulation count must be at least 1"), "{e}");
+    let e = refused(&plain, &accumulating(11, 4));
+    assert!(e.contains("44 rows, more than the data set's 41"), "{e}");
+    let e = refused(
+        &plain,
+        &TrainConfig {
+            precision: hourglass::graph::Precision::Mixed,
+            emulate_mixed: true,
+            ..accumulating(2, 4)
+        },
+    );
+    assert!(e.contains("with gradient accumulation"), "{e}");
+    let sparse_kl = ModelSpec::builder()
+        .encoder([7, 5, 3])
+        .code_activation(Activation::Sigmoid)
+        .variant(Variant::Sparse {
+            lambda: 0.1,
+            target: Some(0.05),
+        })
+        .build()
+        .unwrap();
+    let e = refused(&sparse_kl, &accumulating(2, 4));
+    assert!(e.contains("with gradient accumulation"), "{e}");
+    assert!(!e.contains("--"), "library messages name no flag: {e}");
+    // Accumulating 1 is not accumulating: the KL penalty trains.
+    Trainer::new(&sparse_kl, &accumulating(1, 4), &d, &Device::Cpu, None).unwrap();
 }

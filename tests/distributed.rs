@@ -552,3 +552,45 @@ fn a_killed_rank_ends_the_job_with_an_error_within_30_seconds() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `train_args` at `--batch-size batch` with `--accumulate k`.
+fn accumulating_args(
+    data: &Path,
+    out: &Path,
+    flags: &[&str],
+    k: usize,
+    batch: usize,
+) -> Vec<String> {
+    let mut args = train_args(data, out, flags, 9);
+    let at = args.iter().position(|a| a == "--batch-size").unwrap() + 1;
+    args[at] = batch.to_string();
+    args.extend(["--accumulate".to_string(), k.to_string()]);
+    args
+}
+
+#[test]
+fn accumulating_under_mpirun_equals_one_process_at_the_whole_batch() {
+    let dir = scratch("accumulate");
+    let x = data(&dir);
+    for (name, flags) in [
+        ("plain", &[][..]),
+        ("vae", &["--variant", "vae", "--vae-samples", "2"][..]),
+    ] {
+        // 37 rows: steps of 12 (3 micro-batches of 4), the partial one of 1 row.
+        let whole = run(
+            0,
+            &accumulating_args(&x, &dir.join(format!("{name}-w")), flags, 1, 12),
+        );
+        for ranks in [0, 2] {
+            let out = dir.join(format!("{name}-acc-{ranks}"));
+            let p = run(ranks, &accumulating_args(&x, &out, flags, 3, 4));
+            let (rel, at) = relative(&p, &whole);
+            println!("{name}, --accumulate 3, {ranks} ranks: relative difference {rel:.3e}");
+            assert!(
+                rel <= 1e-6,
+                "{name}, {ranks} ranks: {rel:.3e} (worst at {at})"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -423,6 +423,7 @@ impl TrainOptions {
                     .map_err(|e| Error::Config(format!("precision: {e}, or mixed-emulated")))?,
             },
             emulate_mixed: self.precision == "mixed-emulated",
+            accumulate: 1,
         })
     }
 }

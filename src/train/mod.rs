@@ -65,6 +65,16 @@ pub struct TrainConfig {
     /// arithmetic: the numbers of a mixed-precision run without its speed, to check on any
     /// machine (the CPU included) how a model trains in mixed precision.
     pub emulate_mixed: bool,
+    /// Gradient accumulation: each optimizer step takes this many micro-batches of
+    /// `batch_size` rows (default 1). The step's batch is `accumulate × batch_size` rows and
+    /// its gradient the mean over all of them, so a run equals, up to float rounding, one at
+    /// `batch_size × accumulate` with the same random numbers (they are keyed by the example's
+    /// place in the step's whole batch). Steps, epochs, schedules and checkpoints count
+    /// optimizer steps. With drop_last false the epoch's partial step is split into whole
+    /// micro-batches and one smaller last one. Refused: 0, a step larger than the data set,
+    /// and what data-parallel training refuses (mixed precision, the KL sparsity penalty,
+    /// PSD).
+    pub accumulate: usize,
 }
 
 /// The response to steps whose gradient was NaN or infinite, seen at the next report.
@@ -108,6 +118,7 @@ impl TrainConfig {
             on_nonfinite: NonFinitePolicy::Stop,
             max_resident_bytes: None,
             precision: Precision::F32,
+            accumulate: 1,
             emulate_mixed: false,
         }
     }
@@ -312,15 +323,51 @@ impl Trainer {
                 config.batch_size, data.rows
             )));
         }
-        // Full batches of `batch` rows, then with `drop_last` false the partial one of `tail`.
-        let batch = config.batch_size.min(data.rows);
+        if config.accumulate == 0 {
+            return Err(Error::Config(
+                "the accumulation count must be at least 1 (micro-batches per optimizer step)"
+                    .into(),
+            ));
+        }
+        if config.accumulate > 1 && config.batch_size.saturating_mul(config.accumulate) > data.rows
+        {
+            return Err(Error::Config(format!(
+                "accumulating {} micro-batches of {} rows makes optimizer steps of {} rows, \
+                 more than the data set's {} examples: lower the accumulation count or the \
+                 batch size",
+                config.accumulate,
+                config.batch_size,
+                config.batch_size.saturating_mul(config.accumulate),
+                data.rows
+            )));
+        }
+        // Micro-batches of `micro` rows (the graph's batch); optimizer steps of `batch` rows
+        // (`accumulate` micro-batches), then with `drop_last` false the partial one of `tail`,
+        // whose last micro-batch has `tail % micro` rows.
+        let micro = config.batch_size.min(data.rows);
+        let batch = micro * config.accumulate;
         let tail = if config.drop_last {
             0
         } else {
             data.rows % batch
         };
+        // Accumulation is the split step of data-parallel training, with one rank when no
+        // communicator is given.
+        let comm = match comm {
+            None if config.accumulate > 1 => {
+                Some(std::sync::Arc::new(crate::distributed::SingleProcess)
+                    as std::sync::Arc<dyn crate::distributed::Communicator>)
+            }
+            c => c,
+        };
         let parallel = match comm {
-            Some(comm) => Some(parallel::Parallel::new(comm, spec, config, batch, tail)?),
+            Some(comm) => Some(parallel::Parallel::new(
+                comm,
+                spec,
+                config,
+                micro,
+                tail % micro,
+            )?),
             None => None,
         };
         // This rank's rows of a full and of the partial batch (all of them in one process).
@@ -364,7 +411,7 @@ impl Trainer {
             &tg.graph,
             device,
             &format!(
-                "training a model with encoder {} in batches of {batch}",
+                "training a model with encoder {} in batches of {micro}",
                 spec.encoder_text()
             ),
         )?;
@@ -441,14 +488,15 @@ impl Trainer {
         self.step
     }
 
-    /// Steps in one pass over the data: ⌊rows / batch⌋, plus one for the last partial batch
+    /// Optimizer steps in one pass over the data: ⌊rows / batch⌋, plus one for the last partial batch
     /// when `drop_last` is false and the batch size does not divide the rows (⌈rows / batch⌉).
     pub fn steps_per_epoch(&self) -> u64 {
         (self.rows / self.batch + usize::from(self.tail > 0)) as u64
     }
 
-    /// Rows of a full batch: the configured batch size, or the number of examples when that is
-    /// smaller and `drop_last` is false (then every step is one batch of all of them).
+    /// Rows of a full optimizer step: the configured batch size (times
+    /// [`TrainConfig::accumulate`]), or the number of examples when that is smaller and
+    /// `drop_last` is false (then every step is one batch of all of them).
     pub fn batch_rows(&self) -> usize {
         self.batch
     }

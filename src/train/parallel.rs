@@ -8,7 +8,15 @@
 //! one-process run computes. The noise, VAE samples and projections of a share are keyed by the
 //! rows' places in the global batch ([`crate::rng::global_element`]), so the sum is that
 //! gradient up to the order of summation. The step is split — gradient, reduction, optimizer —
-//! one step per submission; one-process training never comes here.
+//! one step per submission.
+//!
+//! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
+//! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
+//! shared by the ranks like a batch; every micro-batch's gradient (weighted by its rows' share
+//! of the step's) is added into a host accumulator, which is reduced once per optimizer step.
+//! A micro-batch's random numbers are keyed by its rows' places in the whole step, so the run
+//! equals one at batch `K × B` up to the order of summation. One-process training without
+//! accumulation never comes here.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,9 +27,12 @@ use crate::graph::Precision;
 use crate::model::{ModelSpec, Variant};
 use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
-/// The ranks, and this rank's `(first row, rows)` of a full and of the partial batch.
+/// The ranks, and this rank's `(first row, rows)` of a full and of the partial micro-batch
+/// (the batch itself without accumulation).
 pub(super) struct Parallel {
     pub comm: Arc<dyn Communicator>,
+    /// Rows of a full micro-batch: the step's batch is `accumulate` of them.
+    pub micro: usize,
     pub main: (usize, usize),
     pub tail: (usize, usize),
     pub stats: ParallelStats,
@@ -31,8 +42,11 @@ pub(super) struct Parallel {
 /// ([`Trainer::parallel_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ParallelStats {
-    /// Steps taken.
+    /// Optimizer steps taken.
     pub steps: u64,
+    /// Micro-batches computed (the steps times the accumulation count, the partial steps'
+    /// fewer ones counted as they are).
+    pub micro_batches: u64,
     /// Seconds in this rank's forward and backward pass, the gradient's read-back included.
     pub gradient_s: f64,
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
@@ -45,8 +59,8 @@ pub struct ParallelStats {
 }
 
 impl Parallel {
-    /// Checks that the run can be split over `comm`'s ranks with global batches of `batch`
-    /// rows (and a partial one of `tail`), and takes this rank's shares.
+    /// Checks that the run can be split over `comm`'s ranks with global micro-batches of
+    /// `batch` rows (and a partial one of `tail`), and takes this rank's shares.
     pub fn new(
         comm: Arc<dyn Communicator>,
         spec: &ModelSpec,
@@ -58,6 +72,7 @@ impl Parallel {
         check(spec, config, batch, size)?;
         Ok(Parallel {
             stats: ParallelStats::default(),
+            micro: batch,
             main: share(batch, rank, size),
             tail: share(tail, rank, size),
             comm,
@@ -65,42 +80,44 @@ impl Parallel {
     }
 }
 
-/// What [`Trainer::new_data_parallel`] refuses, for `size` ranks and global batches of `batch`
-/// rows (the configured batch size, or all the rows when they are fewer).
+/// What [`Trainer::new_data_parallel`] and gradient accumulation refuse, for `size` ranks and
+/// global micro-batches of `batch` rows (the configured batch size, or all the rows when they
+/// are fewer).
 fn check(spec: &ModelSpec, config: &TrainConfig, batch: usize, size: usize) -> Result<()> {
-    {
-        if size > batch {
-            return Err(Error::Config(format!(
-                "a batch of {batch} rows cannot be shared by {size} ranks: give --batch-size \
-                 (the global batch) at least {size}, or run fewer ranks"
-            )));
-        }
-        if config.precision == Precision::Mixed {
-            return Err(Error::Config(
-                "mixed precision is not supported with more than one rank yet: its loss scale \
-                 would have to agree between the ranks (use --precision f32)"
-                    .into(),
-            ));
-        }
-        if let Variant::Sparse {
-            target: Some(_), ..
-        } = spec.variant
-        {
-            return Err(Error::Config(
-                "the KL sparsity penalty (--sparsity-target) depends on the mean activation over \
-                 the whole batch, which no rank sees: it is not supported with more than one \
-                 rank (the L1 penalty is)"
-                    .into(),
-            ));
-        }
-        if spec.psd_settings().is_some() {
-            return Err(Error::Config(
-                "predictive sparse decomposition is not supported with more than one rank yet:                  its dictionary renormalisation and its measures are not part of the split step"
-                    .into(),
-            ));
-        }
-        Ok(())
+    if size > batch {
+        return Err(Error::Config(format!(
+            "a batch of {batch} rows cannot be shared by {size} ranks: give a batch size (the \
+             global batch) of at least {size}, or run fewer ranks"
+        )));
     }
+    let what = if size > 1 {
+        "more than one rank"
+    } else {
+        "gradient accumulation"
+    };
+    if config.precision == Precision::Mixed {
+        return Err(Error::Config(format!(
+            "mixed precision is not supported with {what} yet: its loss scale would have to \
+             agree between the micro-batches and ranks (use precision = f32)"
+        )));
+    }
+    if let Variant::Sparse {
+        target: Some(_), ..
+    } = spec.variant
+    {
+        return Err(Error::Config(format!(
+            "the KL sparsity penalty (a sparsity target) depends on the mean activation over \
+             the whole batch, which no rank or micro-batch sees: it is not supported with \
+             {what} (the L1 penalty is)"
+        )));
+    }
+    if spec.psd_settings().is_some() {
+        return Err(Error::Config(format!(
+            "predictive sparse decomposition is not supported with {what} yet: its \
+             dictionary renormalisation and its measures are not part of the split step"
+        )));
+    }
+    Ok(())
 }
 
 impl Trainer {
@@ -148,8 +165,9 @@ impl Trainer {
         self.parallel.as_ref().map(|p| &p.comm)
     }
 
-    /// [`Trainer::train_steps`] of a data-parallel trainer: one step at a time, split into the
-    /// gradient of this rank's share, the reduction and the optimizer.
+    /// [`Trainer::train_steps`] of a data-parallel or accumulating trainer: one optimizer step
+    /// at a time, split into the gradients of this rank's shares of the step's micro-batches
+    /// (accumulated on the host), one reduction and the optimizer.
     pub(super) fn train_steps_parallel(
         &mut self,
         n: u64,
@@ -158,98 +176,118 @@ impl Trainer {
         let spe = self.steps_per_epoch();
         let full = (self.rows / self.batch) as u64;
         let end = self.step + n;
-        let comm = self
-            .parallel
-            .as_ref()
-            .expect("a parallel trainer")
-            .comm
-            .clone();
+        let (comm, micro) = {
+            let p = self.parallel.as_ref().expect("a parallel trainer");
+            (p.comm.clone(), p.micro)
+        };
         let mut loss = None;
         while self.step < end {
             let s = self.step;
             self.load_order(s / spe);
             let is_tail = self.tail > 0 && s % spe == full;
-            let p = self.parallel.as_ref().expect("a parallel trainer");
-            let ((first, local), global) = if is_tail {
-                (p.tail, self.tail)
-            } else {
-                (p.main, self.batch)
-            };
-            let streaming = self.streaming.is_some();
-            if streaming {
-                self.load_window(s, s + 1);
-            }
+            let global = if is_tail { self.tail } else { self.batch };
             let position = (s % spe) as usize * self.batch;
-            let mut sp = self.step_params(s, if streaming { 0 } else { position + first });
-            sp.row_base = first as u32;
-            sp.rows_global = global as u32;
-            let ops = if is_tail {
-                self.tg.tail.as_ref().map(|t| t.ops.clone())
-            } else {
-                Some(0..self.tg.graph.update_start)
-            };
+            let reporting = report && s + 1 == end;
+            let mut values = vec![0.0f64; self.tg.terms.len()];
+            let mut grads: Option<Vec<f32>> = None;
+            let micros = global.div_ceil(micro);
             let started = Instant::now();
-            let mut grads = match ops {
-                Some(ops) if local > 0 => {
-                    self.backend.run(ops, &[sp])?;
-                    self.backend.read(self.tg.grads)?
+            for k in 0..micros {
+                let offset = k * micro;
+                let partial = global - offset < micro;
+                let p = self.parallel.as_ref().expect("a parallel trainer");
+                let (first, local) = if partial { p.tail } else { p.main };
+                if local == 0 {
+                    continue; // This rank has no rows of a partial micro-batch.
                 }
-                _ => vec![0.0; self.tg.grads.len()],
-            };
-            let computed = Instant::now();
-            if local != global {
-                let w = local as f32 / global as f32;
-                grads.iter_mut().for_each(|g| *g *= w);
+                let start = position + offset + first;
+                let streaming = self.streaming.is_some();
+                if streaming {
+                    self.load_rows(start, local);
+                }
+                let mut sp = self.step_params(s, if streaming { 0 } else { start });
+                sp.row_base = (offset + first) as u32;
+                sp.rows_global = global as u32;
+                let ops = if partial {
+                    self.tg
+                        .tail
+                        .as_ref()
+                        .expect("a graph for this rank's partial micro-batch")
+                        .ops
+                        .clone()
+                } else {
+                    0..self.tg.graph.update_start
+                };
+                self.backend.run(ops, &[sp])?;
+                let mut g = self.backend.read(self.tg.grads)?;
+                if local != global {
+                    let w = local as f32 / global as f32;
+                    g.iter_mut().for_each(|x| *x *= w);
+                }
+                match &mut grads {
+                    None => grads = Some(g),
+                    Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
+                }
+                if reporting {
+                    self.add_terms(partial, local as f64 / global as f64, &mut values)?;
+                }
             }
+            let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+            let computed = Instant::now();
             comm.all_reduce_sum(&mut grads)?;
             self.backend.write(self.tg.grads.buf, &grads);
             let reduced = Instant::now();
+            let sp = self.step_params(s, 0);
             self.backend.run(self.tg.update.clone(), &[sp])?;
             self.step += 1;
             let stats = &mut self.parallel.as_mut().expect("a parallel trainer").stats;
             stats.steps += 1;
+            stats.micro_batches += micros as u64;
             stats.gradient_s += (computed - started).as_secs_f64();
             stats.reduce_s += (reduced - computed).as_secs_f64();
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
             stats.bytes_per_step = (grads.len() * 4) as u64;
-            if report && self.step == end {
-                loss = Some(self.parallel_report(&*comm, is_tail, local, global)?);
+            if reporting {
+                loss = Some(self.parallel_report(&*comm, values)?);
             }
         }
         Ok(loss)
     }
 
-    /// The loss of the step just taken over the whole global batch: each rank's term means
-    /// weighted by its share and summed over the ranks.
+    /// Streaming: uploads `count` rows of the epoch's order from `start` as the window.
+    fn load_rows(&mut self, start: usize, count: usize) {
+        let Some(s) = &self.streaming else { return };
+        let mut window = Vec::with_capacity(count * s.data.cols);
+        for &r in &s.order[start..start + count] {
+            window.extend_from_slice(s.data.row(r as usize));
+        }
+        self.backend.write(self.tg.data.buf, &window);
+    }
+
+    /// Adds the loss terms of the micro-batch just computed (the partial one's graph when
+    /// `partial`), weighted by `w`, its rows' share of the step's, to `values`.
+    fn add_terms(&mut self, partial: bool, w: f64, values: &mut [f64]) -> Result<()> {
+        let terms = match (&self.tg.tail, partial) {
+            (Some(t), true) => t.terms.clone(),
+            _ => self.tg.terms.clone(),
+        };
+        for (term, value) in terms.iter().zip(values.iter_mut()) {
+            let v = self.backend.read(term.values)?;
+            *value += w * term.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>();
+        }
+        Ok(())
+    }
+
+    /// The loss of the step just taken over the whole global batch: `values`, this rank's
+    /// term means weighted by its shares ([`Trainer::add_terms`]), summed over the ranks.
     fn parallel_report(
         &mut self,
         comm: &dyn Communicator,
-        is_tail: bool,
-        local: usize,
-        global: usize,
+        mut values: Vec<f64>,
     ) -> Result<LossReport> {
         let skipped = self.check_health()?;
-        let step_terms = match (&self.tg.tail, is_tail) {
-            (Some(t), true) => t.terms.clone(),
-            (None, true) => {
-                // This rank has no rows of the partial batch: its terms count zero.
-                let mut terms = self.tg.terms.clone();
-                terms.iter_mut().for_each(|t| t.scale = 0.0);
-                terms
-            }
-            _ => self.tg.terms.clone(),
-        };
-        let w = local as f64 / global as f64;
-        let mut values = Vec::with_capacity(step_terms.len());
-        for term in &step_terms {
-            values.push(if local == 0 {
-                0.0
-            } else {
-                let v = self.backend.read(term.values)?;
-                w * term.scale * v.iter().map(|&x| f64::from(x)).sum::<f64>()
-            });
-        }
+        let step_terms = self.tg.terms.clone();
         comm.all_reduce_sum_f64(&mut values)?;
         let mut terms = Vec::with_capacity(values.len());
         for (term, value) in step_terms.iter().zip(values) {

@@ -152,8 +152,16 @@ pub fn fit(run: Run) -> Result<()> {
     let total = run.total;
     let per_epoch = run.trainer.steps_per_epoch();
     let epochs = total.div_ceil(per_epoch);
-    // The rows a step takes: the whole data set when it is smaller than --batch-size.
-    let batch = run.config.batch_size.min(run.train.rows);
+    // The rows an optimizer step takes: the whole data set when it is smaller than
+    // --batch-size; K micro-batches of --batch-size rows with --accumulate K.
+    let batch = match run.config.accumulate {
+        1 => run.trainer.batch_rows().to_string(),
+        k => format!(
+            "{} ({k} micro-batches of {})",
+            run.trainer.batch_rows(),
+            run.config.batch_size
+        ),
+    };
     let spec = run.spec;
     ui.say(&format!(
         "training a {} ({}, {}) on {} rows × {} features of {}{}",
@@ -329,7 +337,10 @@ pub fn fit(run: Run) -> Result<()> {
     };
     write_loss_plot(&out.join("loss.png"), &history.curves())?;
 
-    if let Some(stats) = run.trainer.parallel_stats() {
+    // One process accumulating gradients has split steps too, but nothing to report.
+    if let Some(stats) = run.trainer.parallel_stats()
+        && run.world.is_parallel()
+    {
         ui.note(&crate::parallel::describe_stats(run.world, &stats));
     }
     let step = run.trainer.step();

@@ -29,6 +29,21 @@ const FLAGS: &[(&str, &str)] = &[
         "so drop_last (--drop-last) leaves no whole batch to train on; leave it out to train",
     ),
     ("the CSV header setting must be", "--csv-header must be"),
+    (
+        "give a batch size (the global batch) of at least",
+        "give --batch-size (the global batch) of at least",
+    ),
+    ("(use precision = f32)", "(use --precision f32)"),
+    ("(a sparsity target)", "(--sparsity-target)"),
+    ("with gradient accumulation", "with --accumulate above 1"),
+    (
+        "the accumulation count must be at least 1",
+        "--accumulate must be at least 1",
+    ),
+    (
+        "lower the accumulation count or the batch size",
+        "lower --accumulate or --batch-size",
+    ),
     ("bench batch ", "--batch "),
     (
         "(list_adapters_on lists them)",
@@ -159,6 +174,43 @@ mod tests {
         assert!(e.contains("--inference-steps must be at least 1"), "{e}");
         let e = cli(&ModelSpec::psd(6, 4, 0.1, 1.0, 10_001));
         assert!(e.contains("--inference-steps 10001 is more than"), "{e}");
+        let data = hourglass::Dataset::new(5, 4, vec![0.5; 20]).unwrap();
+        let config = hourglass::TrainConfig {
+            accumulate: 0,
+            ..hourglass::TrainConfig::new(2, 1e-3)
+        };
+        let e = hourglass::Trainer::new(
+            &ModelSpec::mirrored(&[4, 2]),
+            &config,
+            &data,
+            &hourglass::Device::Cpu,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!e.contains("--"), "the library names no flag: {e}");
+        assert!(
+            in_cli_terms(&e).contains("--accumulate must be at least 1"),
+            "{e}"
+        );
+        let e = hourglass::Trainer::new(
+            &ModelSpec::mirrored(&[4, 2]),
+            &hourglass::TrainConfig {
+                accumulate: 3,
+                ..config
+            },
+            &data,
+            &hourglass::Device::Cpu,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            in_cli_terms(&e).ends_with("lower --accumulate or --batch-size"),
+            "{e}"
+        );
         let e = hourglass::model::BCE_RANGE_HINT;
         assert!(
             in_cli_terms(e)

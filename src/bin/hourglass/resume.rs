@@ -40,7 +40,7 @@ const OBJECTIVE: [&str; 8] = [
 ];
 
 /// Flags of the data and its batching.
-const DATA: [&str; 9] = [
+const DATA: [&str; 10] = [
     "data",
     "dataset",
     "data_dir",
@@ -49,6 +49,7 @@ const DATA: [&str; 9] = [
     "val",
     "val_split",
     "batch_size",
+    "accumulate",
     "drop_last",
 ];
 

@@ -167,6 +167,13 @@ pub struct TrainArgs {
     /// Examples per step.
     #[arg(help_heading = "Training", long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Gradient accumulation: each optimizer step takes K micro-batches of --batch-size rows,
+    /// so its batch is K × --batch-size rows and its gradient their mean (the run equals one at
+    /// --batch-size K×B, up to rounding). Steps, epochs and checkpoints count optimizer steps;
+    /// with several ranks only the accumulated gradient is reduced, once per step.
+    #[arg(help_heading = "Training", long, default_value_t = 1, value_name = "K")]
+    #[serde(default = "one")]
+    pub accumulate: usize,
     /// Drop the last partial batch of each epoch. Without it (the default, as in PyTorch and
     /// Keras) that batch trains too, as a smaller last step whose loss is the mean over its own
     /// rows, and a --batch-size larger than the data set trains on all of it, one step an epoch.
@@ -579,7 +586,10 @@ fn run_rank(
         ));
     }
 
-    let batch_size = args.batch_size.max(1);
+    let batch_size = args
+        .batch_size
+        .max(1)
+        .saturating_mul(args.accumulate.max(1));
     let per_epoch = if args.drop_last {
         train.rows / batch_size
     } else {
@@ -622,6 +632,7 @@ fn run_rank(
                 .map_err(|e| Error::Config(format!("--precision: {e}, or mixed-emulated")))?,
         },
         emulate_mixed: args.precision == "mixed-emulated",
+        accumulate: args.accumulate,
     };
     // Every rank was given the same run, or none starts.
     if world.is_parallel() {
@@ -826,4 +837,9 @@ mod tests {
             assert_eq!(spec_from_flags(&round, &data).unwrap(), spec, "{argv:?}");
         }
     }
+}
+
+/// The default of fields that count from one (`--accumulate` in config files that predate it).
+fn one() -> usize {
+    1
 }

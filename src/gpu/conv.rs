@@ -149,7 +149,7 @@ pub(super) fn scratch_buffer(ctx: &GpuContext, len: usize) -> Result<wgpu::Buffe
     if bytes > max {
         return Err(Error::Gpu(format!(
             "a convolution needs {bytes} bytes of scratch but {} binds at most {max} bytes per \
-             buffer; use a smaller batch or model, or --device cpu",
+             buffer; use a smaller batch or model, or device = cpu",
             ctx.adapter.name
         )));
     }
@@ -168,7 +168,7 @@ fn fits(ends: &[usize]) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Gpu(
-            "a convolution's buffers exceed 2³¹ elements; use a smaller batch or --device cpu"
+            "a convolution's buffers exceed 2³¹ elements; use a smaller batch or device = cpu"
                 .into(),
         ))
     }
@@ -202,7 +202,7 @@ fn gemm(
     if row_blocks.max(groups_x).max(groups_z) > MAX_GROUPS {
         return Err(Error::Gpu(format!(
             "a convolution product of {m}×{n}×{} needs more workgroups than a GPU grid holds; \
-             use a smaller batch or --device cpu",
+             use a smaller batch or device = cpu",
             dims.k
         )));
     }

@@ -147,7 +147,7 @@ impl GpuExecutor {
             if bytes > max_binding || bytes > ctx.limits.max_buffer_size {
                 return Err(Error::Gpu(format!(
                     "buffer '{}' needs {bytes} bytes but {} binds at most {max_binding} bytes \
-                     per buffer; use a smaller batch or model, or --device cpu",
+                     per buffer; use a smaller batch or model, or device = cpu",
                     desc.name, ctx.adapter.name
                 )));
             }
@@ -171,8 +171,8 @@ impl GpuExecutor {
                 });
             return Err(Error::Gpu(format!(
                 "out of GPU memory: training needs {total} bytes in {} buffers{largest} on {} \
-                 (largest buffer allowed {} bytes); use a smaller --batch-size or model, or \
-                 --device cpu ({e})",
+                 (largest buffer allowed {} bytes); use a smaller batch_size or model, or \
+                 device = cpu ({e})",
                 graph.buffers.len(),
                 ctx.adapter.name,
                 ctx.limits.max_buffer_size

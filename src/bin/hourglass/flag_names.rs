@@ -76,6 +76,13 @@ const FLAGS: &[(&str, &str)] = &[
     ("leave out precision = mixed", "leave out --precision mixed"),
     ("infer runs the sparse-code", "--infer runs the sparse-code"),
     ("encode it without infer", "leave out --infer"),
+    // The GPU's buffer limits (gpu::executor, gpu::conv).
+    (
+        "use a smaller batch_size or model",
+        "use a smaller --batch-size or model",
+    ),
+    ("or device = cpu", "or --device cpu"),
+    (" device = cpu (", " --device cpu ("),
     // Conv models (model::spec) and the bundled dataset's loader (data::fashion).
     ("(e.g. encoder = ", "(e.g. --encoder "),
     (

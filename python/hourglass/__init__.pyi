@@ -79,6 +79,7 @@ def train(
     warmup: int = 0,
     clip_grad_norm: Optional[float] = None,
     batch_size: int = 64,
+    accumulate: int = 1,
     drop_last: bool = False,
     on_nonfinite: str = "stop",
     precision: str = "f32",

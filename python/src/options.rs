@@ -44,6 +44,8 @@ pub struct TrainOptions {
     pub warmup: u64,
     pub clip_grad_norm: Option<f32>,
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` per optimizer step (gradient accumulation).
+    pub accumulate: usize,
     pub drop_last: bool,
     pub on_nonfinite: String,
     pub precision: String,
@@ -72,6 +74,7 @@ impl Default for TrainOptions {
             warmup: 0,
             clip_grad_norm: None,
             batch_size: 64,
+            accumulate: 1,
             drop_last: false,
             on_nonfinite: "stop".into(),
             precision: "f32".into(),
@@ -203,6 +206,7 @@ pub const KEYWORDS: &[&str] = &[
     "warmup",
     "clip_grad_norm",
     "batch_size",
+    "accumulate",
     "drop_last",
     "on_nonfinite",
     "precision",
@@ -262,6 +266,7 @@ impl TrainOptions {
                 "warmup" => as_u64(v).map(|x| o.warmup = x),
                 "clip_grad_norm" => optional(v, as_f32).map(|x| o.clip_grad_norm = x),
                 "batch_size" => as_u64(v).map(|x| o.batch_size = x as usize),
+                "accumulate" => as_u64(v).map(|x| o.accumulate = x as usize),
                 "drop_last" => as_bool(v).map(|x| o.drop_last = x),
                 "on_nonfinite" => as_string(v).map(|x| o.on_nonfinite = x),
                 "precision" => as_string(v).map(|x| o.precision = x),
@@ -322,6 +327,7 @@ impl TrainOptions {
         d.set_item("warmup", o.warmup)?;
         d.set_item("clip_grad_norm", o.clip_grad_norm.map(f64_of))?;
         d.set_item("batch_size", o.batch_size)?;
+        d.set_item("accumulate", o.accumulate)?;
         d.set_item("drop_last", o.drop_last)?;
         d.set_item("on_nonfinite", o.on_nonfinite)?;
         d.set_item("precision", o.precision)?;
@@ -376,7 +382,11 @@ impl TrainOptions {
 
     /// The run's length in steps for `per_epoch` steps an epoch.
     pub fn total_steps(&self, train_rows: usize) -> Result<u64> {
-        let batch_size = self.batch_size.max(1);
+        // An optimizer step takes `accumulate` micro-batches, as `hourglass train` counts.
+        let batch_size = self
+            .batch_size
+            .max(1)
+            .saturating_mul(self.accumulate.max(1));
         let per_epoch = if self.drop_last {
             train_rows / batch_size
         } else {
@@ -423,7 +433,7 @@ impl TrainOptions {
                     .map_err(|e| Error::Config(format!("precision: {e}, or mixed-emulated")))?,
             },
             emulate_mixed: self.precision == "mixed-emulated",
-            accumulate: 1,
+            accumulate: self.accumulate,
         })
     }
 }

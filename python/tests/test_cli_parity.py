@@ -40,6 +40,9 @@ def cli_train(cli, tmp_path, data, *flags):
          dict(encoder=["1x3x4", "conv2k3s2", 3])),
         (np.float32, ["--encoder", "12,5", "--variant", "psd", "--sparsity", "0.1", "--inference-steps", "4"],
          dict(encoder=[12, 5], variant="psd", sparsity=0.1, inference_steps=4)),
+        # Gradient accumulation: 3 micro-batches of 32 rows per optimizer step.
+        (np.float32, ["--variant", "denoising", "--accumulate", "3"],
+         dict(variant="denoising", accumulate=3)),
     ],
 )
 def test_python_equals_the_cli_for_the_same_seed(cli, tmp_path, x, dtype, flags, keywords):

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Runs the script of docs/pytorch-conv.md with a numpy stand-in for the few torch.nn modules it
-uses (PyTorch's definitions of Conv2d, ConvTranspose2d, Linear, the activations, Flatten,
-Unflatten, and a strict load_state_dict), and compares its reconstruction with `hourglass
-reconstruct`'s. For machines without torch; needs numpy and safetensors.
+"""Runs the script of docs/pytorch-conv.md and compares its reconstruction with `hourglass
+reconstruct`'s. With torch importable the script runs verbatim on real torch (float32 tensors,
+torch.no_grad); without it, with a numpy stand-in for the few torch.nn modules it uses (PyTorch's
+definitions of Conv2d, ConvTranspose2d, Linear, the activations, Flatten, Unflatten, and a strict
+load_state_dict) and four numpy-for-tensor edits. Needs numpy and safetensors; --stand-in forces
+the stand-in even where torch is installed.
 
-  python3 scripts/check-pytorch-conv-doc.py MODEL.safetensors DATA.npy RECON.npy
+  python3 scripts/check-pytorch-conv-doc.py [--stand-in] MODEL.safetensors DATA.npy RECON.npy
 """
 import re
 import sys
@@ -102,14 +104,23 @@ class ConvTranspose2d(Module):
 """
 
 
-def main():
+def real_torch(code, model_path, data):
+    import torch
+
+    sys.argv = [sys.argv[0], model_path]
+    scope = {"__name__": "doc"}
+    exec(code, scope)  # verbatim
+    with torch.no_grad():
+        got = scope["reconstruct"](torch.from_numpy(data.astype(np.float32)))
+    return got.double().numpy(), f"torch {torch.__version__}"
+
+
+def stand_in(code, model_path, data):
     nn = types.ModuleType("torch.nn")
     exec(NN_SOURCE, nn.__dict__)
     torch = types.ModuleType("torch")
     torch.nn = nn
     sys.modules["torch"], sys.modules["torch.nn"] = torch, nn
-    doc = (HERE.parent / "docs" / "pytorch-conv.md").read_text()
-    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     # The only edits: numpy instead of torch tensors.
     for a, b in [
         ('safe_open(path, "pt")', 'safe_open(path, "np")'),
@@ -119,15 +130,29 @@ def main():
     ]:
         assert a in code, a
         code = code.replace(a, b)
-    model_path, data_path, recon_path = sys.argv[1:4]
     sys.argv = [sys.argv[0], model_path]
     scope = {"__name__": "doc"}
     exec(code, scope)
-    data = np.load(data_path).astype(np.float64)
+    return scope["reconstruct"](data.astype(np.float64)), "numpy stand-in"
+
+
+def main():
+    args = sys.argv[1:]
+    force_stand_in = "--stand-in" in args
+    model_path, data_path, recon_path = [a for a in args if a != "--stand-in"][:3]
+    doc = (HERE.parent / "docs" / "pytorch-conv.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    data = np.load(data_path)
     want = np.load(recon_path).astype(np.float64)
-    got = scope["reconstruct"](data)
+    try:
+        import torch  # noqa: F401
+
+        have_torch = not force_stand_in
+    except ImportError:
+        have_torch = False
+    got, how = (real_torch if have_torch else stand_in)(code, model_path, data)
     err = np.abs(got - want).max()
-    print(f"{model_path}: max |doc script − hourglass reconstruct| = {err:.2e}")
+    print(f"{model_path} ({how}): max |doc script − hourglass reconstruct| = {err:.2e}")
     sys.exit(0 if err < 1e-5 else 1)
 
 

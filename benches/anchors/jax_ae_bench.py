@@ -9,6 +9,11 @@ The same four models `hourglass bench` trains, built only from jax / jax.numpy:
              cross-entropy on the logits + closed-form KL, one eps per sample, batch 128
   cae      : 784-1024 sigmoid / 1024-784 sigmoid, MSE + 0.1 * ||dh/dx||_F^2 with the closed
              form of a sigmoid layer, sum_j (h_j (1 - h_j))^2 sum_i W_ji^2, batch 256
+  conv_ae  : `1x28x28,conv32k3s2,conv64k3s2,32`: conv 3x3 s2 p1 1->32, ReLU, conv 3x3 s2 p1 32->64,
+             ReLU, flatten, dense 3136-32; dense 32-3136, ReLU, transposed conv 3x3 s2 p1
+             output_padding 1 64->32, ReLU, transposed conv 32->1 (28x28 again), BCE on the
+             logits, batch 256 (lax.conv_general_dilated, NCHW / OIHW as PyTorch; a transposed
+             conv is the input-dilated conv with the flipped kernel and padding (k-1-p, k-1-p+op))
   large_ae : 4096-8192-4096-1024 / 1024-4096-8192-4096, ReLU hidden, linear code and output,
              MSE, batch 4096
 
@@ -17,7 +22,8 @@ optimizer step per batch, loss summed over features and averaged over the batch.
 synthetic, uniform in [0, 1), and resident in memory before timing (eight batches, or two where
 eight would exceed 64 MiB, as in src/bench.rs). The train step is jitted; compilation and five
 warm-up steps are not timed; every timed chunk of steps ends by waiting for the loss. FLOPs per
-sample are counted as 6 x weights (biases excluded), as on the Rust side.
+sample are counted as 6 x weights (biases excluded), as on the Rust side; for conv_ae as
+6 x multiply-accumulates (2,119,936 forward).
 
 Prints one JSON object per workload. Flags mirror `hourglass bench`:
 
@@ -43,7 +49,49 @@ WORKLOADS = {
     "vae": ([784, 400, 20], [20, 400, 784], 128),
     "cae": ([784, 1024], [1024, 784], 256),
     "large_ae": ([4096, 8192, 4096, 1024], [1024, 4096, 8192, 4096], 4096),
+    "conv_ae": ([784], [784], 256),
 }
+CONV_AE_MACS = 2_119_936
+
+
+def conv_init(key, shape, fan_in):
+    """PyTorch's Conv2d / ConvTranspose2d default: uniform +-1/sqrt(fan_in)."""
+    kw, kb = jax.random.split(key)
+    bound = 1.0 / math.sqrt(fan_in)
+    w = jax.random.uniform(kw, shape, jnp.float32, -bound, bound)
+    b = jax.random.uniform(kb, (shape[0] if len(shape) == 4 else shape[1],), jnp.float32,
+                           -bound, bound)
+    return {"k": w, "b": b}
+
+
+def conv_ae_init(key):
+    k = jax.random.split(key, 6)
+    c1 = conv_init(k[0], (32, 1, 3, 3), 9)  # OIHW
+    c2 = conv_init(k[1], (64, 32, 3, 3), 32 * 9)
+    # Transposed convs stored as PyTorch does, (in, out, kh, kw); the bias has `out` entries.
+    t1 = conv_init(k[4], (64, 32, 3, 3), 32 * 9)
+    t1["b"] = t1["b"][:32]
+    t2 = conv_init(k[5], (32, 1, 3, 3), 9)
+    t2["b"] = t2["b"][:1]
+    return {"c1": c1, "c2": c2, "fe": linear_init(k[2], 3136, 32),
+            "fd": linear_init(k[3], 32, 3136), "t1": t1, "t2": t2}
+
+
+DN = ("NCHW", "OIHW", "NCHW")
+
+
+def conv2d(x, p):
+    y = jax.lax.conv_general_dilated(x, p["k"], (2, 2), ((1, 1), (1, 1)), dimension_numbers=DN)
+    return y + p["b"][None, :, None, None]
+
+
+def conv_transpose2d(x, p, k=3, pad=1, output_padding=1):
+    """PyTorch's ConvTranspose2d(stride 2, padding 1, output_padding 1)."""
+    w = jnp.flip(p["k"], (2, 3)).transpose(1, 0, 2, 3)  # (in, out, kh, kw) -> OIHW, flipped
+    lo, hi = k - 1 - pad, k - 1 - pad + output_padding
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), ((lo, hi), (lo, hi)), lhs_dilation=(2, 2),
+                                     dimension_numbers=DN)
+    return y + p["b"][None, :, None, None]
 
 
 def linear_init(key, fan_in, fan_out):
@@ -79,6 +127,8 @@ def bce_with_logits(z, x):
 def init_params(name, key):
     enc, dec, _ = WORKLOADS[name]
     ke, kd = jax.random.split(key)
+    if name == "conv_ae":
+        return conv_ae_init(key)
     if name == "vae":
         k1, kmu, klv = jax.random.split(ke, 3)
         return {
@@ -131,6 +181,18 @@ def make_loss(name):
             out = mlp_apply(p["dec"], code, relu)
             return jnp.sum(jnp.square(out - x)) / x.shape[0]
 
+    elif name == "conv_ae":
+
+        def loss(p, x, key):
+            b = x.shape[0]
+            h = relu(conv2d(x.reshape(b, 1, 28, 28), p["c1"]))
+            h = relu(conv2d(h, p["c2"]))
+            code = h.reshape(b, 3136) @ p["fe"]["w"] + p["fe"]["b"]
+            h = relu(code @ p["fd"]["w"] + p["fd"]["b"]).reshape(b, 64, 7, 7)
+            h = relu(conv_transpose2d(h, p["t1"]))
+            logits = conv_transpose2d(h, p["t2"]).reshape(b, 784)
+            return jnp.sum(bce_with_logits(logits, x)) / b
+
     else:
         raise ValueError(name)
     return loss
@@ -180,6 +242,7 @@ def bench(name, batch, seconds, max_steps, min_steps=2):
     t_start = time.perf_counter()
     params = init_params(name, kp)
     w = weights(params)
+    flops = 6 * CONV_AE_MACS if name == "conv_ae" else 6 * w
     zeros = lambda p: jax.tree_util.tree_map(jnp.zeros_like, p)
     m, v, t = zeros(params), zeros(params), jnp.zeros((), jnp.int32)
     xs = synthetic(kd, batch, dim)
@@ -219,8 +282,8 @@ def bench(name, batch, seconds, max_steps, min_steps=2):
         steps=steps,
         samples_per_s=round(sps, 1),
         ms_per_step=round(1e3 * elapsed / steps, 4),
-        gflops=round(6 * w * sps / 1e9, 2),
-        tflops=round(6 * w * sps / 1e12, 5),
+        gflops=round(flops * sps / 1e9, 2),
+        tflops=round(flops * sps / 1e12, 5),
         weights=w,
         warmup_s=round(warmup_s, 3),
         first_loss=round(first_loss, 4),
@@ -252,7 +315,7 @@ def sgemm(seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workload", default="all",
-                    help="mnist_ae, vae, cae, large_ae or all (comma-separated lists work too)")
+                    help="mnist_ae, vae, cae, large_ae, conv_ae or all (comma-separated lists work too)")
     ap.add_argument("--batch", type=int, default=None,
                     help="examples per step for every workload, instead of each one's own")
     ap.add_argument("--seconds", type=float, default=5.0,
@@ -265,7 +328,7 @@ def main():
     names = list(WORKLOADS) if a.workload == "all" else [w.strip() for w in a.workload.split(",")]
     for n in names:
         if n not in WORKLOADS:
-            ap.error("unknown workload '%s' (expected mnist_ae, vae, cae, large_ae or all)" % n)
+            ap.error("unknown workload '%s' (expected mnist_ae, vae, cae, large_ae, conv_ae or all)" % n)
     if a.batch is not None and a.batch < 1:
         ap.error("--batch must be at least 1 (got %d)" % a.batch)
     if not a.seconds >= 0:

@@ -3,7 +3,8 @@
 //! and its environment variables onto them. This test reads the library's sources and fails on
 //! any way of reading the environment, wgpu's own `from_env` helpers included.
 
-use std::path::{Path, PathBuf};
+#[path = "common/sources.rs"]
+mod sources;
 
 /// What reads the environment: std's readers and wgpu's `*_from_env` / `with_env` helpers.
 const READERS: [&str; 6] = [
@@ -15,27 +16,10 @@ const READERS: [&str; 6] = [
     "with_env()",
 ];
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read src") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn the_library_reads_no_environment_variable() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let bin = src.join("bin");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    assert!(files.len() > 20, "found the sources: {}", files.len());
     let mut found = Vec::new();
-    for file in files.iter().filter(|f| !f.starts_with(&bin)) {
-        let text = std::fs::read_to_string(file).expect("read");
+    for (file, text) in sources::library_sources() {
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("//") {
                 continue; // documentation may name the variables the CLI maps

@@ -4,18 +4,8 @@
 //! the library's sources, outside src/bin/ and outside `#[cfg(test)]` modules, and fails on any
 //! code line (strings included, comments not) that spells a flag, `--name`.
 
-use std::path::{Path, PathBuf};
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read src") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+#[path = "common/sources.rs"]
+mod sources;
 
 /// The first `--x` (x a lowercase letter) in the code part of `line`, comments cut off.
 fn flag_in(line: &str) -> Option<&str> {
@@ -46,14 +36,8 @@ fn flag_in(line: &str) -> Option<&str> {
 
 #[test]
 fn library_messages_name_no_command_line_flag() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let bin = src.join("bin");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    assert!(files.len() > 20, "found the sources: {}", files.len());
     let mut found = Vec::new();
-    for file in files.iter().filter(|f| !f.starts_with(&bin)) {
-        let text = std::fs::read_to_string(file).expect("read");
+    for (file, text) in sources::library_sources() {
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("#[cfg(test)]") {
                 break; // a test module may check what the CLI prints

@@ -182,38 +182,25 @@ mod tests {
         let e = cli(&ModelSpec::psd(6, 4, 0.1, 1.0, 10_001));
         assert!(e.contains("--inference-steps 10001 is more than"), "{e}");
         let data = hourglass::Dataset::new(5, 4, vec![0.5; 20]).unwrap();
-        let config = hourglass::TrainConfig {
-            accumulate: 0,
-            ..hourglass::TrainConfig::new(2, 1e-3)
+        // The trainer's refusals of gradient accumulation.
+        let refused = |accumulate| {
+            let config = hourglass::TrainConfig {
+                accumulate,
+                ..hourglass::TrainConfig::new(2, 1e-3)
+            };
+            let spec = ModelSpec::mirrored(&[4, 2]);
+            hourglass::Trainer::new(&spec, &config, &data, &hourglass::Device::Cpu, None)
+                .err()
+                .unwrap()
+                .to_string()
         };
-        let e = hourglass::Trainer::new(
-            &ModelSpec::mirrored(&[4, 2]),
-            &config,
-            &data,
-            &hourglass::Device::Cpu,
-            None,
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = refused(0);
         assert!(!e.contains("--"), "the library names no flag: {e}");
         assert!(
             in_cli_terms(&e).contains("--accumulate must be at least 1"),
             "{e}"
         );
-        let e = hourglass::Trainer::new(
-            &ModelSpec::mirrored(&[4, 2]),
-            &hourglass::TrainConfig {
-                accumulate: 3,
-                ..config
-            },
-            &data,
-            &hourglass::Device::Cpu,
-            None,
-        )
-        .err()
-        .unwrap()
-        .to_string();
+        let e = refused(3);
         assert!(
             in_cli_terms(&e).ends_with("lower --accumulate or --batch-size"),
             "{e}"

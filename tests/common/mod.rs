@@ -15,7 +15,10 @@ use hourglass::rng::{Sequence, Stream};
 
 /// The backend the GPU tests run on: `HOURGLASS_TEST_BACKEND` (`vulkan`, `gl`, ...; a test-only
 /// variable: tests may read the environment, the library may not), else wgpu's primary
-/// backends. CI runs the GPU test binaries once with each of the default and `gl`.
+/// backends. CI runs the GPU test binaries once with each of the default and `gl`; run the `gl`
+/// pass with `-- --test-threads=1`: the tests of a binary share one context ([`gpu`]), and
+/// wgpu-hal's GL backend panics ("Could not lock adapter context") when one thread waits more
+/// than 6 s for the context another thread holds through a long llvmpipe dispatch.
 pub fn test_backend() -> Backend {
     match std::env::var("HOURGLASS_TEST_BACKEND") {
         Ok(v) if !v.is_empty() => {

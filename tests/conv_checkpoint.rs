@@ -424,11 +424,16 @@ fn the_issue_model_has_pytorch_names_and_shapes() {
     .collect();
     assert_eq!(got, want);
     // PyTorch's default init: U(±1/√fan_in) with fan_in = weight.size(1)·k², for weights
-    // and biases alike; 2,119,936 MACs per example forward (the conv_ae workload's count).
+    // and biases alike, the dense layers of a conv model included (k = 1); 2,119,936 MACs per
+    // example forward (the conv_ae workload's count).
     for (name, fan_in) in [
         ("encoder.0.weight", 9.0f32),
         ("encoder.0.bias", 9.0),
         ("encoder.2.weight", 32.0 * 9.0),
+        ("encoder.5.weight", 3136.0),
+        ("encoder.5.bias", 3136.0),
+        ("decoder.0.weight", 32.0),
+        ("decoder.0.bias", 32.0),
         ("decoder.3.weight", 32.0 * 9.0),
         ("decoder.3.bias", 32.0 * 9.0),
         ("decoder.5.weight", 9.0),
@@ -444,6 +449,36 @@ fn the_issue_model_has_pytorch_names_and_shapes() {
     let stages = spec.conv_stages().unwrap();
     let conv: usize = stages.iter().map(|s| s.macs()).sum();
     assert_eq!(2 * conv + 2 * 3136 * 32, 2_119_936);
+}
+
+#[test]
+fn a_dense_only_model_keeps_he_and_glorot_weights_and_zero_biases() {
+    // 784-512-256-32 with ReLU: He-uniform √(6/fan_in) before a ReLU, Glorot-uniform
+    // √(6/(fan_in+fan_out)) into the identity code and the logits; every bias zero.
+    let spec = ModelSpec::from_encoder_str("784,512,256,32").unwrap();
+    let params = Parameters::init(&spec, 0);
+    for (name, bound) in [
+        ("encoder.0.weight", (6.0f32 / 784.0).sqrt()),
+        ("encoder.2.weight", (6.0f32 / 512.0).sqrt()),
+        ("encoder.4.weight", (6.0f32 / (256.0 + 32.0)).sqrt()),
+        ("decoder.0.weight", (6.0f32 / 32.0).sqrt()),
+        ("decoder.4.weight", (6.0f32 / (512.0 + 784.0)).sqrt()),
+    ] {
+        let v = params.get(name).unwrap();
+        let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(
+            max <= bound && max > 0.9 * bound,
+            "{name}: max |w| {max}, bound {bound}"
+        );
+    }
+    for t in params
+        .layout
+        .tensors()
+        .filter(|t| t.name.ends_with(".bias"))
+    {
+        let v = params.get(&t.name).unwrap();
+        assert!(v.iter().all(|&x| x == 0.0), "{}: not zero", t.name);
+    }
 }
 
 #[test]

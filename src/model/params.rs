@@ -140,25 +140,41 @@ impl ParamLayout {
         self.tensors().map(ParamTensor::len).sum()
     }
 
-    /// A freshly initialised arena: dense layers get Glorot/Xavier uniform weights for sigmoid,
-    /// tanh and identity layers, He/Kaiming uniform for ReLU-family layers, and zero biases;
-    /// conv and transposed-conv layers get PyTorch's default (`kaiming_uniform_(a=√5)`, i.e.
-    /// U(±1/√fan_in) for the weight and the bias, fan_in = `weight.size(1)·k²`).
+    /// A freshly initialised arena. Dense-only models: Glorot/Xavier uniform weights for
+    /// sigmoid, tanh and identity layers, He/Kaiming uniform for ReLU-family layers, and zero
+    /// biases. Models with conv layers: every layer, conv and dense, gets PyTorch's default
+    /// (`kaiming_uniform_(a=√5)`, i.e. U(±1/√fan_in) for the weight and the bias, fan_in =
+    /// `weight.size(1)·k²`, k = 1 for a dense layer), as the same `nn.Sequential` would start.
+    /// Measured on Fashion-MNIST (README): the He/Glorot rule trains the 784-512-256-32 MLP
+    /// ~9 nats per image better than PyTorch's default, and PyTorch's default trains the conv
+    /// recipe ~2 nats better than the He/Glorot rule on its dense layers.
     /// Deterministic in `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
         let mut arena = vec![0.0f32; self.len];
         crate::model::psd::init_extra(self, seed, &mut arena);
+        let pytorch_default = self.layers.iter().any(|l| {
+            matches!(
+                l.layer.kind,
+                LayerKind::Conv(_) | LayerKind::ConvTranspose(_)
+            )
+        });
         for (k, l) in self
             .layers
             .iter()
             .enumerate()
             .filter(|(_, l)| !l.transposed)
         {
-            if let LayerKind::Conv(st) | LayerKind::ConvTranspose(st) = l.layer.kind {
+            let conv_fan_in = match l.layer.kind {
                 // weight.size(1): in_c for a Conv2d [out_c, in_c, k, k]; for a
                 // ConvTranspose2d [in = out_c, out = in_c, k, k] it is in_c as well.
-                let fan_in = (st.in_c * st.kernel * st.kernel) as f32;
-                let bound = 1.0 / fan_in.sqrt();
+                LayerKind::Conv(st) | LayerKind::ConvTranspose(st) => {
+                    Some(st.in_c * st.kernel * st.kernel)
+                }
+                _ if pytorch_default => Some(l.layer.inputs),
+                _ => None,
+            };
+            if let Some(fan_in) = conv_fan_in {
+                let bound = 1.0 / (fan_in as f32).sqrt();
                 let mut rng = Sequence::new(seed, Stream::Init, k as u32);
                 for t in [&l.weight, &l.bias] {
                     for x in &mut arena[t.offset..t.offset + t.len()] {

@@ -85,8 +85,9 @@
 //!
 //! Decoder weights can be tied to the transposed encoder weights (`tied`). The [`Loss`] is the
 //! squared error or the Bernoulli cross-entropy (computed from logits, `softplus(z) − x·z`),
-//! summed over features and averaged over the batch. Weights start Glorot-uniform (He-uniform
-//! for ReLU layers), biases at zero.
+//! summed over features and averaged over the batch. Dense-only models' weights start
+//! Glorot-uniform (He-uniform for ReLU layers), biases at zero; a model with conv layers starts
+//! every layer from PyTorch's default, U(±1/√fan_in) for weights and biases.
 //!
 //! # Training
 //!

@@ -532,3 +532,13 @@ fn a_large_input_gradient_goes_through_in_chunks() {
     assert!(33 * chunked.taps() * chunked.out_positions() > 16 << 20);
     check_product(&chunked, true, false);
 }
+
+#[test]
+fn a_forward_product_past_65535_column_blocks_folds_its_grid_into_z() {
+    // One output channel (32×32 tiles), 1×1 kernel: 2,102,500 positions are 65,703 column
+    // blocks, more than one grid dimension holds (65,535): the 168 past it run as z = 1
+    // (`wg.x + wg.z · groups_x` in shaders/conv2d.wgsl).
+    let wide = shape(1, 1, 1450, 1450, 1, 1, 1, 0);
+    assert!((wide.batch * wide.out_positions()).div_ceil(32) > 65_535);
+    check_product(&wide, false, false);
+}

@@ -20,7 +20,8 @@ impl GpuExecutor {
     /// command buffer: `copy_in` (application buffer → one of this graph's views) before the
     /// first step, `copy_out` (a view → application buffer) after the last. Nothing is read
     /// back and nothing waits: later work on the queue sees the results. Byte offsets must be
-    /// multiples of 4.
+    /// multiples of 4; an error, and nothing run, when a copy does not fit its buffer or its
+    /// view.
     pub fn run_with_copies(
         &mut self,
         copy_in: Option<BufferCopy<'_>>,
@@ -29,6 +30,7 @@ impl GpuExecutor {
         copy_out: Option<BufferCopy<'_>>,
     ) -> Result<()> {
         for c in copy_in.iter().chain(&copy_out) {
+            self.check_extent(c.tensor)?;
             let bytes = c.tensor.len() as u64 * 4;
             if c.offset % wgpu::COPY_BUFFER_ALIGNMENT != 0 || c.offset + bytes > c.buffer.size() {
                 return Err(Error::Config(format!(

@@ -82,6 +82,43 @@ fn a_graph_that_does_not_validate_is_an_error() {
 }
 
 #[test]
+fn gpu_refuses_a_loss_scale_that_does_not_start_its_buffer() {
+    let Some(ctx) = common::gpu() else { return };
+    let product = |offset| {
+        let mut g = Graph::default();
+        let (a, b, c) = (
+            g.matrix("a", 2, 3),
+            g.matrix("b", 3, 2),
+            g.matrix("c", 2, 2),
+        );
+        let state = g.matrix("scales", 1, 8);
+        g.push(Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a: false,
+            trans_b: false,
+            epilogue: hourglass::graph::Epilogue::Store,
+            gradient: Some(hourglass::graph::Operand::A),
+            loss_scale: Some(Tensor {
+                offset,
+                cols: 4,
+                ..state
+            }),
+        });
+        g
+    };
+    // The CPU executor reads the view where it is; the GPU kernels would read element 0.
+    CpuExecutor::<f32>::new(product(4)).expect("the CPU takes any offset");
+    let e = err(GpuExecutor::new(ctx.clone(), product(4)));
+    assert!(
+        e.contains("op 0") && e.contains("element 4 of buffer 3 ('scales')"),
+        "{e}"
+    );
+    GpuExecutor::new(ctx, product(0)).expect("a state at element 0");
+}
+
+#[test]
 fn cpu_reads_writes_and_runs_check_what_they_are_given() {
     let (g, x, y, idx) = tanh_graph();
     let mut cpu = CpuExecutor::<f32>::new(g).expect("valid graph");

@@ -11,12 +11,13 @@ use super::{Dispatch, GpuExecutor, MAX_STEPS_PER_SUBMIT, Plan, Resource, STEP_SL
 use crate::error::{Error, Result};
 use crate::gpu::context::GpuContext;
 use crate::gpu::kernels::Slot;
-use crate::graph::{Graph, StepParams};
+use crate::graph::{Graph, Op, StepParams};
 
 impl GpuExecutor {
     /// Allocates `graph`'s buffers on `ctx`'s device and compiles its dispatches.
     pub fn new(ctx: Arc<GpuContext>, graph: Graph) -> Result<Self> {
         graph.validate().map_err(Error::Gpu)?;
+        check_loss_scales(&graph)?;
         let capture = ctx.capture();
         let device = &ctx.device;
         let max_binding = ctx.limits.max_storage_buffer_binding_size;
@@ -180,4 +181,28 @@ impl GpuExecutor {
         ctx.kernels.persist();
         Ok(exec)
     }
+}
+
+/// An error when a mixed-precision product's loss-scale state does not start its buffer: the
+/// matmul kernels read the scale at element 0 of the buffer bound to them (the CPU twin reads
+/// the view's first element), so any other offset would scale by the wrong value. A graph
+/// built by hand can ask for one (`Op::Matmul` is public); the library's graphs give the state
+/// a buffer of its own.
+fn check_loss_scales(graph: &Graph) -> Result<()> {
+    for (i, op) in graph.ops.iter().enumerate() {
+        if let Op::Matmul {
+            loss_scale: Some(t),
+            ..
+        } = op
+            && t.offset != 0
+        {
+            return Err(Error::Gpu(format!(
+                "op {i}: a mixed-precision product's loss-scale state starts at element {} of \
+                 buffer {} ('{}'), but the GPU's products read it at element 0; give the state \
+                 a buffer of its own",
+                t.offset, t.buf, graph.buffers[t.buf].name
+            )));
+        }
+    }
+    Ok(())
 }

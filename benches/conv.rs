@@ -236,7 +236,7 @@ fn main() {
         report(&format!("GPU {}", ctx.adapter.name), batch, |g| {
             let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("executor");
             for (i, v) in fill(g).iter().enumerate() {
-                dev.write(i, v);
+                dev.write(i, v).expect("a float write");
             }
             best(if software { 5 } else { 20 }, || {
                 dev.run(0..1, &step).expect("run");

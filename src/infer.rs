@@ -283,7 +283,7 @@ impl Autoencoder {
                     // The graph has a fixed batch: pad the last chunk with zeros.
                     let mut chunk = data.values[start * d..(start + rows_now) * d].to_vec();
                     chunk.resize(CHUNK * d, 0.0);
-                    exec.write(input.buf, &chunk);
+                    exec.write(input.buf, &chunk)?;
                     None
                 }
                 // Rows past the last of a short chunk keep the previous chunk's values: rows

@@ -68,7 +68,7 @@ fn tiles_are_measured_once_and_remembered_on_disk() {
     for (id, d) in graph.buffers.iter().enumerate() {
         let v = common::random(d.len, -1.0, 1.0, id as u64);
         cpu.write(id, &v).unwrap();
-        dev.write(id, &v);
+        dev.write(id, &v).expect("a float write");
     }
     cpu.run(0..2, &[StepParams::default()]).unwrap();
     dev.run(0..2, &[StepParams::default()]).expect("run");
@@ -165,7 +165,7 @@ fn check(
             _ => common::random(d.len, -1.0, 1.0, id as u64),
         };
         cpu.write(id, &v).unwrap();
-        dev.write(id, &v);
+        dev.write(id, &v).expect("a float write");
     }
     cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("run");

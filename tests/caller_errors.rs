@@ -6,8 +6,8 @@
 mod common;
 
 use hourglass::cpu::CpuExecutor;
-use hourglass::gpu::GpuExecutor;
 use hourglass::gpu::executor::MAX_STEPS_PER_SUBMIT;
+use hourglass::gpu::{BufferCopy, GpuExecutor};
 use hourglass::graph::{Graph, Op, StepParams, Tensor};
 use hourglass::model::Activation;
 
@@ -82,6 +82,43 @@ fn a_graph_that_does_not_validate_is_an_error() {
 }
 
 #[test]
+fn gpu_refuses_a_loss_scale_that_does_not_start_its_buffer() {
+    let Some(ctx) = common::gpu() else { return };
+    let product = |offset| {
+        let mut g = Graph::default();
+        let (a, b, c) = (
+            g.matrix("a", 2, 3),
+            g.matrix("b", 3, 2),
+            g.matrix("c", 2, 2),
+        );
+        let state = g.matrix("scales", 1, 8);
+        g.push(Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a: false,
+            trans_b: false,
+            epilogue: hourglass::graph::Epilogue::Store,
+            gradient: Some(hourglass::graph::Operand::A),
+            loss_scale: Some(Tensor {
+                offset,
+                cols: 4,
+                ..state
+            }),
+        });
+        g
+    };
+    // The CPU executor reads the view where it is; the GPU kernels would read element 0.
+    CpuExecutor::<f32>::new(product(4)).expect("the CPU takes any offset");
+    let e = err(GpuExecutor::new(ctx.clone(), product(4)));
+    assert!(
+        e.contains("op 0") && e.contains("element 4 of buffer 3 ('scales')"),
+        "{e}"
+    );
+    GpuExecutor::new(ctx, product(0)).expect("a state at element 0");
+}
+
+#[test]
 fn cpu_reads_writes_and_runs_check_what_they_are_given() {
     let (g, x, y, idx) = tanh_graph();
     let mut cpu = CpuExecutor::<f32>::new(g).expect("valid graph");
@@ -117,4 +154,79 @@ fn gpu_runs_check_their_steps_and_ops() {
     // The executor is still usable after refusing.
     dev.run(0..1, &steps[..MAX_STEPS_PER_SUBMIT])
         .expect("64 steps run");
+}
+
+#[test]
+fn gpu_reads_writes_and_buffers_check_what_they_are_given() {
+    let Some(ctx) = common::gpu() else { return };
+    let (g, x, y, idx) = tanh_graph();
+    let mut dev = GpuExecutor::new(ctx.clone(), g).expect("executor");
+    let one_step = [StepParams::default()];
+    // The same refusals as the CPU executor's, in the same words.
+    let e = err(dev.write(idx.buf, &[1.0]));
+    assert!(e.contains("buffer 2 ('order') holds indices"), "{e}");
+    let e = err(dev.write_u32(x.buf, &[1]));
+    assert!(e.contains("buffer 0 ('x') holds floats"), "{e}");
+    let e = err(dev.write(x.buf, &[0.0; 7]));
+    assert!(e.contains("7 values do not fit buffer 0 ('x') of 6"), "{e}");
+    let e = err(dev.write_u32(idx.buf, &[0; 5]));
+    assert!(
+        e.contains("5 values do not fit buffer 2 ('order') of 4"),
+        "{e}"
+    );
+    for e in [
+        err(dev.write(42, &[0.0])),
+        err(dev.write_u32(42, &[0])),
+        err(dev.buffer(42)),
+        err(dev.read_buffer(42)),
+        err(dev.read(Tensor { buf: 42, ..x })),
+        err(dev.run_and_read(0..1, &one_step, Tensor { buf: 42, ..y })),
+    ] {
+        assert!(
+            e.contains("buffer 42 does not exist (the graph has 3)"),
+            "{e}"
+        );
+    }
+    assert!(err(dev.read(idx)).contains("buffer 2 ('order') holds indices"));
+    assert!(err(dev.read_buffer(idx.buf)).contains("holds indices"));
+    assert!(err(dev.read_u32(x)).contains("buffer 0 ('x') holds floats"));
+    assert!(err(dev.run_and_read(0..1, &one_step, idx)).contains("holds indices"));
+    let past = Tensor { offset: 4, ..y };
+    for e in [
+        err(dev.read(past)),
+        err(dev.run_and_read(0..1, &one_step, past)),
+    ] {
+        assert!(
+            e.contains("a view of elements 4..10 runs past buffer 1 ('y') of 6"),
+            "{e}"
+        );
+    }
+    let app = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("application"),
+        size: 64,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let copy = |tensor| BufferCopy {
+        buffer: &app,
+        offset: 0,
+        tensor,
+    };
+    let e = err(dev.run_with_copies(Some(copy(Tensor { buf: 42, ..x })), 0..1, &one_step, None));
+    assert!(e.contains("buffer 42 does not exist"), "{e}");
+    let e = err(dev.run_with_copies(None, 0..1, &one_step, Some(copy(past))));
+    assert!(e.contains("runs past buffer 1 ('y') of 6"), "{e}");
+
+    // Nothing refused was written, and what is right still works.
+    dev.write(x.buf, &[0.5; 6]).expect("a float write");
+    dev.write_u32(idx.buf, &[3, 2, 1, 0])
+        .expect("an index write");
+    let out = dev.run_and_read(0..1, &one_step, y).expect("run and read");
+    assert!(
+        out.iter().all(|v| (v - 0.5f32.tanh()).abs() < 1e-6),
+        "{out:?}"
+    );
+    assert_eq!(dev.read_u32(idx).expect("read indices"), vec![3, 2, 1, 0]);
+    assert_eq!(dev.read_buffer(x.buf).expect("read floats"), vec![0.5; 6]);
+    assert!(dev.buffer(x.buf).expect("a buffer").size() >= 24);
 }

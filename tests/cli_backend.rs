@@ -229,3 +229,47 @@ fn gpu_flags_with_device_cpu_are_warned_about() {
     assert!(config.contains("# Trained on CPU"), "{config}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn info_adapter_shows_that_adapter_and_refuses_one_that_does_not_exist() {
+    // Lavapipe (Vulkan) is adapter 0 here; `info --adapter 0` shows it alone, marked as the one
+    // `--device gpu --adapter 0` opens, with its limits.
+    let all = hourglass(&["info", "--backend", "vulkan"], &[]);
+    let (all_out, stderr) = text(&all);
+    assert!(all.status.success(), "{stderr}");
+    let out = hourglass(&["info", "--backend", "vulkan", "--adapter", "0"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let first = all_out
+        .lines()
+        .find(|l| l.starts_with("[0] "))
+        .expect("info lists adapter [0]");
+    let name = first.split("  <-").next().unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "{name}  <- --device gpu --adapter 0 (and --device auto --adapter 0)"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("    buffers: max"), "its limits: {stdout}");
+    assert!(!stdout.contains("\n[1] "), "that adapter only: {stdout}");
+    let count = all_out.lines().filter(|l| l.starts_with('[')).count();
+
+    let out = hourglass(&["info", "--backend", "vulkan", "--adapter", "99"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let found = if count == 1 {
+        "1 adapter".to_string()
+    } else {
+        format!("{count} adapters")
+    };
+    assert!(
+        stderr.contains(&format!("--adapter 99 does not exist: wgpu found {found}")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.is_empty(),
+        "nothing printed before the refusal: {stdout}"
+    );
+}

@@ -103,7 +103,7 @@ fn run(graph: &Graph) -> (Buffers, Buffers, Buffers) {
         };
         let v = random(desc.len, lo, hi, 500 + id as u64);
         cpu.write(id, &v).unwrap();
-        dev.write(id, &v);
+        dev.write(id, &v).expect("a float write");
         inputs.push(v);
     }
     let step = StepParams::default();

@@ -181,7 +181,7 @@ fn run_product(g: &Graph, a: &[f32], b: &[f32], scale: f32) -> (Vec<f32>, Vec<f3
     let s = [scale, 0.0, 0.0, 0.0];
     for (id, v) in [(0, a), (1, b), (3, &s[..])] {
         cpu.write(id, v).unwrap();
-        dev.write(id, v);
+        dev.write(id, v).expect("a float write");
     }
     cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("GPU run");
@@ -248,21 +248,16 @@ fn loss_scale_case(norm_sq: f32, forward_finite: f32, state: [f32; 4], counters:
         (2, state.to_vec()),
     ] {
         cpu.write(id, &v).unwrap();
-        dev.write(id, &v);
+        dev.write(id, &v).expect("a float write");
     }
     cpu.write_u32(health.buf, &counters).unwrap();
-    dev.write_u32(health.buf, &counters);
+    dev.write_u32(health.buf, &counters)
+        .expect("an index write");
     cpu.run(0..1, &[StepParams::default()]).unwrap();
     dev.run(0..1, &[StepParams::default()]).expect("GPU run");
     let got = dev.read_buffer(2).expect("read");
     assert_eq!(got, cpu.read(2).unwrap(), "state: GPU vs CPU");
-    // u32 buffers read back as raw bits.
-    let gh: Vec<u32> = dev
-        .read(health)
-        .expect("read health")
-        .iter()
-        .map(|x| x.to_bits())
-        .collect();
+    let gh = dev.read_u32(health).expect("read health");
     assert_eq!(gh, cpu.view_u32(health).unwrap(), "health: GPU vs CPU");
     let before = state[0];
     let interval = LOSS_SCALE_GROWTH_INTERVAL as f32;

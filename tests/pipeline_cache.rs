@@ -21,7 +21,8 @@ fn run_once(options: &GpuOptions) -> Vec<f32> {
         act: Activation::Tanh,
     });
     let mut exec = GpuExecutor::new(ctx, g).expect("executor");
-    exec.write(x.buf, &common::random(15, -2.0, 2.0, 3));
+    exec.write(x.buf, &common::random(15, -2.0, 2.0, 3))
+        .expect("a float write");
     exec.run(0..1, &[StepParams::default()]).expect("run");
     exec.read(y).expect("read")
 }

@@ -43,7 +43,7 @@ fn run_both(
     let mut gpu = GpuExecutor::new(ctx, graph.clone()).expect("GPU executor");
     for (id, v) in fill {
         cpu.write(*id, v).unwrap();
-        gpu.write(*id, v);
+        gpu.write(*id, v).expect("a float write");
     }
     let ops = 0..graph.ops.len();
     cpu.run(ops.clone(), &[s]).unwrap();

@@ -46,25 +46,23 @@ impl Backend {
     }
 
     /// Overwrites the start of a float buffer of the trainer's own graph. Callers pass
-    /// buffers of that graph and data checked against its layout, so a CPU error here is a bug
+    /// buffers of that graph and data checked against its layout, so an error here is a bug
     /// of the crate's, not of the caller's input.
     pub fn write(&mut self, buf: BufId, data: &[f32]) {
         match self {
-            Backend::Cpu(e) => e
-                .write(buf, data)
-                .expect("the trainer writes its own graph's float buffers"),
+            Backend::Cpu(e) => e.write(buf, data),
             Backend::Gpu(e) => e.write(buf, data),
         }
+        .expect("the trainer writes its own graph's float buffers")
     }
 
     /// Overwrites the start of an index buffer (as [`Backend::write`]).
     pub fn write_u32(&mut self, buf: BufId, data: &[u32]) {
         match self {
-            Backend::Cpu(e) => e
-                .write_u32(buf, data)
-                .expect("the trainer writes its own graph's index buffers"),
+            Backend::Cpu(e) => e.write_u32(buf, data),
             Backend::Gpu(e) => e.write_u32(buf, data),
         }
+        .expect("the trainer writes its own graph's index buffers")
     }
 
     /// Runs `ops` for each step.
@@ -95,8 +93,7 @@ impl Backend {
     pub fn read_u32(&mut self, t: Tensor) -> Result<Vec<u32>> {
         match self {
             Backend::Cpu(e) => Ok(e.view_u32(t)?.to_vec()),
-            // The read-back is raw bytes: reinterpret them.
-            Backend::Gpu(e) => Ok(e.read(t)?.iter().map(|x| x.to_bits()).collect()),
+            Backend::Gpu(e) => e.read_u32(t),
         }
     }
 

@@ -211,12 +211,12 @@ pub fn compare_executors(
             let (lo, hi) = range(desc);
             let v = random(desc.len, lo, hi, 1000 + id as u64);
             cpu.write(id, &v).unwrap();
-            dev.write(id, &v);
+            dev.write(id, &v).expect("a float write");
         }
     }
     for (id, v) in indices {
         cpu.write_u32(*id, v).unwrap();
-        dev.write_u32(*id, v);
+        dev.write_u32(*id, v).expect("an index write");
     }
     cpu.run(ops.clone(), &[step]).unwrap();
     dev.run(ops, &[step]).expect("GPU run");

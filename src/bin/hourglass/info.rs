@@ -1,4 +1,5 @@
-//! `hourglass info`: what wgpu sees, each adapter's limits, and what `--device auto` picks.
+//! `hourglass info`: what wgpu sees, each adapter's limits, and what `--device auto` picks;
+//! with `--adapter N`, that adapter only (the one `--device gpu --adapter N` opens).
 
 use clap::Args;
 use hourglass::gpu::{Backend, GpuContext, GpuOptions, list_adapters_on};
@@ -7,7 +8,7 @@ use crate::gpu_options::GpuArgs;
 
 const MIB: u64 = 1 << 20;
 
-/// `hourglass info [--backend B]`.
+/// `hourglass info [--backend B] [--adapter N]`.
 #[derive(Args)]
 pub struct InfoArgs {
     #[command(flatten)]
@@ -16,6 +17,26 @@ pub struct InfoArgs {
 
 pub fn run(args: InfoArgs) -> hourglass::Result<()> {
     let options = args.gpu.options()?;
+    let adapters = list_adapters_on(options.backends);
+    let searched = match options.backends {
+        Backend::Auto => "Vulkan, Metal, DX12".to_string(),
+        b => format!("{b:?}"),
+    };
+    // Checked before anything is printed: an unknown index is one line and exit 2.
+    if let Some(n) = options.adapter
+        && n >= adapters.len()
+    {
+        let (found, indices) = match adapters.len() {
+            0 => ("no adapters".to_string(), String::new()),
+            1 => ("1 adapter".to_string(), ", index 0".to_string()),
+            k => (format!("{k} adapters"), format!(", indices 0 to {}", k - 1)),
+        };
+        return Err(hourglass::Error::Config(format!(
+            "--adapter {n} does not exist: wgpu found {found} on {searched} (--backend \
+             {}){indices}; `hourglass info` lists them",
+            options.backends.name()
+        )));
+    }
     let features = if cfg!(hourglass_openblas) {
         "cli, openblas"
     } else {
@@ -30,11 +51,6 @@ pub fn run(args: InfoArgs) -> hourglass::Result<()> {
         "CPU: the reference executor, always available (--device cpu): {}",
         hourglass::cpu::describe()
     );
-    let adapters = list_adapters_on(options.backends);
-    let searched = match options.backends {
-        Backend::Auto => "Vulkan, Metal, DX12".to_string(),
-        b => format!("{b:?}"),
-    };
     outln!(
         "GPU backends searched: {searched} (--backend {})",
         options.backends.name()
@@ -50,13 +66,19 @@ pub fn run(args: InfoArgs) -> hourglass::Result<()> {
         .iter()
         .find(|a| a.device_type != "Cpu" && a.device_type != "Other")
         .map(|a| a.index);
-    for a in &adapters {
-        let mark = if auto == Some(a.index) {
-            "  <- --device auto"
+    // With --adapter, that adapter only: --device gpu (and auto) open it whatever its type.
+    let shown = adapters
+        .iter()
+        .filter(|a| options.adapter.is_none_or(|n| a.index == n));
+    for a in shown {
+        let mark = if let Some(n) = options.adapter {
+            format!("  <- --device gpu --adapter {n} (and --device auto --adapter {n})")
+        } else if auto == Some(a.index) {
+            "  <- --device auto".to_string()
         } else if a.index == 0 {
-            "  <- --device gpu"
+            "  <- --device gpu".to_string()
         } else {
-            ""
+            String::new()
         };
         outln!("[{}] {}{mark}", a.index, a.name);
         outln!(
@@ -114,7 +136,7 @@ pub fn run(args: InfoArgs) -> hourglass::Result<()> {
             Err(e) => outln!("    cannot open a device: {e}"),
         }
     }
-    if auto.is_none() {
+    if auto.is_none() && options.adapter.is_none() {
         outln!(
             "--device auto trains on the CPU (no hardware adapter){}",
             if adapters.is_empty() {

@@ -1,6 +1,7 @@
 //! The dispatches of the PSD ops (`shaders/psd.wgsl`; ops in [`crate::graph::psd`]).
 
-use super::{Plan, Resource, Word, grid_1d, one, words};
+use super::plan::{Word, grid_1d, one, words};
+use super::{Plan, Resource};
 use crate::gpu::kernels::Kernel;
 use crate::graph::psd::{LIPSCHITZ_MARGIN, POWER_ITERATIONS, PsdOp};
 

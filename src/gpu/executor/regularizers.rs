@@ -1,0 +1,285 @@
+//! The dispatches of the regularizer ops (the Jacobian and contractive penalties and their
+//! estimators, sparsity) and of the VAE's sampling ops.
+
+use super::plan::{Word, flag, grid_1d, grid_rows, one, u32s, words};
+use super::{Plan, Resource};
+use crate::gpu::kernels::Kernel;
+use crate::graph::Op;
+
+/// The dispatches of one regularizer or sampling op; none for any other op (`plan::plan`
+/// sends only these here).
+pub(super) fn plan(op: &Op) -> Vec<Plan> {
+    use Resource::{Buffer as B, Step, Uniform as U};
+    use Word::{F, U as N};
+    match *op {
+        Op::Directions { out, batch, exact } => one(
+            Kernel::Directions,
+            vec![("EXACT", flag(exact))],
+            vec![
+                B(out.buf),
+                U(u32s(&[out.len(), out.cols, batch, out.offset])),
+                Step,
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::TangentScale { r, y, act, out } => one(
+            Kernel::TangentScale,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(r.buf),
+                B(y.buf),
+                B(out.buf),
+                U(u32s(&[
+                    out.len(),
+                    y.len(),
+                    r.offset,
+                    y.offset,
+                    out.offset,
+                    0,
+                    0,
+                    0,
+                ])),
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::Curvature { qa, r, y, act, out } => one(
+            Kernel::Curvature,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(qa.buf),
+                B(r.buf),
+                B(y.buf),
+                B(out.buf),
+                U(u32s(&[
+                    out.len(),
+                    qa.len() / out.len().max(1),
+                    qa.offset,
+                    r.offset,
+                    y.offset,
+                    out.offset,
+                    0,
+                    0,
+                ])),
+            ],
+            grid_1d(out.len()),
+        ),
+        Op::JacobianNorm {
+            r,
+            rows,
+            grad,
+            scale,
+        } => {
+            let batch = rows.len();
+            // As the CPU twin: (2 · scale) / B in f32.
+            let grad_scale = 2.0 * scale / batch as f32;
+            one(
+                Kernel::JacobianNorm,
+                vec![],
+                vec![
+                    B(r.buf),
+                    B(rows.buf),
+                    B(grad.buf),
+                    U(words(&[
+                        N(batch),
+                        N(r.cols),
+                        N(r.rows / batch.max(1)),
+                        N(r.offset),
+                        N(rows.offset),
+                        N(grad.offset),
+                        F(scale),
+                        F(grad_scale),
+                    ])),
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::ContractiveClosedForm {
+            h,
+            w,
+            rows,
+            dz,
+            dw,
+            scratch,
+            lambda,
+        } => {
+            let batch = rows.len();
+            // As the CPU twin: λ · (1 / B) · 2 in f32.
+            let grad_scale = lambda * (1.0 / batch as f32) * 2.0;
+            let dims = words(&[
+                N(batch),
+                N(w.rows),
+                N(w.cols),
+                N(h.offset),
+                N(w.offset),
+                N(rows.offset),
+                N(dz.offset),
+                N(dw.offset),
+                N(scratch.offset),
+                F(lambda),
+                F(grad_scale),
+                N(0),
+            ]);
+            let bind = |dims: Vec<u8>| {
+                vec![
+                    B(h.buf),
+                    B(w.buf),
+                    B(rows.buf),
+                    B(dz.buf),
+                    B(dw.buf),
+                    B(scratch.buf),
+                    U(dims),
+                ]
+            };
+            // Per-unit norms and Σ_b s², then per-example rows that read them.
+            let mut plans = one(
+                Kernel::ContractiveUnits,
+                vec![],
+                bind(dims.clone()),
+                grid_rows(w.rows),
+            );
+            plans.extend(one(
+                Kernel::ContractiveRows,
+                vec![],
+                bind(dims),
+                grid_rows(batch),
+            ));
+            plans
+        }
+        Op::SparseL1 {
+            h,
+            act,
+            rows,
+            dz,
+            lambda,
+        } => {
+            let batch = rows.len();
+            one(
+                Kernel::SparseL1,
+                vec![("ACT", f64::from(act.code()))],
+                vec![
+                    B(h.buf),
+                    B(rows.buf),
+                    B(dz.buf),
+                    U(words(&[
+                        N(batch),
+                        N(h.len() / batch.max(1)),
+                        N(h.offset),
+                        N(rows.offset),
+                        N(dz.offset),
+                        F(lambda),
+                        F(lambda / batch as f32),
+                        N(0),
+                    ])),
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::SparseKl {
+            h,
+            sums,
+            act,
+            terms,
+            dz,
+            lambda,
+            target,
+        } => one(
+            Kernel::SparseKl,
+            vec![("ACT", f64::from(act.code()))],
+            vec![
+                B(h.buf),
+                B(sums.buf),
+                B(terms.buf),
+                B(dz.buf),
+                U(words(&[
+                    N(h.len()),
+                    N(terms.len()),
+                    N(h.offset),
+                    N(sums.offset),
+                    N(terms.offset),
+                    N(dz.offset),
+                    F(lambda),
+                    F(target),
+                    F(1.0 / (h.len() / terms.len().max(1)) as f32),
+                    N(0),
+                    N(0),
+                    N(0),
+                ])),
+            ],
+            grid_1d(h.len()),
+        ),
+        Op::Sample {
+            mu,
+            logvar,
+            eps,
+            z,
+            kl_rows,
+            beta,
+        } => {
+            let batch = kl_rows.len();
+            let units = mu.len() / batch.max(1);
+            one(
+                Kernel::Sample,
+                vec![],
+                vec![
+                    B(mu.buf),
+                    B(logvar.buf),
+                    B(eps.buf),
+                    B(z.buf),
+                    B(kl_rows.buf),
+                    U(words(&[
+                        N(batch),
+                        N(units),
+                        N(z.len() / mu.len().max(1)),
+                        N(mu.offset),
+                        N(logvar.offset),
+                        N(eps.offset),
+                        N(z.offset),
+                        N(kl_rows.offset),
+                        F(beta * -0.5),
+                        N(0),
+                        N(0),
+                        N(0),
+                    ])),
+                    Step,
+                ],
+                grid_rows(batch),
+            )
+        }
+        Op::SampleGrad {
+            dz,
+            eps,
+            mu,
+            logvar,
+            dmu,
+            dlogvar,
+            beta,
+        } => one(
+            Kernel::SampleGrad,
+            vec![],
+            vec![
+                B(dz.buf),
+                B(eps.buf),
+                B(mu.buf),
+                B(logvar.buf),
+                B(dmu.buf),
+                B(dlogvar.buf),
+                U(words(&[
+                    N(mu.len()),
+                    N(dz.len() / mu.len().max(1)),
+                    N(dz.offset),
+                    N(eps.offset),
+                    N(mu.offset),
+                    N(logvar.offset),
+                    N(dmu.offset),
+                    N(dlogvar.offset),
+                    F(beta / mu.rows as f32),
+                    N(0),
+                    N(0),
+                    N(0),
+                ])),
+            ],
+            grid_1d(mu.len()),
+        ),
+        _ => Vec::new(),
+    }
+}

@@ -137,23 +137,38 @@ pub(crate) fn round_f16(x: f32) -> f32 {
 
 /// `values` as f16 bits (rounded to nearest, ties to even): what goes on the wire.
 pub(crate) fn to_f16_bits(values: &[f32]) -> Vec<u16> {
-    values
-        .iter()
-        .map(|&x| half::f16::from_f32(x).to_bits())
-        .collect()
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    let mut bits = vec![0u16; values.len()];
+    bits.reinterpret_cast_mut::<half::f16>()
+        .convert_from_f32_slice(values);
+    bits
+}
+
+/// f16 bits as f32 (exact), into `out`.
+pub(crate) fn from_f16_bits(bits: &[u16], out: &mut [f32]) {
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    bits.reinterpret_cast::<half::f16>()
+        .convert_to_f32_slice(out);
 }
 
 /// The rank-ordered f32 sum of `size` f16 buffers of `n` values each, laid end to end in
-/// `copies` (rank 0's first), rounded to f16: the one place the f16 reduction adds.
+/// `copies` (rank 0's first), rounded to f16 into `out[..n]`: the one place the f16
+/// reduction adds (`((h₀ + h₁) + h₂) + …` element by element, then one rounding).
 pub(crate) fn sum_f16_in_rank_order(copies: &[u16], n: usize, out: &mut [u16]) {
-    let f = |b: u16| half::f16::from_bits(b).to_f32();
-    for (i, o) in out[..n].iter_mut().enumerate() {
-        let mut acc = f(copies[i]);
-        for rank in copies[n..].chunks_exact(n.max(1)) {
-            acc += f(rank[i]);
-        }
-        *o = half::f16::from_f32(acc).to_bits();
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    if n == 0 {
+        return;
     }
+    let mut acc = vec![0.0f32; n];
+    let mut next = vec![0.0f32; n];
+    from_f16_bits(&copies[..n], &mut acc);
+    for rank in copies[n..].chunks_exact(n) {
+        from_f16_bits(rank, &mut next);
+        acc.iter_mut().zip(&next).for_each(|(a, x)| *a += x);
+    }
+    out[..n]
+        .reinterpret_cast_mut::<half::f16>()
+        .convert_from_f32_slice(&acc);
 }
 
 /// The rows of a batch of `rows` rows that rank `rank` of `size` takes: `(first, count)`,

@@ -22,7 +22,7 @@ use ::mpi::environment::Universe;
 use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::{Communicator as _, CommunicatorCollectives as _, Root as _};
 
-use super::{Communicator, collective_error, sum_f16_in_rank_order, to_f16_bits};
+use super::{Communicator, collective_error, from_f16_bits, sum_f16_in_rank_order, to_f16_bits};
 use crate::error::{Error, Result};
 
 /// Elements reduced per round: bounds the scratch at `CHUNK` elements and keeps every count
@@ -208,9 +208,7 @@ impl Communicator for MpiCommunicator {
             sum_f16_in_rank_order(copies, own, &mut sum);
             copies[..own].copy_from_slice(&sum);
         })?;
-        for (x, &b) in buf.iter_mut().zip(&wire) {
-            *x = half::f16::from_bits(b).to_f32();
-        }
+        from_f16_bits(&wire, buf);
         Ok(())
     }
 

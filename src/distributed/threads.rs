@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use super::{Communicator, collective_error, sum_f16_in_rank_order, to_f16_bits};
+use super::{Communicator, collective_error, from_f16_bits, sum_f16_in_rank_order, to_f16_bits};
 use crate::error::Result;
 
 struct Shared {
@@ -106,9 +106,7 @@ impl Communicator for ThreadGroup {
             sum_f16_in_rank_order(&copies, n, &mut out);
             out
         })?;
-        for (x, &b) in buf.iter_mut().zip(&sum) {
-            *x = half::f16::from_bits(b).to_f32();
-        }
+        from_f16_bits(&sum, buf);
         Ok(())
     }
 

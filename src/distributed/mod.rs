@@ -93,14 +93,14 @@ pub enum ReducePrecision {
 }
 
 impl ReducePrecision {
-    /// Parses `f32` or `f16`.
-    pub fn parse(s: &str) -> Result<Self> {
+    /// Parses `f32` or `f16` (the error says what was expected; callers name their field).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
         match s {
             "f32" => Ok(ReducePrecision::F32),
             "f16" => Ok(ReducePrecision::F16),
-            other => Err(Error::Config(format!(
+            other => Err(format!(
                 "unknown reduce precision '{other}' (expected f32 or f16)"
-            ))),
+            )),
         }
     }
 
@@ -156,19 +156,23 @@ pub(crate) fn from_f16_bits(bits: &[u16], out: &mut [f32]) {
 /// reduction adds (`((h₀ + h₁) + h₂) + …` element by element, then one rounding).
 pub(crate) fn sum_f16_in_rank_order(copies: &[u16], n: usize, out: &mut [u16]) {
     use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
-    if n == 0 {
-        return;
+    // A block at a time, so that the f32 partial sums stay in cache.
+    const BLOCK: usize = 2048;
+    let (mut acc, mut next) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    let size = if n == 0 { 0 } else { copies.len() / n };
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let (acc, next) = (&mut acc[..len], &mut next[..len]);
+        from_f16_bits(&copies[start..start + len], acc);
+        for r in 1..size {
+            let first = r * n + start;
+            from_f16_bits(&copies[first..first + len], next);
+            acc.iter_mut().zip(&*next).for_each(|(a, x)| *a += x);
+        }
+        out[start..start + len]
+            .reinterpret_cast_mut::<half::f16>()
+            .convert_from_f32_slice(acc);
     }
-    let mut acc = vec![0.0f32; n];
-    let mut next = vec![0.0f32; n];
-    from_f16_bits(&copies[..n], &mut acc);
-    for rank in copies[n..].chunks_exact(n) {
-        from_f16_bits(rank, &mut next);
-        acc.iter_mut().zip(&next).for_each(|(a, x)| *a += x);
-    }
-    out[..n]
-        .reinterpret_cast_mut::<half::f16>()
-        .convert_from_f32_slice(&acc);
 }
 
 /// The rows of a batch of `rows` rows that rank `rank` of `size` takes: `(first, count)`,

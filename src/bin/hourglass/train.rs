@@ -676,7 +676,8 @@ fn run_rank(
     };
     if train_config.reduce_precision == ReducePrecision::F16 && !world.is_parallel() {
         ui.note(
-            "--reduce-precision f16 applies to the sum between the ranks of an mpirun job;              this is one process, whose gradient is not reduced: it trains as with f32",
+            "--reduce-precision f16 applies to the sum between the ranks of an mpirun job; \
+             this is one process, whose gradient is not reduced: it trains as with f32",
         );
     }
     if train_config.precision != trainer.precision() {

@@ -1,6 +1,7 @@
 //! The cost of one gradient reduction between the ranks of an `mpirun` job, alone (no
-//! training): the rank-ordered sum Hourglass uses (gather to rank 0, sum, broadcast) and, for
-//! comparison, Open MPI's own `MPI_Allreduce` (faster, not reproducible by the standard's
+//! training): the rank-ordered sum Hourglass uses (reduce-scatter, sum in rank order,
+//! all-gather), the same in f16 (`all_reduce_sum_f16`: half the bytes, plus the conversions)
+//! and, for comparison, Open MPI's own `MPI_Allreduce` (not reproducible by the standard's
 //! rules), for the gradient sizes of the benchmark workloads. BENCHMARKS.md quotes it.
 //!
 //! ```text
@@ -29,12 +30,23 @@ fn main() -> hourglass::Result<()> {
         }
         let ordered = started.elapsed().as_secs_f64() / f64::from(reps);
         let native = comm.native_all_reduce_seconds(&mut buf, reps)?;
+        // Small values, so that 1 + reps doublings stay far inside f16's range.
+        let mut small: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 2f32.powi(-20)).collect();
+        comm.all_reduce_sum_f16(&mut small)?; // warm-up
+        let started = Instant::now();
+        for _ in 0..reps {
+            comm.all_reduce_sum_f16(&mut small)?;
+        }
+        let half = started.elapsed().as_secs_f64() / f64::from(reps);
         if comm.rank() == 0 {
             let mb = (n * 4) as f64 / 1e6;
             println!(
-                "{name:<11} {mb:8.1} MB  rank-ordered {:8.2} ms ({:6.2} GB/s)   MPI_Allreduce {:8.2} ms",
+                "{name:<11} {mb:8.1} MB  rank-ordered {:8.2} ms ({:6.2} GB/s)   f16 ({:.1} MB) \
+                 {:8.2} ms   MPI_Allreduce {:8.2} ms",
                 1e3 * ordered,
                 mb / 1e3 / ordered,
+                mb / 2.0,
+                1e3 * half,
                 1e3 * native
             );
         }

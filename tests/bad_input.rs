@@ -221,6 +221,11 @@ fn bad_files_and_flags_are_refused_clearly_and_overwrite_nothing() {
             "(--sparsity-target)",
         ),
         (
+            "--reduce-precision other than f32 or f16",
+            &["--reduce-precision", "bf16"],
+            "--reduce-precision: unknown reduce precision 'bf16' (expected f32 or f16)",
+        ),
+        (
             "negative sparsity λ",
             &["--variant", "sparse", "--sparsity", "-1"],
             "≥ 0",

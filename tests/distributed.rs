@@ -594,3 +594,68 @@ fn accumulating_under_mpirun_equals_one_process_at_the_whole_batch() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The worst `|a − b| / (atol + rtol·|b|)` over the elements, and where.
+fn worst_scaled(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> (f64, usize) {
+    let mut worst = (0.0f64, 0);
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let e = f64::from(x - y).abs() / (atol + rtol * f64::from(y).abs());
+        if e > worst.0 {
+            worst = (e, i);
+        }
+    }
+    worst
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[test]
+fn two_ranks_reducing_in_f16_stay_close_to_f32_and_repeat_bit_for_bit() {
+    // The bound of tests/data_parallel.rs (9 Adam steps at lr 1e-3 here, ten times smaller).
+    let (atol, rtol) = (1e-4, 1e-3);
+    let dir = scratch("f16");
+    let x = data(&dir);
+    let f16 = ["--reduce-precision", "f16"];
+    for (name, flags) in [
+        ("plain", &[][..]),
+        ("vae", &["--variant", "vae", "--vae-samples", "2"][..]),
+    ] {
+        let with_f16: Vec<&str> = flags.iter().copied().chain(f16).collect();
+        let f32_run = run(
+            2,
+            &train_args(&x, &dir.join(format!("{name}-f32")), flags, 9),
+        );
+        let a = run(
+            2,
+            &train_args(&x, &dir.join(format!("{name}-f16a")), &with_f16, 9),
+        );
+        let (scaled, at) = worst_scaled(&a, &f32_run, atol, rtol);
+        println!(
+            "{name}, 2 ranks: f16 vs f32 reduction, worst at {at}: {} vs {} ({scaled:.3} of \
+             {atol:e} + {rtol:e}·|ref|)",
+            a[at], f32_run[at]
+        );
+        assert!(
+            scaled <= 1.0,
+            "{name}: f16 reduction differs from f32 at {at}: {} vs {} ({scaled:.3} × the bound)",
+            a[at],
+            f32_run[at]
+        );
+        assert!(!same_bits(&a, &f32_run), "{name}: f16 changed nothing");
+        let b = run(
+            2,
+            &train_args(&x, &dir.join(format!("{name}-f16b")), &with_f16, 9),
+        );
+        assert!(
+            same_bits(&a, &b),
+            "{name}: an f16 repeat on 2 ranks differs"
+        );
+    }
+    // One process: nothing to reduce, the f32 run bit for bit.
+    let one = run(0, &train_args(&x, &dir.join("one-f32"), &[], 9));
+    let one_f16 = run(0, &train_args(&x, &dir.join("one-f16"), &f16, 9));
+    assert!(same_bits(&one, &one_f16), "one process with f16 differs");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,6 +83,7 @@ def train(
     drop_last: bool = False,
     on_nonfinite: str = "stop",
     precision: str = "f32",
+    reduce_precision: str = "f32",
     steps: Optional[int] = None,
     epochs: Optional[int] = None,
     early_stop: Optional[int] = None,

@@ -7,7 +7,7 @@ use hourglass::data::Normalize;
 use hourglass::graph::Precision;
 use hourglass::model::{EncoderToken, ModelOptions, ModelSpec};
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
-use hourglass::train::{NonFinitePolicy, Schedule, TrainConfig};
+use hourglass::train::{NonFinitePolicy, ReducePrecision, Schedule, TrainConfig};
 use hourglass::{Dataset, Error, Result};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -49,6 +49,9 @@ pub struct TrainOptions {
     pub drop_last: bool,
     pub on_nonfinite: String,
     pub precision: String,
+    /// The number format of the gradient's sum between ranks (`f32` or `f16`); one process
+    /// has no ranks to sum over, so it trains alike with either, as the CLI does.
+    pub reduce_precision: String,
     pub steps: Option<u64>,
     pub epochs: Option<u64>,
     pub early_stop: Option<u64>,
@@ -78,6 +81,7 @@ impl Default for TrainOptions {
             drop_last: false,
             on_nonfinite: "stop".into(),
             precision: "f32".into(),
+            reduce_precision: "f32".into(),
             steps: None,
             epochs: None,
             early_stop: None,
@@ -210,6 +214,7 @@ pub const KEYWORDS: &[&str] = &[
     "drop_last",
     "on_nonfinite",
     "precision",
+    "reduce_precision",
     "steps",
     "epochs",
     "early_stop",
@@ -270,6 +275,7 @@ impl TrainOptions {
                 "drop_last" => as_bool(v).map(|x| o.drop_last = x),
                 "on_nonfinite" => as_string(v).map(|x| o.on_nonfinite = x),
                 "precision" => as_string(v).map(|x| o.precision = x),
+                "reduce_precision" => as_string(v).map(|x| o.reduce_precision = x),
                 "steps" => optional(v, as_u64).map(|x| o.steps = x),
                 "epochs" => optional(v, as_u64).map(|x| o.epochs = x),
                 "early_stop" => optional(v, as_u64).map(|x| o.early_stop = x),
@@ -331,6 +337,7 @@ impl TrainOptions {
         d.set_item("drop_last", o.drop_last)?;
         d.set_item("on_nonfinite", o.on_nonfinite)?;
         d.set_item("precision", o.precision)?;
+        d.set_item("reduce_precision", o.reduce_precision)?;
         d.set_item("steps", o.steps)?;
         d.set_item("epochs", o.epochs)?;
         d.set_item("early_stop", o.early_stop)?;
@@ -434,6 +441,8 @@ impl TrainOptions {
             },
             emulate_mixed: self.precision == "mixed-emulated",
             accumulate: self.accumulate,
+            reduce_precision: ReducePrecision::parse(&self.reduce_precision)
+                .map_err(|e| Error::Config(format!("reduce_precision: {e}")))?,
         })
     }
 }

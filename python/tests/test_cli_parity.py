@@ -43,6 +43,8 @@ def cli_train(cli, tmp_path, data, *flags):
         # Gradient accumulation: 3 micro-batches of 32 rows per optimizer step.
         (np.float32, ["--variant", "denoising", "--accumulate", "3"],
          dict(variant="denoising", accumulate=3)),
+        # The f16 sum between ranks: one process has none, the keyword maps as the flag does.
+        (np.float32, ["--reduce-precision", "f16"], dict(reduce_precision="f16")),
     ],
 )
 def test_python_equals_the_cli_for_the_same_seed(cli, tmp_path, x, dtype, flags, keywords):

@@ -6,6 +6,8 @@
 //! trainer needs — a sum of an f32 (or f64) buffer over the ranks, a broadcast, an abort. Its
 //! sums are taken in a fixed order (rank 0's buffer, plus rank 1's, plus rank 2's, …, every
 //! rank receiving the same bits), so a run is bit-reproducible for a given number of ranks.
+//! The gradient's sum can also travel in f16 ([`ReducePrecision::F16`],
+//! [`Communicator::all_reduce_sum_f16`]): half the bytes, the same fixed order.
 //! Implementations:
 //!
 //! - [`SingleProcess`]: one rank, every collective a no-op (what every run without MPI is);
@@ -46,6 +48,26 @@ pub trait Communicator: Send + Sync {
     /// (`((b₀ + b₁) + b₂) + …`) so that every rank gets the same bits.
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()>;
 
+    /// As [`Communicator::all_reduce_sum`], with half the bytes on the wire: each rank's
+    /// buffer is rounded to f16 (to nearest, ties to even; beyond ±65504 it becomes ±∞), the
+    /// f16 values are summed in rank order in f32 (`((h₀ + h₁) + h₂) + …`), and the sum is
+    /// rounded to f16 once more, which every rank receives (as f32). With one rank there is
+    /// nothing to reduce and `buf` is left as it is, unrounded.
+    ///
+    /// The provided method computes exactly these bits through [`Communicator::all_reduce_sum`]
+    /// (f16 values summed in f32 in rank order are what that sum gives them), moving f32;
+    /// [`ThreadGroup`] and `MpiCommunicator` override it to move 16-bit values, with the same
+    /// result bit for bit.
+    fn all_reduce_sum_f16(&self, buf: &mut [f32]) -> Result<()> {
+        if self.size() == 1 {
+            return Ok(());
+        }
+        buf.iter_mut().for_each(|x| *x = round_f16(*x));
+        self.all_reduce_sum(buf)?;
+        buf.iter_mut().for_each(|x| *x = round_f16(*x));
+        Ok(())
+    }
+
     /// As [`Communicator::all_reduce_sum`], in f64 (loss values, flags).
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()>;
 
@@ -56,6 +78,101 @@ pub trait Communicator: Send + Sync {
     /// why): what a rank that cannot go on does, so that the others do not wait forever in a
     /// collective.
     fn abort(&self, code: i32) -> !;
+}
+
+/// The number format in which the ranks' gradients travel and are summed
+/// ([`crate::TrainConfig::reduce_precision`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReducePrecision {
+    /// f32 (the default): the sum of the f32 shares, in rank order.
+    #[default]
+    F32,
+    /// f16 on the wire, half the bytes ([`Communicator::all_reduce_sum_f16`]): each share and
+    /// the sum rounded to f16, the sum itself taken in f32 in rank order. A no-op with one rank.
+    F16,
+}
+
+impl ReducePrecision {
+    /// Parses `f32` or `f16` (the error says what was expected; callers name their field).
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(ReducePrecision::F32),
+            "f16" => Ok(ReducePrecision::F16),
+            other => Err(format!(
+                "unknown reduce precision '{other}' (expected f32 or f16)"
+            )),
+        }
+    }
+
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReducePrecision::F32 => "f32",
+            ReducePrecision::F16 => "f16",
+        }
+    }
+
+    /// Bytes a gradient element takes on the wire.
+    pub fn bytes(self) -> usize {
+        match self {
+            ReducePrecision::F32 => 4,
+            ReducePrecision::F16 => 2,
+        }
+    }
+
+    /// Sums `buf` over `comm`'s ranks in this format ([`Communicator::all_reduce_sum`] or
+    /// [`Communicator::all_reduce_sum_f16`]).
+    pub fn all_reduce_sum(self, comm: &dyn Communicator, buf: &mut [f32]) -> Result<()> {
+        match self {
+            ReducePrecision::F32 => comm.all_reduce_sum(buf),
+            ReducePrecision::F16 => comm.all_reduce_sum_f16(buf),
+        }
+    }
+}
+
+/// `x` rounded to the nearest f16 (ties to even), as an f32.
+pub(crate) fn round_f16(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
+}
+
+/// `values` as f16 bits (rounded to nearest, ties to even): what goes on the wire.
+pub(crate) fn to_f16_bits(values: &[f32]) -> Vec<u16> {
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    let mut bits = vec![0u16; values.len()];
+    bits.reinterpret_cast_mut::<half::f16>()
+        .convert_from_f32_slice(values);
+    bits
+}
+
+/// f16 bits as f32 (exact), into `out`.
+pub(crate) fn from_f16_bits(bits: &[u16], out: &mut [f32]) {
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    bits.reinterpret_cast::<half::f16>()
+        .convert_to_f32_slice(out);
+}
+
+/// The rank-ordered f32 sum of `size` f16 buffers of `n` values each, laid end to end in
+/// `copies` (rank 0's first), rounded to f16 into `out[..n]`: the one place the f16
+/// reduction adds (`((h₀ + h₁) + h₂) + …` element by element, then one rounding).
+pub(crate) fn sum_f16_in_rank_order(copies: &[u16], n: usize, out: &mut [u16]) {
+    use half::slice::{HalfBitsSliceExt as _, HalfFloatSliceExt as _};
+    // A block at a time, so that the f32 partial sums stay in cache.
+    const BLOCK: usize = 2048;
+    let (mut acc, mut next) = ([0.0f32; BLOCK], [0.0f32; BLOCK]);
+    let size = if n == 0 { 0 } else { copies.len() / n };
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let (acc, next) = (&mut acc[..len], &mut next[..len]);
+        from_f16_bits(&copies[start..start + len], acc);
+        for r in 1..size {
+            let first = r * n + start;
+            from_f16_bits(&copies[first..first + len], next);
+            acc.iter_mut().zip(&*next).for_each(|(a, x)| *a += x);
+        }
+        out[start..start + len]
+            .reinterpret_cast_mut::<half::f16>()
+            .convert_from_f32_slice(acc);
+    }
 }
 
 /// The rows of a batch of `rows` rows that rank `rank` of `size` takes: `(first, count)`,

@@ -9,6 +9,11 @@
 //! everyone: a reduce-scatter and an all-gather, as a ring all-reduce does, moving
 //! 2(N − 1)/N × the buffer per rank, but with the order of every sum fixed. Every rank gets the
 //! same bits, and a repeat with the same number of ranks the same bits again.
+//!
+//! The f16 sum ([`Communicator::all_reduce_sum_f16`]) is the same two collectives on 16-bit
+//! values: every rank's shares are rounded to f16 and exchanged, the owner of a slice sums its
+//! copies in f32 in rank order and rounds the sum to f16, and the all-gather hands out those f16
+//! values: half the bytes both ways, the same fixed order.
 
 use std::sync::Mutex;
 
@@ -17,7 +22,7 @@ use ::mpi::environment::Universe;
 use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::{Communicator as _, CommunicatorCollectives as _, Root as _};
 
-use super::{Communicator, collective_error};
+use super::{Communicator, collective_error, from_f16_bits, sum_f16_in_rank_order, to_f16_bits};
 use crate::error::{Error, Result};
 
 /// Elements reduced per round: bounds the scratch at `CHUNK` elements and keeps every count
@@ -85,6 +90,27 @@ impl MpiCommunicator {
     where
         T: bytemuck::Pod + ::mpi::datatype::Equivalence,
     {
+        self.reduce_scatter_gather(buf, |copies, own| {
+            let (sum, rest) = copies.split_at_mut(own);
+            for r in 1..self.size {
+                for (a, &x) in sum.iter_mut().zip(&rest[(r - 1) * own..r * own]) {
+                    add(a, x);
+                }
+            }
+        })
+    }
+
+    /// The collectives of [`MpiCommunicator::ordered_sum`]: `combine(copies, own)` replaces
+    /// `copies[..own]` (this rank's slice) with the sum of the `size` copies of it laid end to
+    /// end in `copies`, rank 0's first.
+    fn reduce_scatter_gather<T>(
+        &self,
+        buf: &mut [T],
+        mut combine: impl FnMut(&mut [T], usize),
+    ) -> Result<()>
+    where
+        T: bytemuck::Pod + ::mpi::datatype::Equivalence,
+    {
         if self.size == 1 {
             return Ok(());
         }
@@ -121,15 +147,12 @@ impl MpiCommunicator {
                 );
                 inner.world.all_to_all_varcount_into(&send, &mut recv);
             }
-            let (sum, rest) = copies.split_at_mut(own);
-            for r in 1..size {
-                for (a, &x) in sum.iter_mut().zip(&rest[(r - 1) * own..r * own]) {
-                    add(a, x);
-                }
-            }
+            combine(&mut *copies, own);
             let mut all =
                 ::mpi::datatype::PartitionMut::new(chunk, &send_counts[..], &send_displs[..]);
-            inner.world.all_gather_varcount_into(&sum[..], &mut all);
+            inner
+                .world
+                .all_gather_varcount_into(&copies[..own], &mut all);
         }
         Ok(())
     }
@@ -172,6 +195,21 @@ impl Communicator for MpiCommunicator {
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         self.ordered_sum(buf, |a, x| *a += x)
+    }
+
+    fn all_reduce_sum_f16(&self, buf: &mut [f32]) -> Result<()> {
+        if self.size == 1 {
+            return Ok(());
+        }
+        let mut wire = to_f16_bits(buf);
+        let mut sum = Vec::new();
+        self.reduce_scatter_gather(&mut wire, |copies, own| {
+            sum.resize(own, 0u16);
+            sum_f16_in_rank_order(copies, own, &mut sum);
+            copies[..own].copy_from_slice(&sum);
+        })?;
+        from_f16_bits(&wire, buf);
+        Ok(())
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {

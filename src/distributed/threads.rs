@@ -1,10 +1,11 @@
 //! Several ranks as threads of one process: the data-parallel path without MPI, for tests.
 //! Each collective deposits every rank's buffer in a slot, waits for all, and has every rank
 //! sum the slots in rank order (so all receive the same bits), as the MPI implementation does.
+//! The f16 sum deposits 16-bit values (half the bytes) and rounds and sums as the MPI one.
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use super::{Communicator, collective_error};
+use super::{Communicator, collective_error, from_f16_bits, sum_f16_in_rank_order, to_f16_bits};
 use crate::error::Result;
 
 struct Shared {
@@ -90,6 +91,25 @@ impl Communicator for ThreadGroup {
         Ok(())
     }
 
+    fn all_reduce_sum_f16(&self, buf: &mut [f32]) -> Result<()> {
+        if self.shared.size == 1 {
+            return Ok(());
+        }
+        let wire = to_f16_bits(buf);
+        let n = wire.len();
+        let sum = self.exchange(bytemuck::cast_slice(&wire), |slots| {
+            let copies: Vec<u16> = slots
+                .iter()
+                .flat_map(|s| bytemuck::pod_collect_to_vec::<u8, u16>(s))
+                .collect();
+            let mut out = vec![0u16; n];
+            sum_f16_in_rank_order(&copies, n, &mut out);
+            out
+        })?;
+        from_f16_bits(&sum, buf);
+        Ok(())
+    }
+
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
         let sum = self.exchange(bytemuck::cast_slice(buf), |slots| {
             let mut acc: Vec<f64> = bytemuck::pod_collect_to_vec(&slots[0]);
@@ -143,6 +163,92 @@ mod tests {
         for (v, b) in &results {
             assert_eq!(v, &vec![0.0, 3.0]);
             assert_eq!(b, &vec![2u8, 2]);
+        }
+    }
+
+    /// A group that only has the provided `all_reduce_sum_f16` (rounding, then the f32 sum).
+    struct Provided(ThreadGroup);
+
+    impl Communicator for Provided {
+        fn rank(&self) -> usize {
+            self.0.rank()
+        }
+        fn size(&self) -> usize {
+            self.0.size()
+        }
+        fn host(&self) -> String {
+            self.0.host()
+        }
+        fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+            self.0.all_reduce_sum(buf)
+        }
+        fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> Result<()> {
+            self.0.all_reduce_sum_f64(buf)
+        }
+        fn broadcast(&self, buf: &mut [u8], root: usize) -> Result<()> {
+            self.0.broadcast(buf, root)
+        }
+        fn abort(&self, code: i32) -> ! {
+            self.0.abort(code)
+        }
+    }
+
+    /// Every rank's f16 sums of `values(rank)`, through the override and the provided method.
+    fn f16_sums(size: usize, values: fn(usize) -> Vec<f32>) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let group = ThreadGroup::new(size);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .into_iter()
+                .map(|c| {
+                    scope.spawn(move || {
+                        let mut ours = values(c.rank());
+                        c.all_reduce_sum_f16(&mut ours).unwrap();
+                        let provided = Provided(c);
+                        let mut theirs = values(provided.rank());
+                        provided.all_reduce_sum_f16(&mut theirs).unwrap();
+                        (ours, theirs)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    #[test]
+    fn sums_f16_shares_in_f32_in_rank_order() {
+        // 1 + 2⁻¹¹ + 2⁻¹¹: 1 + 2⁻¹⁰ summed in f32 (an f16 value), but 1 if every partial sum
+        // were rounded to f16 (1 + 2⁻¹¹ is a tie, which goes to the even 1). 0.1 is not an f16:
+        // each share is rounded first (0.0999755859375), so the sum is not f16(0.3).
+        // 70000 overflows f16.
+        let values = |rank: usize| {
+            vec![
+                [1.0f32, 2f32.powi(-11), 2f32.powi(-11)][rank],
+                0.1,
+                [70000.0, 0.0, 0.0][rank],
+                [1e-9, 0.0, 0.0][rank],
+            ]
+        };
+        let h = |x: f32| half::f16::from_f32(x).to_f32();
+        let want = vec![
+            1.0 + 2f32.powi(-10),
+            h(h(0.1) + h(0.1) + h(0.1)),
+            f32::INFINITY,
+            0.0,
+        ];
+        assert_ne!(want[1], h(0.3), "the shares are rounded before the sum");
+        for (ours, provided) in f16_sums(3, values) {
+            assert_eq!(ours, want);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&ours),
+                bits(&provided),
+                "the override and the definition"
+            );
+        }
+        // One rank: nothing to reduce, nothing rounded.
+        for (ours, provided) in f16_sums(1, values) {
+            assert_eq!(ours, values(0));
+            assert_eq!(provided, values(0));
         }
     }
 }

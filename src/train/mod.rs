@@ -9,6 +9,7 @@ mod fit;
 mod parallel;
 mod schedule;
 
+pub use crate::distributed::ReducePrecision;
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
@@ -75,6 +76,17 @@ pub struct TrainConfig {
     /// and what data-parallel training refuses (mixed precision, the KL sparsity penalty,
     /// PSD).
     pub accumulate: usize,
+    /// The number format of the gradient's sum over the ranks of a data-parallel run
+    /// ([`Trainer::new_data_parallel`]): [`ReducePrecision::F32`] (the default), or
+    /// [`ReducePrecision::F16`], half the bytes per step: each rank's weighted gradient is
+    /// rounded to f16, the f16 values summed in f32 in rank order and the sum rounded to f16
+    /// ([`crate::distributed::Communicator::all_reduce_sum_f16`]), so a run still repeats bit
+    /// for bit with the same number of ranks. f16's range applies: a gradient element beyond
+    /// ±65504 becomes infinite (the step is non-finite, handled by `on_nonfinite`), and ones
+    /// below 6.1e-5 in magnitude keep fewer digits (below 3e-8 they become 0). With one rank
+    /// (one process, with or without accumulation) there is nothing to reduce: F16 does
+    /// nothing, and the run is the F32 run bit for bit.
+    pub reduce_precision: ReducePrecision,
 }
 
 /// The response to steps whose gradient was NaN or infinite, seen at the next report.
@@ -120,6 +132,7 @@ impl TrainConfig {
             precision: Precision::F32,
             accumulate: 1,
             emulate_mixed: false,
+            reduce_precision: ReducePrecision::F32,
         }
     }
 }

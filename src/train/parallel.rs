@@ -1,7 +1,7 @@
 //! Data-parallel steps ([`Trainer::new_data_parallel`]): each rank computes the gradient of its
 //! contiguous share of the step's global batch, the ranks sum the weighted gradients in rank
-//! order ([`Communicator::all_reduce_sum`]), and every rank applies the same update to the
-//! same parameters.
+//! order ([`Communicator::all_reduce_sum`], or in f16 with [`TrainConfig::reduce_precision`]),
+//! and every rank applies the same update to the same parameters.
 //!
 //! A share of `b` rows of a global batch of `B` has the gradient of its own batch mean; weighted
 //! by `b / B` and summed over the ranks it is the gradient of the whole batch's mean, which a
@@ -54,7 +54,8 @@ pub struct ParallelStats {
     pub reduce_s: f64,
     /// Seconds in the optimizer ops.
     pub update_s: f64,
-    /// Bytes of gradient this rank contributed to the sum per step.
+    /// Bytes of gradient this rank contributed to the sum per step: 4 a parameter, 2 with
+    /// [`crate::train::ReducePrecision::F16`] over more than one rank.
     pub bytes_per_step: u64,
 }
 
@@ -234,7 +235,8 @@ impl Trainer {
             }
             let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
             let computed = Instant::now();
-            comm.all_reduce_sum(&mut grads)?;
+            let precision = self.config.reduce_precision;
+            precision.all_reduce_sum(&*comm, &mut grads)?;
             self.backend.write(self.tg.grads.buf, &grads);
             let reduced = Instant::now();
             let sp = self.step_params(s, 0);
@@ -247,7 +249,13 @@ impl Trainer {
             stats.reduce_s += (reduced - computed).as_secs_f64();
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
-            stats.bytes_per_step = (grads.len() * 4) as u64;
+            // With one rank the f16 sum does nothing: the gradient stays f32.
+            let width = if comm.size() > 1 {
+                precision.bytes()
+            } else {
+                4
+            };
+            stats.bytes_per_step = (grads.len() * width) as u64;
             if reporting {
                 loss = Some(self.parallel_report(&*comm, values)?);
             }

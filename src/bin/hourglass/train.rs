@@ -12,7 +12,9 @@ use hourglass::model::{
 };
 use hourglass::optim::{OptimizerConfig, OptimizerKind};
 use hourglass::rng::{Sequence, Stream};
-use hourglass::train::{Device, NonFinitePolicy, Schedule, TrainConfig, TrainState, Trainer};
+use hourglass::train::{
+    Device, NonFinitePolicy, ReducePrecision, Schedule, TrainConfig, TrainState, Trainer,
+};
 use hourglass::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -207,6 +209,18 @@ pub struct TrainArgs {
         value_name = "f32|mixed|mixed-emulated"
     )]
     pub precision: String,
+    /// With several ranks (mpirun): the number format of the gradient's sum between them. f16
+    /// rounds each rank's share and the sum to f16 (summed in f32, in rank order: still the
+    /// same bits on every repeat), halving the bytes each step moves; one process has nothing
+    /// to reduce, and f16 changes nothing there.
+    #[arg(
+        help_heading = "Training",
+        long,
+        default_value = "f32",
+        value_name = "f32|f16"
+    )]
+    #[serde(default = "f32_name")]
+    pub reduce_precision: String,
     /// Optimizer steps in the whole run (instead of --epochs).
     #[arg(help_heading = "Training", long, conflicts_with = "epochs")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -633,6 +647,8 @@ fn run_rank(
         },
         emulate_mixed: args.precision == "mixed-emulated",
         accumulate: args.accumulate,
+        reduce_precision: ReducePrecision::parse(&args.reduce_precision)
+            .map_err(|e| Error::Config(format!("--reduce-precision: {e}")))?,
     };
     // Every rank was given the same run, or none starts.
     if world.is_parallel() {
@@ -658,6 +674,12 @@ fn run_rank(
     } else {
         Trainer::new(&spec, &train_config, &train, &device, init.as_ref())?
     };
+    if train_config.reduce_precision == ReducePrecision::F16 && !world.is_parallel() {
+        ui.note(
+            "--reduce-precision f16 applies to the sum between the ranks of an mpirun job; \
+             this is one process, whose gradient is not reduced: it trains as with f32",
+        );
+    }
     if train_config.precision != trainer.precision() {
         ui.note(&format!(
             "--precision mixed needs a GPU with f16 cooperative matrices (tensor cores), which \
@@ -837,6 +859,11 @@ mod tests {
             assert_eq!(spec_from_flags(&round, &data).unwrap(), spec, "{argv:?}");
         }
     }
+}
+
+/// The default of `--reduce-precision` in config files that predate it.
+fn f32_name() -> String {
+    "f32".into()
 }
 
 /// The default of fields that count from one (`--accumulate` in config files that predate it).

@@ -10,7 +10,12 @@
 //!
 //! The per-tile GEMM is OpenBLAS's `cblas_sgemm` for f32 where `build.rs` could link OpenBLAS
 //! (or the `openblas` feature forced it), and the pure-Rust `gemm` crate otherwise (or with the
-//! `rust-gemm` feature), and always for f64 (the finite-difference path). OpenBLAS is there for the forward products, `x · wᵀ`: the `gemm` crate packs a
+//! `rust-gemm` feature), and always for f64 (the finite-difference path). At run time f32 also
+//! takes the `gemm` crate when OpenBLAS picked kernels below the CPU ([`openblas_fits_cpu`]):
+//! OpenBLAS chooses its kernels from the CPU's family and model, which many virtual machines
+//! mask ("Intel(R) Xeon(R) Processor"), and then runs SSE3 kernels ("Prescott") on an AVX-512
+//! CPU, 40 GFLOP/s where the `gemm` crate, which reads the CPU's feature flags, ran 300 on the
+//! same 2 cores (BENCHMARKS.md). OpenBLAS is there for the forward products, `x · wᵀ`: the `gemm` crate packs a
 //! row-major weight matrix whose row length is a power of two at 100–130 GFLOP/s on this
 //! project's 2-core machine against OpenBLAS's 180–190 (BENCHMARKS.md has the table).
 
@@ -144,6 +149,59 @@ impl TileProduct for f64 {}
 #[cfg(not(hourglass_openblas))]
 impl TileProduct for f32 {}
 
+/// OpenBLAS's x86 kernels with AVX2 and FMA (`openblas_get_corename()`, lower case); the
+/// others (SSE3 "prescott", AVX "sandybridge", "unknown", ...) are older than any CPU that has
+/// AVX2 and FMA.
+const OPENBLAS_AVX2_CORES: [&str; 6] = [
+    "haswell",
+    "zen",
+    "excavator",
+    "skylakex",
+    "cooperlake",
+    "sapphirerapids",
+];
+
+/// Whether OpenBLAS's kernels `core` leave this CPU's vector units idle: the CPU has AVX2 and
+/// FMA (`avx2_fma`) and the kernels are older than that.
+fn openblas_underuses(core: &str, avx2_fma: bool) -> bool {
+    avx2_fma && !OPENBLAS_AVX2_CORES.contains(&core.to_ascii_lowercase().as_str())
+}
+
+/// Whether this CPU has AVX2 and FMA.
+fn cpu_has_avx2_fma() -> bool {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// The kernels OpenBLAS chose on this machine (`openblas_get_corename()`, e.g. "SkylakeX",
+/// "Prescott"), or `None` in a build without OpenBLAS.
+pub fn openblas_core() -> Option<String> {
+    #[cfg(hourglass_openblas)]
+    {
+        Some(openblas::core_name())
+    }
+    #[cfg(not(hourglass_openblas))]
+    {
+        None
+    }
+}
+
+/// Whether the CPU executor's f32 products go through OpenBLAS: in a build with OpenBLAS, unless
+/// OpenBLAS's kernels are older than the CPU (see the module comment), when the `gemm` crate
+/// takes them. Decided once per process.
+pub fn openblas_fits_cpu() -> bool {
+    static FITS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FITS.get_or_init(|| {
+        openblas_core().is_some_and(|core| !openblas_underuses(&core, cpu_has_avx2_fma()))
+    })
+}
+
 #[cfg(hourglass_openblas)]
 mod openblas {
     use std::ffi::c_int;
@@ -173,6 +231,20 @@ mod openblas {
             ldc: c_int,
         );
         fn openblas_set_num_threads(threads: c_int);
+        fn openblas_get_corename() -> *const std::ffi::c_char;
+    }
+
+    /// `openblas_get_corename()`: the kernels OpenBLAS chose when it was loaded.
+    pub(super) fn core_name() -> String {
+        // SAFETY: returns a pointer to a static NUL-terminated string (or null).
+        let p = unsafe { openblas_get_corename() };
+        if p.is_null() {
+            return "unknown".into();
+        }
+        // SAFETY: non-null, NUL-terminated, static.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// `cblas_sgemm` on the calling thread; `None` (nothing done) for an empty inner dimension
@@ -239,15 +311,16 @@ impl TileProduct for f32 {
     ) {
         // SAFETY: forwarded from the caller.
         unsafe {
-            if openblas::sgemm(shape, a, b, c, accumulate).is_none() {
+            if !openblas_fits_cpu() || openblas::sgemm(shape, a, b, c, accumulate).is_none() {
                 gemm_crate(shape, a, b, c, accumulate)
             }
         }
     }
 
-    /// Only once OpenBLAS may be made single-threaded ([`set_openblas_serial`]).
+    /// Only once OpenBLAS may be made single-threaded ([`set_openblas_serial`]), or when the
+    /// `gemm` crate takes the products ([`openblas_fits_cpu`]).
     fn tiles_on_rayon() -> bool {
-        OPENBLAS_SERIAL.load(Ordering::Relaxed)
+        OPENBLAS_SERIAL.load(Ordering::Relaxed) || !openblas_fits_cpu()
     }
 }
 
@@ -422,7 +495,7 @@ mod tests {
             set_openblas_serial(allow);
             assert_eq!(
                 <f32 as TileProduct>::tiles_on_rayon(),
-                allow || !cfg!(hourglass_openblas),
+                allow || !openblas_fits_cpu(),
                 "f32 products are tiled on rayon only when OpenBLAS may be serialized"
             );
             assert!(
@@ -439,6 +512,28 @@ mod tests {
             }
         }
         set_openblas_serial(false);
+    }
+
+    #[test]
+    fn openblas_gives_way_to_the_gemm_crate_only_below_the_cpu() {
+        // A masked CPU model: OpenBLAS runs SSE3 kernels on an AVX2/AVX-512 CPU.
+        assert!(openblas_underuses("Prescott", true));
+        assert!(openblas_underuses("Sandybridge", true));
+        assert!(openblas_underuses("unknown", true));
+        for core in ["Haswell", "SkylakeX", "Zen", "SapphireRapids", "COOPERLAKE"] {
+            assert!(!openblas_underuses(core, true), "{core}");
+        }
+        // A CPU without AVX2 (or not x86): OpenBLAS's choice stands.
+        assert!(!openblas_underuses("Prescott", false));
+        assert!(!openblas_underuses("Nehalem", false));
+        // This machine: the decision follows the rule, and without OpenBLAS there is none.
+        match openblas_core() {
+            Some(core) => assert_eq!(
+                openblas_fits_cpu(),
+                !openblas_underuses(&core, cpu_has_avx2_fma())
+            ),
+            None => assert!(!openblas_fits_cpu()),
+        }
     }
 
     #[test]

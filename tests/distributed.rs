@@ -452,34 +452,35 @@ fn a_rank_that_cannot_open_its_data_ends_the_job_naming_itself() {
 
 #[test]
 fn a_rank_whose_device_fails_ends_the_job_naming_itself() {
-    // Rank 0 trains on lavapipe; rank 1's GPU is not there (adapter 99: what a node with a
-    // missing or broken GPU gives). The job must end, not hang in rank 0's first collective,
+    // Every rank gets the same command (so the start-up check of the run passes); rank 0 sees
+    // lavapipe, rank 1 is started with WGPU_BACKEND=metal and finds no GPU (what a node with
+    // a missing or broken GPU gives). The job must end, not hang in rank 0's first collective,
     // with rank 1's message.
     let dir = scratch("nodevice");
     let x = data(&dir);
-    let out = dir.join("run");
-    let on_gpu = |adapter: &str| {
-        let mut args = train_args(&x, &out, &[], 9);
-        let device = args.iter().position(|a| a == "--device").unwrap();
-        args[device + 1] = "gpu".into();
-        args.extend(["--adapter".to_string(), adapter.to_string()]);
-        args
-    };
+    let mut args = train_args(&x, &dir.join("run"), &[], 9);
+    let device = args.iter().position(|a| a == "--device").unwrap();
+    args[device + 1] = "gpu".into();
     let started = Instant::now();
     let output = Command::new("mpirun")
         .args(["--allow-run-as-root", "--oversubscribe", "-np", "1", BIN])
-        .args(on_gpu("0"))
-        .args([":", "-np", "1", BIN])
-        .args(on_gpu("99"))
+        .args(&args)
+        .args([":", "-np", "1", "env", "WGPU_BACKEND=metal", BIN])
+        .args(&args)
         .env("RAYON_NUM_THREADS", "1")
         .env("LP_NUM_THREADS", "1")
+        .env_remove("WGPU_BACKEND")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("rank 1 of 2 on") && stderr.contains("99"),
+        stderr.contains("rank 1 of 2 on") && stderr.contains("no Metal adapter"),
         "the failing rank and its device are not named: {stderr}"
+    );
+    assert!(
+        !stderr.contains("differ from rank 0"),
+        "the ranks' runs should agree: {stderr}"
     );
     let took = started.elapsed();
     assert!(took < Duration::from_secs(30), "ended after {took:?}");

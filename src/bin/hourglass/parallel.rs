@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use hourglass::data::Dataset;
 use hourglass::distributed::{Communicator, SingleProcess, differing_ranks, digest, digest_f32};
-use hourglass::gpu::{GpuContext, list_adapters};
+use hourglass::gpu::{GpuContext, GpuOptions, list_adapters_on};
 use hourglass::model::ModelSpec;
 use hourglass::train::{Device, DeviceChoice, FitEvent, Trainer};
 use hourglass::{Error, Result};
@@ -213,22 +213,30 @@ impl World {
             .build_global();
     }
 
-    /// The device of `--device` for this rank: on a GPU, adapter `local rank mod adapters`, so
-    /// the ranks of one machine spread over its GPUs.
+    /// The device of `--device` for this rank, with the GPU options of its flags
+    /// (`--backend`, `WGPU_BACKEND`, `--adapter`, the cache folder, ...): on a GPU, adapter
+    /// `--adapter` if given, else `local rank mod adapters` of the chosen backends, so the ranks
+    /// of one machine spread over its GPUs.
     pub fn open_device(&self, arg: &crate::source::DeviceArg, ui: Ui) -> Result<Device> {
         if !self.is_parallel() {
             return arg.open(ui, "training");
         }
-        let choice = DeviceChoice::parse(&arg.device)?;
-        let (device, note) = Device::open_for(choice, "training")?;
+        let choice = DeviceChoice::parse(&arg.device)
+            .map_err(|e| crate::gpu_options::flag_error("--device", e))?;
+        let options = arg.gpu.options()?;
+        let (device, note) = Device::open_with(choice, &options, "training")?;
         if let Some(note) = note {
-            ui.note(&note);
+            ui.note(&crate::gpu_options::reword_note(&note));
         }
         Ok(match device {
             Device::Cpu => Device::Cpu,
+            Device::Gpu(_) if options.adapter.is_some() => device,
             Device::Gpu(_) => {
-                let adapters = list_adapters().len().max(1);
-                Device::Gpu(GpuContext::new(Some(self.local.0 % adapters))?)
+                let adapters = list_adapters_on(options.backends).len().max(1);
+                Device::Gpu(GpuContext::with_options(&GpuOptions {
+                    adapter: Some(self.local.0 % adapters),
+                    ..options
+                })?)
             }
         })
     }

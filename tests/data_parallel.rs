@@ -3,6 +3,9 @@
 //! same checks under `mpirun` are in tests/distributed.rs (feature `mpi`).
 
 mod common;
+#[path = "common/compare.rs"]
+mod compare;
+use compare::{same_bits, worst_scaled};
 
 use std::sync::Arc;
 
@@ -485,22 +488,6 @@ fn reduced(spec: &ModelSpec, config: &TrainConfig, ranks: usize) -> Vec<(Vec<f32
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
-}
-
-/// The worst `|a − b| / (atol + rtol·|b|)` over the elements, and where.
-fn worst_scaled(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> (f64, usize) {
-    let mut worst = (0.0f64, 0);
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        let e = f64::from(x - y).abs() / (atol + rtol * f64::from(y).abs());
-        if e > worst.0 {
-            worst = (e, i);
-        }
-    }
-    worst
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// f16 reduction against f32 reduction at the same number of ranks after [`STEPS`] steps of

@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use hourglass::io::checkpoint;
 
+#[path = "common/compare.rs"]
+mod compare;
+use compare::{same_bits, worst_scaled};
+
 const BIN: &str = env!("CARGO_BIN_EXE_hourglass");
 
 /// 37 rows of 12 features; global batches of 10 leave a partial batch of 7, and neither 10 nor
@@ -631,22 +635,6 @@ fn accumulating_under_mpirun_equals_one_process_at_the_whole_batch() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The worst `|a − b| / (atol + rtol·|b|)` over the elements, and where.
-fn worst_scaled(a: &[f32], b: &[f32], atol: f64, rtol: f64) -> (f64, usize) {
-    let mut worst = (0.0f64, 0);
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        let e = f64::from(x - y).abs() / (atol + rtol * f64::from(y).abs());
-        if e > worst.0 {
-            worst = (e, i);
-        }
-    }
-    worst
-}
-
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]

@@ -33,6 +33,14 @@ pub struct AdapterSummary {
     pub f16_matrix_units: bool,
 }
 
+impl AdapterSummary {
+    /// A hardware GPU: not a software rasterizer such as lavapipe or llvmpipe (type `Cpu`) and
+    /// not an unknown kind (`Other`).
+    pub fn is_hardware(&self) -> bool {
+        self.device_type != "Cpu" && self.device_type != "Other"
+    }
+}
+
 /// An instance searching `backends` only. Built without wgpu's `from_env` (which reads
 /// `WGPU_BACKEND` and friends): the library reads no environment variable, the command line
 /// maps `WGPU_BACKEND` onto [`GpuOptions::backends`] itself. GL is searched only when asked

@@ -89,7 +89,7 @@ impl Device {
                 // than the native CPU path, so `auto` only takes hardware adapters.
                 let hardware = list_adapters_on(options.backends)
                     .into_iter()
-                    .find(|a| a.device_type != "Cpu" && a.device_type != "Other");
+                    .find(|a| a.is_hardware());
                 let with = |index| GpuOptions {
                     adapter: Some(index),
                     ..options.clone()

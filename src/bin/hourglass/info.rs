@@ -62,10 +62,7 @@ pub fn run(args: InfoArgs) -> hourglass::Result<()> {
         );
     }
     // `auto` takes the first hardware adapter; software ones (lavapipe) only with --device gpu.
-    let auto = adapters
-        .iter()
-        .find(|a| a.device_type != "Cpu" && a.device_type != "Other")
-        .map(|a| a.index);
+    let auto = adapters.iter().find(|a| a.is_hardware()).map(|a| a.index);
     // With --adapter, that adapter only: --device gpu (and auto) open it whatever its type.
     let shown = adapters
         .iter()

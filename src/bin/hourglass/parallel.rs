@@ -215,8 +215,9 @@ impl World {
 
     /// The device of `--device` for this rank, with the GPU options of its flags
     /// (`--backend`, `WGPU_BACKEND`, `--adapter`, the cache folder, ...): on a GPU, adapter
-    /// `--adapter` if given, else `local rank mod adapters` of the chosen backends, so the ranks
-    /// of one machine spread over its GPUs.
+    /// `--adapter` if given, else hardware adapter `local rank mod hardware adapters` of the
+    /// chosen backends (any adapter where there is no hardware one), so the ranks of one
+    /// machine spread over its GPUs.
     pub fn open_device(&self, arg: &crate::source::DeviceArg, ui: Ui) -> Result<Device> {
         if !self.is_parallel() {
             return arg.open(ui, "training");
@@ -232,9 +233,20 @@ impl World {
             Device::Cpu => Device::Cpu,
             Device::Gpu(_) if options.adapter.is_some() => device,
             Device::Gpu(_) => {
-                let adapters = list_adapters_on(options.backends).len().max(1);
+                // The machine's hardware GPUs, or every adapter where there is none (lavapipe):
+                // a software rasterizer beside eight GPUs is no ninth device.
+                let all = list_adapters_on(options.backends);
+                let mut pool: Vec<usize> = all
+                    .iter()
+                    .filter(|a| a.is_hardware())
+                    .map(|a| a.index)
+                    .collect();
+                if pool.is_empty() {
+                    pool = all.iter().map(|a| a.index).collect();
+                }
+                let adapter = pool.get(self.local.0 % pool.len().max(1)).copied();
                 Device::Gpu(GpuContext::with_options(&GpuOptions {
-                    adapter: Some(self.local.0 % adapters),
+                    adapter: Some(adapter.unwrap_or(0)),
                     ..options
                 })?)
             }

@@ -971,16 +971,9 @@ fn info_says_whether_mixed_precision_runs_on_tensor_cores() {
     assert!(text.contains("CPU: the reference executor"), "{text}");
     // How the CPU executor runs here: the GEMM this build links (or the gemm crate where
     // OpenBLAS chose kernels below this CPU) and the element-wise kernels' vector width.
-    use hourglass::cpu::gemm::{openblas_core, openblas_fits_cpu};
-    let products = match openblas_core() {
-        Some(_) if openblas_fits_cpu() => "OpenBLAS products".to_string(),
-        Some(core) => {
-            format!("gemm-crate (OpenBLAS chose {core} kernels, below this CPU) products")
-        }
-        None => "gemm-crate products".to_string(),
-    };
     let cpu = format!(
-        "{products}, {} element-wise kernels",
+        "{} products, {} element-wise kernels",
+        hourglass::cpu::gemm::f32_products(),
         hourglass::cpu::vmath::widest_available()
     );
     assert!(text.contains(&cpu), "{text}");

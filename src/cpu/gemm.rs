@@ -192,6 +192,16 @@ pub fn openblas_core() -> Option<String> {
     }
 }
 
+/// What takes the CPU executor's f32 products, for reports: "OpenBLAS", "gemm-crate", or
+/// "gemm-crate (OpenBLAS chose Prescott kernels, below this CPU)".
+pub fn f32_products() -> String {
+    match openblas_core() {
+        Some(_) if openblas_fits_cpu() => "OpenBLAS".to_string(),
+        Some(core) => format!("gemm-crate (OpenBLAS chose {core} kernels, below this CPU)"),
+        None => "gemm-crate".to_string(),
+    }
+}
+
 /// Whether the CPU executor's f32 products go through OpenBLAS: in a build with OpenBLAS, unless
 /// OpenBLAS's kernels are older than the CPU (see the module comment), when the `gemm` crate
 /// takes them. Decided once per process.

@@ -21,14 +21,9 @@ use kernels::{AdamHyper, CpuEpilogue, Real};
 /// width of the element-wise kernels and the threads, e.g. "OpenBLAS products, AVX-512
 /// element-wise kernels, 2 threads".
 pub fn describe() -> String {
-    let products = match gemm::openblas_core() {
-        Some(_) if gemm::openblas_fits_cpu() => "OpenBLAS".to_string(),
-        // OpenBLAS linked but its kernels older than the CPU (a masked CPU model).
-        Some(core) => format!("gemm-crate (OpenBLAS chose {core} kernels, below this CPU)"),
-        None => "gemm-crate".to_string(),
-    };
     format!(
-        "{products} products, {} element-wise kernels, {} threads",
+        "{} products, {} element-wise kernels, {} threads",
+        gemm::f32_products(),
         vmath::widest_available(),
         rayon::current_num_threads()
     )

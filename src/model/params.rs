@@ -164,7 +164,7 @@ impl ParamLayout {
             .enumerate()
             .filter(|(_, l)| !l.transposed)
         {
-            let conv_fan_in = match l.layer.kind {
+            let pytorch_fan_in = match l.layer.kind {
                 // weight.size(1): in_c for a Conv2d [out_c, in_c, k, k]; for a
                 // ConvTranspose2d [in = out_c, out = in_c, k, k] it is in_c as well.
                 LayerKind::Conv(st) | LayerKind::ConvTranspose(st) => {
@@ -173,7 +173,7 @@ impl ParamLayout {
                 _ if pytorch_default => Some(l.layer.inputs),
                 _ => None,
             };
-            if let Some(fan_in) = conv_fan_in {
+            if let Some(fan_in) = pytorch_fan_in {
                 let bound = 1.0 / (fan_in as f32).sqrt();
                 let mut rng = Sequence::new(seed, Stream::Init, k as u32);
                 for t in [&l.weight, &l.bias] {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use hourglass::data::Dataset;
 use hourglass::distributed::{Communicator, SingleProcess, differing_ranks, digest, digest_f32};
-use hourglass::gpu::{GpuContext, GpuOptions, list_adapters_on};
+use hourglass::gpu::list_adapters_on;
 use hourglass::model::ModelSpec;
 use hourglass::train::{Device, DeviceChoice, FitEvent, Trainer};
 use hourglass::{Error, Result};
@@ -224,33 +224,31 @@ impl World {
         }
         let choice = DeviceChoice::parse(&arg.device)
             .map_err(|e| crate::gpu_options::flag_error("--device", e))?;
-        let options = arg.gpu.options()?;
+        let mut options = arg.gpu.options()?;
+        if choice != DeviceChoice::Cpu && options.adapter.is_none() {
+            // The machine's hardware GPUs; `gpu` takes every adapter where there is none
+            // (lavapipe), `auto` then trains on the CPU. A software rasterizer beside eight
+            // GPUs is no ninth device.
+            let all = list_adapters_on(options.backends);
+            let hardware: Vec<usize> = all
+                .iter()
+                .filter(|a| a.is_hardware())
+                .map(|a| a.index)
+                .collect();
+            let pool = if hardware.is_empty() && choice == DeviceChoice::Gpu {
+                all.iter().map(|a| a.index).collect()
+            } else {
+                hardware
+            };
+            if !pool.is_empty() {
+                options.adapter = Some(pool[self.local.0 % pool.len()]);
+            }
+        }
         let (device, note) = Device::open_with(choice, &options, "training")?;
         if let Some(note) = note {
             ui.note(&crate::gpu_options::reword_note(&note));
         }
-        Ok(match device {
-            Device::Cpu => Device::Cpu,
-            Device::Gpu(_) if options.adapter.is_some() => device,
-            Device::Gpu(_) => {
-                // The machine's hardware GPUs, or every adapter where there is none (lavapipe):
-                // a software rasterizer beside eight GPUs is no ninth device.
-                let all = list_adapters_on(options.backends);
-                let mut pool: Vec<usize> = all
-                    .iter()
-                    .filter(|a| a.is_hardware())
-                    .map(|a| a.index)
-                    .collect();
-                if pool.is_empty() {
-                    pool = all.iter().map(|a| a.index).collect();
-                }
-                let adapter = pool.get(self.local.0 % pool.len().max(1)).copied();
-                Device::Gpu(GpuContext::with_options(&GpuOptions {
-                    adapter: Some(adapter.unwrap_or(0)),
-                    ..options
-                })?)
-            }
-        })
+        Ok(device)
     }
 
     /// Refuses to start unless every rank resolved the same run (`what`: the resolved flags,

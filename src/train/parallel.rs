@@ -23,7 +23,8 @@ use std::time::Instant;
 
 use crate::distributed::{Communicator, share};
 use crate::error::{Error, Result};
-use crate::graph::Precision;
+use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
+use crate::graph::{Precision, Segment};
 use crate::model::{ModelSpec, Variant};
 use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
@@ -54,6 +55,12 @@ pub struct ParallelStats {
     pub reduce_s: f64,
     /// Seconds in the optimizer ops.
     pub update_s: f64,
+    /// Submissions to the device (on the CPU: the runs that stand for them), the optimizer
+    /// ops' included: 1 a step with one rank (more with a reported loss, a streamed data set
+    /// or over 63 micro-batches), 2 with more ranks.
+    pub submissions: u64,
+    /// Gradient read-backs: none with one rank, 1 a step with more (the reduction's).
+    pub gradient_reads: u64,
     /// Bytes of gradient this rank contributed to the sum per step: 4 a parameter, 2 with
     /// [`crate::train::ReducePrecision::F16`] over more than one rank.
     pub bytes_per_step: u64,
@@ -167,8 +174,14 @@ impl Trainer {
     }
 
     /// [`Trainer::train_steps`] of a data-parallel or accumulating trainer: one optimizer step
-    /// at a time, split into the gradients of this rank's shares of the step's micro-batches
-    /// (accumulated on the host), one reduction and the optimizer.
+    /// at a time. The step's micro-steps (this rank's shares of its micro-batches) run on the
+    /// device, their weighted gradients summed there by [`Op::GradAccumulate`] into the
+    /// gradient arena, in as few submissions as the ring of steps, a streamed window and a
+    /// reported loss allow (see [`Trainer::micro_groups`]). With one rank the optimizer ops
+    /// join the last of them: no read-back at all. With more, the sum is read back once,
+    /// reduced over the ranks, written back, and the optimizer ops run.
+    ///
+    /// [`Op::GradAccumulate`]: crate::graph::Op::GradAccumulate
     pub(super) fn train_steps_parallel(
         &mut self,
         n: u64,
@@ -177,10 +190,11 @@ impl Trainer {
         let spe = self.steps_per_epoch();
         let full = (self.rows / self.batch) as u64;
         let end = self.step + n;
-        let (comm, micro) = {
+        let (comm, micro_rows) = {
             let p = self.parallel.as_ref().expect("a parallel trainer");
             (p.comm.clone(), p.micro)
         };
+        let one_rank = comm.size() == 1;
         let mut loss = None;
         while self.step < end {
             let s = self.step;
@@ -190,87 +204,83 @@ impl Trainer {
             let position = (s % spe) as usize * self.batch;
             let reporting = report && s + 1 == end;
             let mut values = vec![0.0f64; self.tg.terms.len()];
-            let mut grads: Option<Vec<f32>> = None;
-            let micros = global.div_ceil(micro);
+            let micros = self.micro_steps(s, global, position);
             let started = Instant::now();
-            for k in 0..micros {
-                let offset = k * micro;
-                let partial = global - offset < micro;
-                let p = self.parallel.as_ref().expect("a parallel trainer");
-                let (first, local) = if partial { p.tail } else { p.main };
-                if local == 0 {
-                    continue; // This rank has no rows of a partial micro-batch.
+            let update = self.step_params(s, 0);
+            let (mut submissions, mut reads) = (0u64, 0u64);
+            // With one rank the update ends the last submission; with more the sum is read
+            // back at its end (none when this rank has no rows of the step's only micro-batch).
+            let mut grads = None;
+            let groups = self.micro_groups(micros.len(), reporting);
+            for (g, group) in groups.iter().enumerate() {
+                let last = g + 1 == groups.len();
+                let micro = &micros[group.clone()];
+                self.load_micro_rows(micro);
+                let steps = self.micro_params(micro);
+                let mut segments = self.segments(micro, &steps);
+                let with_update = last && one_rank && steps.len() < MAX_STEPS_PER_SUBMIT;
+                if with_update {
+                    segments.push(Segment {
+                        ops: self.tg.update.clone(),
+                        steps: std::slice::from_ref(&update),
+                    });
                 }
-                let start = position + offset + first;
-                let streaming = self.streaming.is_some();
-                if streaming {
-                    self.load_rows(start, local);
-                }
-                let mut sp = self.step_params(s, if streaming { 0 } else { start });
-                sp.row_base = (offset + first) as u32;
-                sp.rows_global = global as u32;
-                let ops = if partial {
-                    self.tg
-                        .tail
-                        .as_ref()
-                        .expect("a graph for this rank's partial micro-batch")
-                        .ops
-                        .clone()
+                if last && !one_rank {
+                    grads = Some(
+                        self.backend
+                            .run_segments_and_read(&segments, self.tg.grads)?,
+                    );
+                    reads += 1;
                 } else {
-                    0..self.tg.graph.update_start
-                };
-                self.backend.run(ops, &[sp])?;
-                let mut g = self.backend.read(self.tg.grads)?;
-                if local != global {
-                    let w = local as f32 / global as f32;
-                    g.iter_mut().for_each(|x| *x *= w);
+                    self.backend.run_segments(&segments)?;
                 }
-                match &mut grads {
-                    None => grads = Some(g),
-                    Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
-                }
+                submissions += 1;
                 if reporting {
-                    self.add_terms(partial, local as f64 / global as f64, &mut values)?;
+                    // Groups of one micro-step each when reporting.
+                    let m = &micro[0];
+                    self.add_terms(m.partial, m.rows as f64 / global as f64, &mut values)?;
+                }
+                if last && one_rank && !with_update {
+                    self.backend.run(self.tg.update.clone(), &[update])?;
+                    submissions += 1;
                 }
             }
-            let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
             let computed = Instant::now();
-            let precision = self.config.reduce_precision;
-            precision.all_reduce_sum(&*comm, &mut grads)?;
-            self.backend.write(self.tg.grads.buf, &grads);
+            // The reduction over the ranks of this rank's sum (zero without rows).
+            if !one_rank {
+                let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+                self.config
+                    .reduce_precision
+                    .all_reduce_sum(&*comm, &mut grads)?;
+                self.backend.write(self.tg.grads.buf, &grads);
+            }
             let reduced = Instant::now();
-            let sp = self.step_params(s, 0);
-            self.backend.run(self.tg.update.clone(), &[sp])?;
+            if !one_rank {
+                self.backend.run(self.tg.update.clone(), &[update])?;
+                submissions += 1;
+            }
             self.step += 1;
             let stats = &mut self.parallel.as_mut().expect("a parallel trainer").stats;
             stats.steps += 1;
-            stats.micro_batches += micros as u64;
+            stats.micro_batches += global.div_ceil(micro_rows) as u64;
+            stats.submissions += submissions;
+            stats.gradient_reads += reads;
             stats.gradient_s += (computed - started).as_secs_f64();
             stats.reduce_s += (reduced - computed).as_secs_f64();
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
             // With one rank the f16 sum does nothing: the gradient stays f32.
-            let width = if comm.size() > 1 {
-                precision.bytes()
-            } else {
+            let width = if one_rank {
                 4
+            } else {
+                self.config.reduce_precision.bytes()
             };
-            stats.bytes_per_step = (grads.len() * width) as u64;
+            stats.bytes_per_step = (self.tg.grads.len() * width) as u64;
             if reporting {
                 loss = Some(self.parallel_report(&*comm, values)?);
             }
         }
         Ok(loss)
-    }
-
-    /// Streaming: uploads `count` rows of the epoch's order from `start` as the window.
-    fn load_rows(&mut self, start: usize, count: usize) {
-        let Some(s) = &self.streaming else { return };
-        let mut window = Vec::with_capacity(count * s.data.cols);
-        for &r in &s.order[start..start + count] {
-            window.extend_from_slice(s.data.row(r as usize));
-        }
-        self.backend.write(self.tg.data.buf, &window);
     }
 
     /// Adds the loss terms of the micro-batch just computed (the partial one's graph when

@@ -6,10 +6,11 @@
 // Bindings: 0 grads, 1 acc (both read and written), 2 Dims, 3 Step.
 // Dispatch: ceil(len/256) workgroups of 256, folded into a 2-D grid (see flat_index).
 
-// The flag bits, src/graph/mod.rs's ACCUMULATE_* given by the executor.
-override ACCUMULATE_STEP: u32;
-override ACCUMULATE_FIRST: u32;
-override ACCUMULATE_LAST: u32;
+// The flag bits: src/graph/mod.rs's ACCUMULATE_*, which the executor always gives (the
+// defaults of 0 only let the module compile alone: ACCUMULATE_STEP 0 does nothing).
+override ACCUMULATE_STEP: u32 = 0u;
+override ACCUMULATE_FIRST: u32 = 0u;
+override ACCUMULATE_LAST: u32 = 0u;
 
 struct Dims { len: u32, grads_off: u32, acc_off: u32, _pad: u32 }
 

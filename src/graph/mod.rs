@@ -751,7 +751,7 @@ pub const ACCUMULATE_FIRST: u32 = 2;
 pub const ACCUMULATE_LAST: u32 = 4;
 
 /// The per-step values both executors read: which step, which rows, which learning rate.
-/// Mirrored by `struct Step` in shaders/step.wgsl; 48 bytes.
+/// Mirrored by `struct Step` in shaders/step.wgsl: eleven words, 48 bytes as a WGSL uniform.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct StepParams {
@@ -783,6 +783,10 @@ pub struct StepParams {
     /// [`ACCUMULATE_LAST`] or'ed together; 0 on every step of a run that does not accumulate.
     pub accumulate_flags: u32,
 }
+
+// Eleven 4-byte words, member for member those of `struct Step` (shaders/step.wgsl), whose
+// uniform layout rounds the struct to 48 bytes.
+const _: () = assert!(std::mem::size_of::<StepParams>() == 44);
 
 /// A range of a graph's ops run once for each of `steps`, in order: one piece of a submission
 /// of several (`run_segments` of both executors), e.g. an optimizer step's micro-steps

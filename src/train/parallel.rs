@@ -7,16 +7,24 @@
 //! by `b / B` and summed over the ranks it is the gradient of the whole batch's mean, which a
 //! one-process run computes. The noise, VAE samples and projections of a share are keyed by the
 //! rows' places in the global batch ([`crate::rng::global_element`]), so the sum is that
-//! gradient up to the order of summation. The step is split — gradient, reduction, optimizer —
-//! one step per submission.
+//! gradient up to the order of summation. The step is split — gradient, reduction, optimizer:
+//! one submission computes this rank's weighted gradient and reads it back, the host reduces it
+//! and writes the sum back, a second submission runs the optimizer ops.
 //!
 //! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
 //! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
-//! shared by the ranks like a batch; every micro-batch's gradient (weighted by its rows' share
-//! of the step's) is added into a host accumulator, which is reduced once per optimizer step.
+//! shared by the ranks like a batch. Every micro-step ends with an on-device
+//! [`Op::GradAccumulate`] that adds its gradient, weighted by its rows' share of the step's,
+//! to the sum of the earlier ones; the last leaves the sum in the gradient arena (see
+//! `train::micro`). The `K` micro-steps go to the device in one submission (more only for
+//! over 63 of them, a streamed window of fewer micro-batches, or a reported loss, whose terms
+//! are read after each micro-batch); with one rank the optimizer ops join it, so nothing is
+//! read back, and with many the sum is read back once per optimizer step for the reduction.
 //! A micro-batch's random numbers are keyed by its rows' places in the whole step, so the run
 //! equals one at batch `K × B` up to the order of summation. One-process training without
-//! accumulation never comes here.
+//! accumulation never comes here, and its graph has no [`Op::GradAccumulate`].
+//!
+//! [`Op::GradAccumulate`]: crate::graph::Op::GradAccumulate
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,12 +56,13 @@ pub struct ParallelStats {
     /// Micro-batches computed (the steps times the accumulation count, the partial steps'
     /// fewer ones counted as they are).
     pub micro_batches: u64,
-    /// Seconds in this rank's forward and backward pass, the gradient's read-back included.
+    /// Seconds in this rank's forward and backward passes, the read-back of their sum
+    /// included; with one rank, the optimizer ops too (they join the same submission).
     pub gradient_s: f64,
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
     /// waiting for the slowest rank included.
     pub reduce_s: f64,
-    /// Seconds in the optimizer ops.
+    /// Seconds in the optimizer ops' submission (none of its own with one rank).
     pub update_s: f64,
     /// Submissions to the device (on the CPU: the runs that stand for them), the optimizer
     /// ops' included: 1 a step with one rank (more with a reported loss, a streamed data set

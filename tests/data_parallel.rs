@@ -520,6 +520,34 @@ fn accumulating_submits_once_a_step_and_reads_back_only_for_the_reduction() {
     }
 }
 
+/// More micro-steps than one submission's ring of 64 holds: 70 micro-batches of one row a
+/// step, in two submissions (64, then 6 and the update), equal one step of 70 rows.
+#[test]
+fn accumulating_more_micro_batches_than_a_submission_holds_equals_the_whole_batch() {
+    // 150 rows: two steps of 70 and a partial one of 10 an epoch.
+    let d = data(150, 7);
+    let spec = spec(Variant::Plain);
+    let run = |config: &TrainConfig| {
+        let mut t = Trainer::new(&spec, config, &d, &Device::Cpu, None).unwrap();
+        t.train_steps(3, false).unwrap();
+        let stats = t.parallel_stats();
+        (t.parameters().unwrap().arena, stats)
+    };
+    let (whole, none) = run(&accumulating(1, 70));
+    assert!(none.is_none());
+    let (acc, stats) = run(&accumulating(70, 1));
+    let s = stats.unwrap();
+    assert_eq!((s.steps, s.micro_batches, s.submissions), (3, 150, 5));
+    let (rel, at) = relative(&acc, &whole);
+    println!("accumulate 70 x 1 vs batch 70: relative difference {rel:.3e} (worst at {at})");
+    assert!(
+        rel <= 1e-6,
+        "{rel:.3e} at {at}: {} vs {}",
+        acc[at],
+        whole[at]
+    );
+}
+
 #[test]
 fn refuses_what_cannot_be_accumulated() {
     let d = data(ACC_ROWS, 7);

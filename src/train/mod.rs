@@ -73,7 +73,9 @@ pub struct TrainConfig {
     /// `batch_size × accumulate` with the same random numbers (they are keyed by the example's
     /// place in the step's whole batch). Steps, epochs, schedules and checkpoints count
     /// optimizer steps. With drop_last false the epoch's partial step is split into whole
-    /// micro-batches and one smaller last one. Refused: 0, a step larger than the data set,
+    /// micro-batches and one smaller last one. The micro-batches' gradients are summed on the
+    /// device, in a buffer the size of the parameters, and a step's micro-batches go to it in
+    /// one submission (see [`Trainer::parallel_stats`]). Refused: 0, a step larger than the data set,
     /// and what data-parallel training refuses (mixed precision, the KL sparsity penalty,
     /// PSD).
     pub accumulate: usize,

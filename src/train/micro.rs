@@ -14,9 +14,19 @@
 
 use std::ops::Range;
 
+use crate::error::Result;
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
 use crate::graph::{ACCUMULATE_FIRST, ACCUMULATE_LAST, ACCUMULATE_STEP, Segment, StepParams};
 use crate::train::Trainer;
+
+/// What [`Trainer::run_micro_steps`] did.
+pub(super) struct MicroRun {
+    /// The sum of the micro-steps' weighted gradients, read back (ranks to reduce over only;
+    /// `None` with one rank, and for a rank with no rows of the step).
+    pub grads: Option<Vec<f32>>,
+    /// Submissions made, the update's included when it was given.
+    pub submissions: u64,
+}
 
 /// One micro-batch of an optimizer step, as this rank computes it.
 pub(super) struct MicroStep {
@@ -67,6 +77,62 @@ impl Trainer {
             m.params.accumulate_flags |= ACCUMULATE_LAST;
         }
         micros
+    }
+
+    /// Runs an optimizer step's micro-steps in [`Trainer::micro_groups`]' submissions, the
+    /// sum of their weighted gradients left in the gradient arena. With `update` (one rank)
+    /// the optimizer ops follow in the last submission (in one more when the ring is full) and
+    /// nothing is read back; without, the sum is read back at the end of the last. With
+    /// `values` (a reported step), each micro-batch's loss terms, weighted by its rows' share
+    /// of the step's `global` rows, are added to them after its submission.
+    pub(super) fn run_micro_steps(
+        &mut self,
+        micros: &[MicroStep],
+        global: usize,
+        update: Option<StepParams>,
+        mut values: Option<&mut Vec<f64>>,
+    ) -> Result<MicroRun> {
+        let mut run = MicroRun {
+            grads: None,
+            submissions: 0,
+        };
+        let groups = self.micro_groups(micros.len(), values.is_some());
+        for (g, group) in groups.iter().enumerate() {
+            let last = g + 1 == groups.len();
+            let group = &micros[group.clone()];
+            self.load_micro_rows(group);
+            let steps = self.micro_params(group);
+            let mut segments = self.segments(group, &steps);
+            let update_here = update
+                .as_ref()
+                .filter(|_| last && steps.len() < MAX_STEPS_PER_SUBMIT);
+            if let Some(u) = update_here {
+                segments.push(Segment {
+                    ops: self.tg.update.clone(),
+                    steps: std::slice::from_ref(u),
+                });
+            }
+            if last && update.is_none() {
+                run.grads = Some(
+                    self.backend
+                        .run_segments_and_read(&segments, self.tg.grads)?,
+                );
+            } else {
+                self.backend.run_segments(&segments)?;
+            }
+            run.submissions += 1;
+            if let Some(values) = values.as_deref_mut() {
+                // A reported step's groups are of one micro-step each.
+                for m in group {
+                    self.add_terms(m.partial, m.rows as f64 / global as f64, values)?;
+                }
+            }
+            if let (true, None, Some(u)) = (last, update_here, update) {
+                self.backend.run(self.tg.update.clone(), &[u])?;
+                run.submissions += 1;
+            }
+        }
+        Ok(run)
     }
 
     /// The submissions `count` micro-steps go in, as ranges of them: one each when

@@ -31,8 +31,7 @@ use std::time::Instant;
 
 use crate::distributed::{Communicator, share};
 use crate::error::{Error, Result};
-use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
-use crate::graph::{Precision, Segment};
+use crate::graph::Precision;
 use crate::model::{ModelSpec, Variant};
 use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
@@ -216,48 +215,19 @@ impl Trainer {
             let micros = self.micro_steps(s, global, position);
             let started = Instant::now();
             let update = self.step_params(s, 0);
-            let (mut submissions, mut reads) = (0u64, 0u64);
-            // With one rank the update ends the last submission; with more the sum is read
-            // back at its end (none when this rank has no rows of the step's only micro-batch).
-            let mut grads = None;
-            let groups = self.micro_groups(micros.len(), reporting);
-            for (g, group) in groups.iter().enumerate() {
-                let last = g + 1 == groups.len();
-                let micro = &micros[group.clone()];
-                self.load_micro_rows(micro);
-                let steps = self.micro_params(micro);
-                let mut segments = self.segments(micro, &steps);
-                let with_update = last && one_rank && steps.len() < MAX_STEPS_PER_SUBMIT;
-                if with_update {
-                    segments.push(Segment {
-                        ops: self.tg.update.clone(),
-                        steps: std::slice::from_ref(&update),
-                    });
-                }
-                if last && !one_rank {
-                    grads = Some(
-                        self.backend
-                            .run_segments_and_read(&segments, self.tg.grads)?,
-                    );
-                    reads += 1;
-                } else {
-                    self.backend.run_segments(&segments)?;
-                }
-                submissions += 1;
-                if reporting {
-                    // Groups of one micro-step each when reporting.
-                    let m = &micro[0];
-                    self.add_terms(m.partial, m.rows as f64 / global as f64, &mut values)?;
-                }
-                if last && one_rank && !with_update {
-                    self.backend.run(self.tg.update.clone(), &[update])?;
-                    submissions += 1;
-                }
-            }
+            // The micro-steps: with one rank the update joins their last submission, with
+            // more their sum comes back for the reduction.
+            let run = self.run_micro_steps(
+                &micros,
+                global,
+                one_rank.then_some(update),
+                reporting.then_some(&mut values),
+            )?;
+            let (mut submissions, reads) = (run.submissions, u64::from(run.grads.is_some()));
             let computed = Instant::now();
             // The reduction over the ranks of this rank's sum (zero without rows).
             if !one_rank {
-                let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+                let mut grads = run.grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
                 self.config
                     .reduce_precision
                     .all_reduce_sum(&*comm, &mut grads)?;
@@ -294,7 +264,7 @@ impl Trainer {
 
     /// Adds the loss terms of the micro-batch just computed (the partial one's graph when
     /// `partial`), weighted by `w`, its rows' share of the step's, to `values`.
-    fn add_terms(&mut self, partial: bool, w: f64, values: &mut [f64]) -> Result<()> {
+    pub(super) fn add_terms(&mut self, partial: bool, w: f64, values: &mut [f64]) -> Result<()> {
         let terms = match (&self.tg.tail, partial) {
             (Some(t), true) => t.terms.clone(),
             _ => self.tg.terms.clone(),

@@ -418,13 +418,21 @@ fn accumulating_on_the_gpu_equals_one_step_at_three_times_the_batch() {
                 &whole,
             );
         }
-        // Streamed a micro-batch at a time.
-        let streamed = TrainConfig {
-            max_resident_bytes: Some(2 * 4 * 7 * 4 + 16),
-            ..accumulating(3, 4)
-        };
-        let acc = run_acc(&spec, &streamed, &device, 2, false);
-        assert_close(&format!("GPU streaming {name}, accumulate 3"), &acc, &whole);
+        // Streamed: windows of 4 shares of 2 rows (a step's 3 micro-batches in one
+        // submission), of 2 (2 ranks: submissions of 2 and 1 micro-batches; one process: a
+        // micro-batch of 4 rows at a time).
+        for (ranks, resident) in [(2, 2 * 4 * 7 * 4 + 16), (2, 2 * 2 * 7 * 4 + 16), (0, 128)] {
+            let streamed = TrainConfig {
+                max_resident_bytes: Some(resident),
+                ..accumulating(3, 4)
+            };
+            let acc = run_acc(&spec, &streamed, &device, ranks, false);
+            assert_close(
+                &format!("GPU streaming {name}, accumulate 3, {ranks} ranks, {resident} bytes"),
+                &acc,
+                &whole,
+            );
+        }
     }
 }
 

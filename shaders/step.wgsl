@@ -11,8 +11,10 @@ struct Step {
     seed_hi: u32,
     row_base: u32,
     rows_global: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Gradient accumulation (grad_accumulate.wgsl): the micro-step's weight, and its flags
+    // (ACCUMULATE_STEP, _FIRST, _LAST of src/graph/mod.rs, given to the kernel as overrides).
+    accumulate_weight: f32,
+    accumulate_flags: u32,
 }
 
 // Flat element index of a 1-D kernel dispatched as a 2-D grid of 256-wide workgroups

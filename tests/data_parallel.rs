@@ -418,14 +418,142 @@ fn accumulating_on_the_gpu_equals_one_step_at_three_times_the_batch() {
                 &whole,
             );
         }
-        // Streamed a micro-batch at a time.
-        let streamed = TrainConfig {
-            max_resident_bytes: Some(2 * 4 * 7 * 4 + 16),
-            ..accumulating(3, 4)
-        };
-        let acc = run_acc(&spec, &streamed, &device, 2, false);
-        assert_close(&format!("GPU streaming {name}, accumulate 3"), &acc, &whole);
+        // Streamed: windows of 4 shares of 2 rows (a step's 3 micro-batches in one
+        // submission), of 2 (2 ranks: submissions of 2 and 1 micro-batches; one process: a
+        // micro-batch of 4 rows at a time).
+        for (ranks, resident) in [(2, 2 * 4 * 7 * 4 + 16), (2, 2 * 2 * 7 * 4 + 16), (0, 128)] {
+            let streamed = TrainConfig {
+                max_resident_bytes: Some(resident),
+                ..accumulating(3, 4)
+            };
+            let acc = run_acc(&spec, &streamed, &device, ranks, false);
+            assert_close(
+                &format!("GPU streaming {name}, accumulate 3, {ranks} ranks, {resident} bytes"),
+                &acc,
+                &whole,
+            );
+        }
     }
+}
+
+/// The gradient sum on the device (`Op::GradAccumulate`): lavapipe's run equals the CPU's up
+/// to float order (the products sum in other orders), and a repeat gives the same bits.
+#[test]
+fn accumulating_on_the_gpu_equals_the_cpu_and_repeats_bit_for_bit() {
+    let device = Device::Gpu(common::gpu().expect("a GPU adapter"));
+    for (name, variant) in variants().into_iter().take(3) {
+        let spec = spec(variant);
+        for ranks in [0, 2] {
+            let what = format!("{name}, accumulate 3, {ranks} ranks");
+            let cpu = run_acc(&spec, &accumulating(3, 4), &Device::Cpu, ranks, false);
+            let gpu = run_acc(&spec, &accumulating(3, 4), &device, ranks, false);
+            let (e, at) = worst_scaled(&gpu[0].0, &cpu[0].0, 1e-6, 1e-5);
+            println!("{what}: GPU vs CPU worst {e:.3} at {at}");
+            assert!(
+                e <= 1.0,
+                "{what}: GPU {} vs CPU {} at {at}",
+                gpu[0].0[at],
+                cpu[0].0[at]
+            );
+            let again = run_acc(&spec, &accumulating(3, 4), &device, ranks, false);
+            for (rank, (p, _)) in again.iter().enumerate() {
+                assert!(
+                    same_bits(p, &gpu[rank].0),
+                    "{what}: rank {rank}'s repeat differs"
+                );
+            }
+        }
+    }
+}
+
+/// Submissions and gradient read-backs of an accumulating run, and which graphs carry the
+/// accumulation op.
+#[test]
+fn accumulating_submits_once_a_step_and_reads_back_only_for_the_reduction() {
+    let d = data(ACC_ROWS, 7);
+    let spec = spec(Variant::Plain);
+    let count = |t: &Trainer| {
+        t.graph()
+            .graph
+            .ops
+            .iter()
+            .filter(|op| matches!(op, hourglass::graph::Op::GradAccumulate { .. }))
+            .count()
+    };
+    // Without accumulation in one process: no accumulation op, no split step.
+    let plain = Trainer::new(&spec, &accumulating(1, 4), &d, &Device::Cpu, None).unwrap();
+    assert_eq!(count(&plain), 0);
+    assert!(plain.parallel_stats().is_none());
+    // One process: eight steps are two epochs of three full steps (three micro-batches each)
+    // and a partial one (a micro-batch of 4 rows and one of 1), each one submission, the
+    // update included, and nothing read back.
+    let mut t = Trainer::new(&spec, &accumulating(3, 4), &d, &Device::Cpu, None).unwrap();
+    assert_eq!(count(&t), 2, "the main and the tail step programs");
+    t.train_steps(8, false).unwrap();
+    let s = t.parallel_stats().unwrap();
+    assert_eq!(
+        (s.steps, s.micro_batches, s.submissions, s.gradient_reads),
+        (8, 22, 8, 0)
+    );
+    // A reported step reads each micro-batch's loss terms: a submission a micro-batch.
+    t.train_steps(1, true).unwrap();
+    let s = t.parallel_stats().unwrap();
+    assert_eq!((s.steps, s.submissions, s.gradient_reads), (9, 11, 0));
+    // Two ranks: the micro-steps and the read-back of their sum, then the update: two
+    // submissions and one read-back a step (rank 1 has no row of the 1-row micro-batch).
+    let stats: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(2)
+            .into_iter()
+            .map(|c| {
+                let (spec, d) = (&spec, &d);
+                scope.spawn(move || {
+                    let comm: Arc<dyn Communicator> = Arc::new(c);
+                    let config = accumulating(3, 4);
+                    let mut t =
+                        Trainer::new_data_parallel(spec, &config, d, &Device::Cpu, None, comm)
+                            .unwrap();
+                    t.train_steps(8, false).unwrap();
+                    t.parallel_stats().unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, s) in stats.iter().enumerate() {
+        assert_eq!(
+            (s.steps, s.submissions, s.gradient_reads),
+            (8, 16, 8),
+            "rank {rank}"
+        );
+    }
+}
+
+/// More micro-steps than one submission's ring of 64 holds: 70 micro-batches of one row a
+/// step, in two submissions (64, then 6 and the update), equal one step of 70 rows.
+#[test]
+fn accumulating_more_micro_batches_than_a_submission_holds_equals_the_whole_batch() {
+    // 150 rows: two steps of 70 and a partial one of 10 an epoch.
+    let d = data(150, 7);
+    let spec = spec(Variant::Plain);
+    let run = |config: &TrainConfig| {
+        let mut t = Trainer::new(&spec, config, &d, &Device::Cpu, None).unwrap();
+        t.train_steps(3, false).unwrap();
+        let stats = t.parallel_stats();
+        (t.parameters().unwrap().arena, stats)
+    };
+    let (whole, none) = run(&accumulating(1, 70));
+    assert!(none.is_none());
+    let (acc, stats) = run(&accumulating(70, 1));
+    let s = stats.unwrap();
+    assert_eq!((s.steps, s.micro_batches, s.submissions), (3, 150, 5));
+    let (rel, at) = relative(&acc, &whole);
+    println!("accumulate 70 x 1 vs batch 70: relative difference {rel:.3e} (worst at {at})");
+    assert!(
+        rel <= 1e-6,
+        "{rel:.3e} at {at}: {} vs {}",
+        acc[at],
+        whole[at]
+    );
 }
 
 #[test]

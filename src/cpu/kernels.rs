@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{Stored, TileProduct, product};
+use crate::graph::{ACCUMULATE_FIRST, ACCUMULATE_LAST, ACCUMULATE_STEP};
 use crate::model::{Activation, Loss, spec::LEAKY_RELU_SLOPE};
 
 /// A float the reference executor can run in (f32 or f64: the GEMM supports those).
@@ -542,6 +543,33 @@ pub fn guard_scale<T: Real>(norm_sq: T, max_norm: f32) -> Option<T> {
     } else {
         Some(T::one())
     }
+}
+
+/// Gradient accumulation over the micro-steps of one optimizer step, as
+/// shaders/grad_accumulate.wgsl (see [`crate::graph::Op::GradAccumulate`]): with
+/// [`ACCUMULATE_STEP`] in `flags`, `sum = w·g` on the first micro-step ([`ACCUMULATE_FIRST`]),
+/// else `acc + w·g`; into `grads` on the last ([`ACCUMULATE_LAST`]), else into `acc`.
+pub fn grad_accumulate<T: Real>(w: f32, flags: u32, grads: &mut [T], acc: &mut [T]) {
+    if flags & ACCUMULATE_STEP == 0 {
+        return;
+    }
+    let (w, first, last) = (
+        T::of(f64::from(w)),
+        flags & ACCUMULATE_FIRST != 0,
+        flags & ACCUMULATE_LAST != 0,
+    );
+    grads
+        .par_iter_mut()
+        .zip(acc.par_iter_mut())
+        .for_each(|(g, a)| {
+            let x = w * *g;
+            let sum = if first { x } else { *a + x };
+            if last {
+                *g = sum;
+            } else {
+                *a = sum;
+            }
+        });
 }
 
 /// One SGD step with momentum in PyTorch's formulation (`v = μv + g; p −= lr·v`).

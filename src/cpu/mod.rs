@@ -14,7 +14,9 @@ use std::ops::Range;
 pub use gemm::set_openblas_serial;
 
 use crate::error::{Error, Result};
-use crate::graph::{BufId, DType, Epilogue, Graph, Guard, Op, Operand, StepParams, Tensor};
+use crate::graph::{
+    BufId, DType, Epilogue, Graph, Guard, Op, Operand, Segment, StepParams, Tensor,
+};
 use kernels::{AdamHyper, CpuEpilogue, Real};
 
 /// How this build runs the executor's kernels on this CPU, for reports: the GEMM, the vector
@@ -302,15 +304,26 @@ impl<T: Real> CpuExecutor<T> {
     /// Runs `ops` once for each step in `steps`; an error (and nothing run) when `ops` is not
     /// a range of the graph's ops.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
-        if ops.start > ops.end || ops.end > self.graph.ops.len() {
-            return Err(Error::Config(format!(
-                "ops {}..{} are not a range of the graph's {} ops",
-                ops.start,
-                ops.end,
-                self.graph.ops.len()
-            )));
+        self.run_segments(&[Segment { ops, steps }])
+    }
+
+    /// Runs each segment's ops once for each of its steps, the segments in order (the GPU's
+    /// one submission of them); an error, and nothing run, when a segment's ops are not a
+    /// range of the graph's ops.
+    pub fn run_segments(&mut self, segments: &[Segment<'_>]) -> Result<()> {
+        for Segment { ops, .. } in segments {
+            if ops.start > ops.end || ops.end > self.graph.ops.len() {
+                return Err(Error::Config(format!(
+                    "ops {}..{} are not a range of the graph's {} ops",
+                    ops.start,
+                    ops.end,
+                    self.graph.ops.len()
+                )));
+            }
         }
-        self.run_ops(ops, steps);
+        for s in segments {
+            self.run_ops(s.ops.clone(), s.steps);
+        }
         Ok(())
     }
 
@@ -622,6 +635,17 @@ impl<T: Real> CpuExecutor<T> {
                     *a = *a + b;
                 }
                 self.put(out.buf, o);
+            }
+            Op::GradAccumulate { grads, acc } => {
+                let (mut g, mut a) = (self.take(grads.buf), self.take(acc.buf));
+                kernels::grad_accumulate(
+                    s.accumulate_weight,
+                    s.accumulate_flags,
+                    &mut g[grads.offset..grads.end()],
+                    &mut a[acc.offset..acc.end()],
+                );
+                self.put(grads.buf, g);
+                self.put(acc.buf, a);
             }
             Op::GradNorm {
                 grads,

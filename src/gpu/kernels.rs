@@ -63,6 +63,8 @@ pub enum Kernel {
     SumSquares,
     /// `shaders/norm.wgsl`, `sum_squares_final`: the total and the step's health.
     SumSquaresFinal,
+    /// `shaders/grad_accumulate.wgsl`: gradient accumulation over micro-steps.
+    GradAccumulate,
     /// `shaders/loss_scale.wgsl`, `check_finite`.
     CheckFinite,
     /// `shaders/loss_scale.wgsl`, `loss_scale`.
@@ -118,7 +120,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 39] = [
+    pub const ALL: [Kernel; 40] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -144,6 +146,7 @@ impl Kernel {
         Kernel::SampleGrad,
         Kernel::SumSquares,
         Kernel::SumSquaresFinal,
+        Kernel::GradAccumulate,
         Kernel::CheckFinite,
         Kernel::LossScale,
         Kernel::Conv2d,
@@ -214,6 +217,7 @@ impl Kernel {
             Kernel::SumSquares | Kernel::SumSquaresFinal => {
                 wgsl!("step.wgsl", "workgroup.wgsl", "finite.wgsl", "norm.wgsl")
             }
+            Kernel::GradAccumulate => wgsl!("step.wgsl", "grad_accumulate.wgsl"),
             Kernel::CheckFinite | Kernel::LossScale => {
                 wgsl!("workgroup.wgsl", "finite.wgsl", "loss_scale.wgsl")
             }
@@ -265,6 +269,7 @@ impl Kernel {
             Kernel::SampleGrad => "sample_grad",
             Kernel::SumSquares => "sum_squares",
             Kernel::SumSquaresFinal => "sum_squares_final",
+            Kernel::GradAccumulate => "grad_accumulate",
             Kernel::CheckFinite => "check_finite",
             Kernel::LossScale => "loss_scale",
             Kernel::ConvWeightGradSum => "weight_grad_sum",
@@ -320,6 +325,7 @@ impl Kernel {
             Kernel::SparseKl => &[Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::Sample => &[Read, Read, ReadWrite, ReadWrite, ReadWrite, Uniform, Step],
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::GradAccumulate => &[ReadWrite, ReadWrite, Uniform, Step],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
             Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],

@@ -72,6 +72,17 @@ fn one_flag(name: &'static str) -> Vec<Constants> {
     vec![vec![(name, 0.0)], vec![(name, 1.0)]]
 }
 
+/// The flag bits of [`crate::graph::StepParams::accumulate_flags`], the overrides of
+/// shaders/grad_accumulate.wgsl (so the bits are defined once, in `crate::graph`).
+pub(crate) fn grad_accumulate_bits() -> Constants {
+    use crate::graph::{ACCUMULATE_FIRST, ACCUMULATE_LAST, ACCUMULATE_STEP};
+    vec![
+        ("ACCUMULATE_STEP", f64::from(ACCUMULATE_STEP)),
+        ("ACCUMULATE_FIRST", f64::from(ACCUMULATE_FIRST)),
+        ("ACCUMULATE_LAST", f64::from(ACCUMULATE_LAST)),
+    ]
+}
+
 fn by_activation() -> Vec<Constants> {
     activations().map(|a| vec![("ACT", a)]).collect()
 }
@@ -113,6 +124,7 @@ impl Kernel {
                 })
                 .collect(),
             Kernel::Sgd => one_flag("GUARD"),
+            Kernel::GradAccumulate => vec![grad_accumulate_bits()],
             Kernel::Gather
             | Kernel::AddInto
             | Kernel::JacobianNorm

@@ -534,6 +534,21 @@ pub enum Op {
         /// `[1, 2]` u32 health counters (see [`Op::GradNorm`]).
         health: Tensor,
     },
+    /// Gradient accumulation on the device, over the micro-steps of one optimizer step (the
+    /// micro-batches of [`crate::train::TrainConfig::accumulate`], or a rank's share of a
+    /// data-parallel batch), driven by the step's [`StepParams::accumulate_flags`] and
+    /// [`StepParams::accumulate_weight`] `w`. With [`ACCUMULATE_STEP`] set, the sum is `w·grads`
+    /// on the first micro-step ([`ACCUMULATE_FIRST`]) and `acc + w·grads` after it; it goes into
+    /// `grads` on the last micro-step ([`ACCUMULATE_LAST`]: where the optimizer ops read the
+    /// gradient), into `acc` on the others. Without [`ACCUMULATE_STEP`] (every step of a run
+    /// that does not accumulate) it changes nothing. Only the graphs of accumulating and
+    /// data-parallel trainers have it.
+    GradAccumulate {
+        /// The gradient arena the micro-step's backward pass wrote.
+        grads: Tensor,
+        /// The running sum of the earlier micro-steps' weighted gradients, same layout.
+        acc: Tensor,
+    },
     /// An op of predictive sparse decomposition (see [`psd::PsdOp`]).
     Psd(psd::PsdOp),
 }
@@ -583,6 +598,9 @@ impl Op {
             Op::SampleGrad { dmu, dlogvar, .. } => vec![*dmu, *dlogvar],
             Op::CheckFinite { flag, .. } => vec![*flag],
             Op::LossScale { state, health, .. } => vec![*state, *health],
+            // Both read and written, so neither is an input (an op's inputs and outputs are
+            // different buffers).
+            Op::GradAccumulate { grads, acc } => vec![*grads, *acc],
             Op::Psd(p) => p.outputs(),
         }
     }
@@ -659,6 +677,7 @@ impl Op {
                 forward_finite,
                 ..
             } => vec![*norm_sq, *forward_finite],
+            Op::GradAccumulate { .. } => vec![],
             Op::Psd(p) => p.inputs(),
         }
     }
@@ -698,6 +717,15 @@ impl Op {
             Op::ChannelSum {
                 x, out, channels, ..
             } => conv::check_channel_sum(*x, *out, *channels),
+            Op::GradAccumulate { grads, acc }
+                if grads.buf == acc.buf || grads.len() != acc.len() =>
+            {
+                Err(
+                    "the gradient and its accumulator must be views of the same length in \
+                     different buffers"
+                        .into(),
+                )
+            }
             _ => Ok(()),
         }
     }
@@ -712,8 +740,18 @@ pub struct Guard {
     pub max_norm: f32,
 }
 
+/// [`StepParams::accumulate_flags`]: this step is a micro-step of gradient accumulation
+/// ([`Op::GradAccumulate`] adds its weighted gradient; without it the op does nothing).
+pub const ACCUMULATE_STEP: u32 = 1;
+/// [`StepParams::accumulate_flags`]: the first micro-step of an optimizer step (the sum
+/// starts from its gradient, not from the accumulator).
+pub const ACCUMULATE_FIRST: u32 = 2;
+/// [`StepParams::accumulate_flags`]: the last micro-step of an optimizer step (the sum goes
+/// into the gradient arena, for the optimizer or the reduction over ranks).
+pub const ACCUMULATE_LAST: u32 = 4;
+
 /// The per-step values both executors read: which step, which rows, which learning rate.
-/// Mirrored by `struct Step` in the WGSL kernels; padded to 48 bytes.
+/// Mirrored by `struct Step` in shaders/step.wgsl: eleven words, 48 bytes as a WGSL uniform.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct StepParams {
@@ -738,8 +776,27 @@ pub struct StepParams {
     /// Data-parallel training: rows of the step's global batch; 0 (one process) when this
     /// process's batch is the whole batch.
     pub rows_global: u32,
-    /// Padding to 48 bytes.
-    pub _pad: [u32; 2],
+    /// Gradient accumulation: the weight of this micro-step's gradient in the optimizer
+    /// step's (its rows' share of the step's global batch; see [`Op::GradAccumulate`]).
+    pub accumulate_weight: f32,
+    /// Gradient accumulation: [`ACCUMULATE_STEP`], [`ACCUMULATE_FIRST`] and
+    /// [`ACCUMULATE_LAST`] or'ed together; 0 on every step of a run that does not accumulate.
+    pub accumulate_flags: u32,
+}
+
+// Eleven 4-byte words, member for member those of `struct Step` (shaders/step.wgsl), whose
+// uniform layout rounds the struct to 48 bytes.
+const _: () = assert!(std::mem::size_of::<StepParams>() == 44);
+
+/// A range of a graph's ops run once for each of `steps`, in order: one piece of a submission
+/// of several (`run_segments` of both executors), e.g. an optimizer step's micro-steps
+/// followed by its update.
+#[derive(Clone, Debug)]
+pub struct Segment<'a> {
+    /// The ops.
+    pub ops: std::ops::Range<usize>,
+    /// The steps, each running all of `ops` before the next.
+    pub steps: &'a [StepParams],
 }
 
 /// A list of ops over buffers. `ops[..update_start]` computes the loss and the gradients,

@@ -5,7 +5,7 @@ use std::ops::Range;
 use crate::cpu::CpuExecutor;
 use crate::error::Result;
 use crate::gpu::GpuExecutor;
-use crate::graph::{BufId, Graph, StepParams, Tensor};
+use crate::graph::{BufId, Graph, Segment, StepParams, Tensor};
 use crate::train::Device;
 
 /// A graph loaded on a device.
@@ -70,6 +70,29 @@ impl Backend {
         match self {
             Backend::Cpu(e) => e.run(ops, steps),
             Backend::Gpu(e) => e.run(ops, steps),
+        }
+    }
+
+    /// Runs each segment's ops for each of its steps, in order (one submission on the GPU).
+    pub fn run_segments(&mut self, segments: &[Segment<'_>]) -> Result<()> {
+        match self {
+            Backend::Cpu(e) => e.run_segments(segments),
+            Backend::Gpu(e) => e.run_segments(segments),
+        }
+    }
+
+    /// As [`Backend::run_segments`], then reads `t` (one submission on the GPU).
+    pub fn run_segments_and_read(
+        &mut self,
+        segments: &[Segment<'_>],
+        t: Tensor,
+    ) -> Result<Vec<f32>> {
+        match self {
+            Backend::Cpu(e) => {
+                e.run_segments(segments)?;
+                Ok(e.view(t)?.to_vec())
+            }
+            Backend::Gpu(e) => e.run_segments_and_read(segments, t),
         }
     }
 

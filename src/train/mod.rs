@@ -6,6 +6,7 @@
 mod backend;
 mod device;
 mod fit;
+mod micro;
 mod parallel;
 mod schedule;
 
@@ -19,7 +20,7 @@ pub use schedule::Schedule;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
-use crate::graph::build::build_training_graph_with_tail;
+use crate::graph::build::{build_accumulating_training_graph, build_training_graph_with_tail};
 use crate::graph::{Precision, StepParams, TrainingGraph};
 use crate::infer::Autoencoder;
 use crate::model::{ModelSpec, Parameters};
@@ -72,7 +73,9 @@ pub struct TrainConfig {
     /// `batch_size × accumulate` with the same random numbers (they are keyed by the example's
     /// place in the step's whole batch). Steps, epochs, schedules and checkpoints count
     /// optimizer steps. With drop_last false the epoch's partial step is split into whole
-    /// micro-batches and one smaller last one. Refused: 0, a step larger than the data set,
+    /// micro-batches and one smaller last one. The micro-batches' gradients are summed on the
+    /// device, in a buffer the size of the parameters, and a step's micro-batches go to it in
+    /// one submission (see [`Trainer::parallel_stats`]). Refused: 0, a step larger than the data set,
     /// and what data-parallel training refuses (mixed precision, the KL sparsity penalty,
     /// PSD).
     pub accumulate: usize,
@@ -411,7 +414,14 @@ impl Trainer {
             (Precision::Mixed, Device::Gpu(ctx)) if ctx.has_f16_matrix_units() => Precision::Mixed,
             (Precision::Mixed, _) => Precision::F32,
         };
-        let tg = build_training_graph_with_tail(
+        // Accumulating and data-parallel graphs sum their micro-steps' gradients on the device
+        // (`Op::GradAccumulate`); the one-process graph without accumulation has no such op.
+        let build = if parallel.is_some() {
+            build_accumulating_training_graph
+        } else {
+            build_training_graph_with_tail
+        };
+        let tg = build(
             spec,
             local_batch,
             (local_tail > 0).then_some(local_tail),
@@ -575,7 +585,8 @@ impl Trainer {
             seed_hi: (self.config.seed >> 32) as u32,
             row_base: 0,
             rows_global: 0,
-            _pad: [0; 2],
+            accumulate_weight: 0.0,
+            accumulate_flags: 0,
         }
     }
 

@@ -7,16 +7,24 @@
 //! by `b / B` and summed over the ranks it is the gradient of the whole batch's mean, which a
 //! one-process run computes. The noise, VAE samples and projections of a share are keyed by the
 //! rows' places in the global batch ([`crate::rng::global_element`]), so the sum is that
-//! gradient up to the order of summation. The step is split — gradient, reduction, optimizer —
-//! one step per submission.
+//! gradient up to the order of summation. The step is split — gradient, reduction, optimizer:
+//! one submission computes this rank's weighted gradient and reads it back, the host reduces it
+//! and writes the sum back, a second submission runs the optimizer ops.
 //!
 //! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
 //! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
-//! shared by the ranks like a batch; every micro-batch's gradient (weighted by its rows' share
-//! of the step's) is added into a host accumulator, which is reduced once per optimizer step.
+//! shared by the ranks like a batch. Every micro-step ends with an on-device
+//! [`Op::GradAccumulate`] that adds its gradient, weighted by its rows' share of the step's,
+//! to the sum of the earlier ones; the last leaves the sum in the gradient arena (see
+//! `train::micro`). The `K` micro-steps go to the device in one submission (more only for
+//! over 63 of them, a streamed window of fewer micro-batches, or a reported loss, whose terms
+//! are read after each micro-batch); with one rank the optimizer ops join it, so nothing is
+//! read back, and with many the sum is read back once per optimizer step for the reduction.
 //! A micro-batch's random numbers are keyed by its rows' places in the whole step, so the run
 //! equals one at batch `K × B` up to the order of summation. One-process training without
-//! accumulation never comes here.
+//! accumulation never comes here, and its graph has no [`Op::GradAccumulate`].
+//!
+//! [`Op::GradAccumulate`]: crate::graph::Op::GradAccumulate
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,13 +55,20 @@ pub struct ParallelStats {
     /// Micro-batches computed (the steps times the accumulation count, the partial steps'
     /// fewer ones counted as they are).
     pub micro_batches: u64,
-    /// Seconds in this rank's forward and backward pass, the gradient's read-back included.
+    /// Seconds in this rank's forward and backward passes, the read-back of their sum
+    /// included; with one rank, the optimizer ops too (they join the same submission).
     pub gradient_s: f64,
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
     /// waiting for the slowest rank included.
     pub reduce_s: f64,
-    /// Seconds in the optimizer ops.
+    /// Seconds in the optimizer ops' submission (none of its own with one rank).
     pub update_s: f64,
+    /// Submissions to the device (on the CPU: the runs that stand for them), the optimizer
+    /// ops' included: 1 a step with one rank (more with a reported loss, a streamed data set
+    /// or over 63 micro-batches), 2 with more ranks.
+    pub submissions: u64,
+    /// Gradient read-backs: none with one rank, 1 a step with more (the reduction's).
+    pub gradient_reads: u64,
     /// Bytes of gradient this rank contributed to the sum per step: 4 a parameter, 2 with
     /// [`crate::train::ReducePrecision::F16`] over more than one rank.
     pub bytes_per_step: u64,
@@ -167,8 +182,14 @@ impl Trainer {
     }
 
     /// [`Trainer::train_steps`] of a data-parallel or accumulating trainer: one optimizer step
-    /// at a time, split into the gradients of this rank's shares of the step's micro-batches
-    /// (accumulated on the host), one reduction and the optimizer.
+    /// at a time. The step's micro-steps (this rank's shares of its micro-batches) run on the
+    /// device, their weighted gradients summed there by [`Op::GradAccumulate`] into the
+    /// gradient arena, in as few submissions as the ring of steps, a streamed window and a
+    /// reported loss allow (see [`Trainer::micro_groups`]). With one rank the optimizer ops
+    /// join the last of them: no read-back at all. With more, the sum is read back once,
+    /// reduced over the ranks, written back, and the optimizer ops run.
+    ///
+    /// [`Op::GradAccumulate`]: crate::graph::Op::GradAccumulate
     pub(super) fn train_steps_parallel(
         &mut self,
         n: u64,
@@ -177,10 +198,11 @@ impl Trainer {
         let spe = self.steps_per_epoch();
         let full = (self.rows / self.batch) as u64;
         let end = self.step + n;
-        let (comm, micro) = {
+        let (comm, micro_rows) = {
             let p = self.parallel.as_ref().expect("a parallel trainer");
             (p.comm.clone(), p.micro)
         };
+        let one_rank = comm.size() == 1;
         let mut loss = None;
         while self.step < end {
             let s = self.step;
@@ -190,72 +212,49 @@ impl Trainer {
             let position = (s % spe) as usize * self.batch;
             let reporting = report && s + 1 == end;
             let mut values = vec![0.0f64; self.tg.terms.len()];
-            let mut grads: Option<Vec<f32>> = None;
-            let micros = global.div_ceil(micro);
+            let micros = self.micro_steps(s, global, position);
             let started = Instant::now();
-            for k in 0..micros {
-                let offset = k * micro;
-                let partial = global - offset < micro;
-                let p = self.parallel.as_ref().expect("a parallel trainer");
-                let (first, local) = if partial { p.tail } else { p.main };
-                if local == 0 {
-                    continue; // This rank has no rows of a partial micro-batch.
-                }
-                let start = position + offset + first;
-                let streaming = self.streaming.is_some();
-                if streaming {
-                    self.load_rows(start, local);
-                }
-                let mut sp = self.step_params(s, if streaming { 0 } else { start });
-                sp.row_base = (offset + first) as u32;
-                sp.rows_global = global as u32;
-                let ops = if partial {
-                    self.tg
-                        .tail
-                        .as_ref()
-                        .expect("a graph for this rank's partial micro-batch")
-                        .ops
-                        .clone()
-                } else {
-                    0..self.tg.graph.update_start
-                };
-                self.backend.run(ops, &[sp])?;
-                let mut g = self.backend.read(self.tg.grads)?;
-                if local != global {
-                    let w = local as f32 / global as f32;
-                    g.iter_mut().for_each(|x| *x *= w);
-                }
-                match &mut grads {
-                    None => grads = Some(g),
-                    Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
-                }
-                if reporting {
-                    self.add_terms(partial, local as f64 / global as f64, &mut values)?;
-                }
-            }
-            let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+            let update = self.step_params(s, 0);
+            // The micro-steps: with one rank the update joins their last submission, with
+            // more their sum comes back for the reduction.
+            let run = self.run_micro_steps(
+                &micros,
+                global,
+                one_rank.then_some(update),
+                reporting.then_some(&mut values),
+            )?;
+            let (mut submissions, reads) = (run.submissions, u64::from(run.grads.is_some()));
             let computed = Instant::now();
-            let precision = self.config.reduce_precision;
-            precision.all_reduce_sum(&*comm, &mut grads)?;
-            self.backend.write(self.tg.grads.buf, &grads);
+            // The reduction over the ranks of this rank's sum (zero without rows).
+            if !one_rank {
+                let mut grads = run.grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+                self.config
+                    .reduce_precision
+                    .all_reduce_sum(&*comm, &mut grads)?;
+                self.backend.write(self.tg.grads.buf, &grads);
+            }
             let reduced = Instant::now();
-            let sp = self.step_params(s, 0);
-            self.backend.run(self.tg.update.clone(), &[sp])?;
+            if !one_rank {
+                self.backend.run(self.tg.update.clone(), &[update])?;
+                submissions += 1;
+            }
             self.step += 1;
             let stats = &mut self.parallel.as_mut().expect("a parallel trainer").stats;
             stats.steps += 1;
-            stats.micro_batches += micros as u64;
+            stats.micro_batches += global.div_ceil(micro_rows) as u64;
+            stats.submissions += submissions;
+            stats.gradient_reads += reads;
             stats.gradient_s += (computed - started).as_secs_f64();
             stats.reduce_s += (reduced - computed).as_secs_f64();
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
             // With one rank the f16 sum does nothing: the gradient stays f32.
-            let width = if comm.size() > 1 {
-                precision.bytes()
-            } else {
+            let width = if one_rank {
                 4
+            } else {
+                self.config.reduce_precision.bytes()
             };
-            stats.bytes_per_step = (grads.len() * width) as u64;
+            stats.bytes_per_step = (self.tg.grads.len() * width) as u64;
             if reporting {
                 loss = Some(self.parallel_report(&*comm, values)?);
             }
@@ -263,19 +262,9 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// Streaming: uploads `count` rows of the epoch's order from `start` as the window.
-    fn load_rows(&mut self, start: usize, count: usize) {
-        let Some(s) = &self.streaming else { return };
-        let mut window = Vec::with_capacity(count * s.data.cols);
-        for &r in &s.order[start..start + count] {
-            window.extend_from_slice(s.data.row(r as usize));
-        }
-        self.backend.write(self.tg.data.buf, &window);
-    }
-
     /// Adds the loss terms of the micro-batch just computed (the partial one's graph when
     /// `partial`), weighted by `w`, its rows' share of the step's, to `values`.
-    fn add_terms(&mut self, partial: bool, w: f64, values: &mut [f64]) -> Result<()> {
+    pub(super) fn add_terms(&mut self, partial: bool, w: f64, values: &mut [f64]) -> Result<()> {
         let terms = match (&self.tg.tail, partial) {
             (Some(t), true) => t.terms.clone(),
             _ => self.tg.terms.clone(),

@@ -49,17 +49,21 @@ pub fn run_digest(
     )
 }
 
-/// `2 ranks: per step 12.3 ms gradient, 1.2 ms reduction of 4.3 MB, 0.8 ms update (rank 0)`.
+/// `2 ranks: per step 12.3 ms gradient, 1.2 ms reduction of 4.3 MB, 0.8 ms update (rank 0),
+/// 2.00 submissions and 1.00 gradient read-backs`.
 pub fn describe_stats(world: &World, s: &hourglass::train::ParallelStats) -> String {
     let per = |t: f64| 1e3 * t / s.steps.max(1) as f64;
     format!(
         "{} ranks: per step {:.2} ms gradient, {:.2} ms reduction of {:.2} MB, {:.2} ms \
-         update (rank 0's times; the reduction includes waiting for the slowest rank)",
+         update (rank 0's times; the reduction includes waiting for the slowest rank), {:.2} \
+         submissions and {:.2} gradient read-backs",
         world.comm.size(),
         per(s.gradient_s),
         per(s.reduce_s),
         s.bytes_per_step as f64 / 1e6,
         per(s.update_s),
+        s.submissions as f64 / s.steps.max(1) as f64,
+        s.gradient_reads as f64 / s.steps.max(1) as f64,
     )
 }
 

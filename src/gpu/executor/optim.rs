@@ -1,4 +1,5 @@
-//! The dispatches of the optimizer ops (Adam, SGD) and of the gradient norm their guard reads.
+//! The dispatches of the optimizer ops (Adam, SGD), of the gradient norm their guard reads and
+//! of the gradient accumulation that feeds them the sum of a step's micro-batches.
 
 use super::plan::{flag, grid_1d, grid_rows, one, u32s};
 use super::{Plan, Resource};
@@ -109,6 +110,17 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
                 },
             ]
         }
+        Op::GradAccumulate { grads, acc } => one(
+            Kernel::GradAccumulate,
+            crate::gpu::specializations::grad_accumulate_bits(),
+            vec![
+                B(grads.buf),
+                B(acc.buf),
+                U(u32s(&[grads.len(), grads.offset, acc.offset, 0])),
+                Step,
+            ],
+            grid_1d(grads.len()),
+        ),
         _ => Vec::new(),
     }
 }

@@ -375,7 +375,9 @@ pub(super) fn plan(
         | Op::SparseKl { .. }
         | Op::Sample { .. }
         | Op::SampleGrad { .. } => regularizers::plan(op),
-        Op::Adam { .. } | Op::Sgd { .. } | Op::GradNorm { .. } => optim::plan(op),
+        Op::Adam { .. } | Op::Sgd { .. } | Op::GradNorm { .. } | Op::GradAccumulate { .. } => {
+            optim::plan(op)
+        }
         Op::Psd(ref p) => psd::plan(p),
     }
 }

@@ -5,13 +5,20 @@ use std::ops::Range;
 
 use super::{BufferCopy, GpuExecutor, MAX_STEPS_PER_SUBMIT, STEP_SLOT};
 use crate::error::{Error, Result};
-use crate::graph::StepParams;
+use crate::graph::{Segment, StepParams};
 
 impl GpuExecutor {
     /// Records `ops` once per step into one compute pass and submits it. Nothing is read back.
     pub fn run(&mut self, ops: Range<usize>, steps: &[StepParams]) -> Result<()> {
+        self.run_segments(&[Segment { ops, steps }])
+    }
+
+    /// Records each segment's ops once per step of it, the segments in order, into one compute
+    /// pass and submits it: one submission, nothing read back. At most
+    /// [`MAX_STEPS_PER_SUBMIT`] steps over all segments (errors as for [`GpuExecutor::run`]).
+    pub fn run_segments(&mut self, segments: &[Segment<'_>]) -> Result<()> {
         let capture = self.ctx.capture();
-        let encoder = self.record(ops, steps, None)?;
+        let encoder = self.record(segments, None)?;
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()
     }
@@ -42,7 +49,7 @@ impl GpuExecutor {
             }
         }
         let capture = self.ctx.capture();
-        let mut encoder = self.record(ops, steps, copy_in.as_ref())?;
+        let mut encoder = self.record(&[Segment { ops, steps }], copy_in.as_ref())?;
         if let Some(c) = copy_out {
             encoder.copy_buffer_to_buffer(
                 &self.buffers[c.tensor.buf],
@@ -56,31 +63,33 @@ impl GpuExecutor {
         capture.finish()
     }
 
-    /// Writes the step ring and records `ops` for each of `steps` into a new encoder, after
-    /// `copy_in` when given. An error, and nothing recorded, for more than
-    /// [`MAX_STEPS_PER_SUBMIT`] steps or `ops` that are not a range of the graph's ops.
+    /// Writes the step ring and records each segment's ops for each of its steps into a new
+    /// encoder, after `copy_in` when given. An error, and nothing recorded, for more than
+    /// [`MAX_STEPS_PER_SUBMIT`] steps in all or ops that are not a range of the graph's ops.
     pub(super) fn record(
         &self,
-        ops: Range<usize>,
-        steps: &[StepParams],
+        segments: &[Segment<'_>],
         copy_in: Option<&BufferCopy<'_>>,
     ) -> Result<wgpu::CommandEncoder> {
-        if steps.len() > MAX_STEPS_PER_SUBMIT {
+        let total: usize = segments.iter().map(|s| s.steps.len()).sum();
+        if total > MAX_STEPS_PER_SUBMIT {
             return Err(Error::Config(format!(
-                "{} steps in one submission; at most {MAX_STEPS_PER_SUBMIT} (split them)",
-                steps.len()
+                "{total} steps in one submission; at most {MAX_STEPS_PER_SUBMIT} (split them)"
             )));
         }
-        if ops.start > ops.end || ops.end > self.graph.ops.len() {
-            return Err(Error::Config(format!(
-                "ops {}..{} are not a range of the graph's {} ops",
-                ops.start,
-                ops.end,
-                self.graph.ops.len()
-            )));
+        for Segment { ops, .. } in segments {
+            if ops.start > ops.end || ops.end > self.graph.ops.len() {
+                return Err(Error::Config(format!(
+                    "ops {}..{} are not a range of the graph's {} ops",
+                    ops.start,
+                    ops.end,
+                    self.graph.ops.len()
+                )));
+            }
         }
-        let mut ring = vec![0u8; STEP_SLOT as usize * steps.len().max(1)];
-        for (k, s) in steps.iter().enumerate() {
+        let steps = segments.iter().flat_map(|s| s.steps);
+        let mut ring = vec![0u8; STEP_SLOT as usize * total.max(1)];
+        for (k, s) in steps.enumerate() {
             let at = k * STEP_SLOT as usize;
             ring[at..at + std::mem::size_of::<StepParams>()].copy_from_slice(bytemuck::bytes_of(s));
         }
@@ -105,18 +114,23 @@ impl GpuExecutor {
                 label: Some("steps"),
                 timestamp_writes: None,
             });
-            let dispatches = if ops.is_empty() {
-                &self.dispatches[..0]
-            } else {
-                &self.dispatches[self.op_start[ops.start]..self.op_start[ops.end]]
-            };
-            for k in 0..steps.len() {
-                let offset = [(k as u64 * STEP_SLOT) as u32];
-                for d in dispatches {
-                    pass.set_pipeline(&d.pipeline);
-                    let offsets: &[u32] = if d.uses_step { &offset } else { &[] };
-                    pass.set_bind_group(0, &d.bind_group, offsets);
-                    pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+            // The ring slot of each step, counted over all segments.
+            let mut slot = 0u64;
+            for Segment { ops, steps } in segments {
+                let dispatches = if ops.is_empty() {
+                    &self.dispatches[..0]
+                } else {
+                    &self.dispatches[self.op_start[ops.start]..self.op_start[ops.end]]
+                };
+                for _ in steps.iter() {
+                    let offset = [(slot * STEP_SLOT) as u32];
+                    slot += 1;
+                    for d in dispatches {
+                        pass.set_pipeline(&d.pipeline);
+                        let offsets: &[u32] = if d.uses_step { &offset } else { &[] };
+                        pass.set_bind_group(0, &d.bind_group, offsets);
+                        pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use super::GpuExecutor;
 use crate::error::{Error, Result};
-use crate::graph::{BufId, DType, StepParams, Tensor};
+use crate::graph::{BufId, DType, Segment, StepParams, Tensor};
 
 impl GpuExecutor {
     /// The description of `buf`, or an error naming what is wrong with the id.
@@ -109,10 +109,20 @@ impl GpuExecutor {
         steps: &[StepParams],
         read: Tensor,
     ) -> Result<Vec<f32>> {
+        self.run_segments_and_read(&[Segment { ops, steps }], read)
+    }
+
+    /// As [`GpuExecutor::run_segments`], then reads the float view `read` back after the last
+    /// segment, in the same submission (errors as for [`GpuExecutor::run_and_read`]).
+    pub fn run_segments_and_read(
+        &mut self,
+        segments: &[Segment<'_>],
+        read: Tensor,
+    ) -> Result<Vec<f32>> {
         self.check_view(read, DType::F32)?;
         let ctx = self.ctx.clone();
         let capture = ctx.capture();
-        let mut encoder = self.record(ops, steps, None)?;
+        let mut encoder = self.record(segments, None)?;
         self.copy_to_staging(&mut encoder, read.buf);
         self.ctx.queue.submit([encoder.finish()]);
         capture.finish()?;

@@ -27,8 +27,8 @@ pub use inference::{InferenceGraph, build_inference_graph};
 pub use jacobian::{JacobianGraph, build_jacobian_graph};
 pub use psd::{InferSegment, PsdInferGraph, build_psd_infer_graph};
 pub use training::{
-    StepOps, TrainingGraph, build_training_graph, build_training_graph_clipped,
-    build_training_graph_with_tail,
+    StepOps, TrainingGraph, build_accumulating_training_graph, build_training_graph,
+    build_training_graph_clipped, build_training_graph_with_tail,
 };
 
 use crate::graph::Tensor;

@@ -50,6 +50,9 @@ pub struct TrainingGraph {
     pub tail: Option<StepOps>,
     /// `[1, 4]` the loss-scale state of a mixed-precision graph (see [`Op::LossScale`]).
     pub loss_scale: Option<Tensor>,
+    /// The gradient accumulator of a graph built by [`build_accumulating_training_graph`]:
+    /// each step program then ends with an [`Op::GradAccumulate`] of `grads` into it.
+    pub accumulator: Option<Tensor>,
 }
 
 // As derived, with `measures` left out when empty (so the dumps pinned by tests/graph_golden
@@ -75,8 +78,11 @@ impl std::fmt::Debug for TrainingGraph {
         s.field("health", &self.health)
             .field("update", &self.update)
             .field("tail", &self.tail)
-            .field("loss_scale", &self.loss_scale)
-            .finish()
+            .field("loss_scale", &self.loss_scale);
+        if self.accumulator.is_some() {
+            s.field("accumulator", &self.accumulator);
+        }
+        s.finish()
     }
 }
 
@@ -174,6 +180,57 @@ pub fn build_training_graph_with_tail(
     clip_grad_norm: Option<f32>,
     precision: Precision,
 ) -> TrainingGraph {
+    build(
+        spec,
+        batch,
+        tail,
+        rows,
+        opt,
+        clip_grad_norm,
+        precision,
+        false,
+    )
+}
+
+/// As [`build_training_graph_with_tail`], for gradient accumulation and data-parallel
+/// training: the main and the tail step programs each end with an [`Op::GradAccumulate`] of
+/// the gradient arena into [`TrainingGraph::accumulator`] (a buffer of the arena's size), so
+/// that the micro-steps of one optimizer step can run in one submission, their weighted sum
+/// left in the gradient arena by the last. The main step is then `0..update_start` with that
+/// op last, the tail step's [`StepOps::ops`] likewise. Steps whose
+/// [`crate::graph::StepParams::accumulate_flags`] are 0 leave both buffers alone.
+pub fn build_accumulating_training_graph(
+    spec: &ModelSpec,
+    batch: usize,
+    tail: Option<usize>,
+    rows: usize,
+    opt: &OptimizerConfig,
+    clip_grad_norm: Option<f32>,
+    precision: Precision,
+) -> TrainingGraph {
+    build(
+        spec,
+        batch,
+        tail,
+        rows,
+        opt,
+        clip_grad_norm,
+        precision,
+        true,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    spec: &ModelSpec,
+    batch: usize,
+    tail: Option<usize>,
+    rows: usize,
+    opt: &OptimizerConfig,
+    clip_grad_norm: Option<f32>,
+    precision: Precision,
+    accumulating: bool,
+) -> TrainingGraph {
     let layout = ParamLayout::new(spec);
     let mut g = Graph::default();
     let data = g.matrix("data", rows, spec.input_dim());
@@ -190,6 +247,11 @@ pub fn build_training_graph_with_tail(
         forward_finite,
     };
     let main = append_step(&mut g, spec, &layout, shared, batch);
+    let accumulator = accumulating.then(|| {
+        let acc = g.matrix("grads.accumulator", 1, layout.len);
+        g.push(Op::GradAccumulate { grads, acc });
+        acc
+    });
 
     g.update_start = g.ops.len();
     // Every step measures its gradient: a non-finite one is skipped (and counted), a large one
@@ -259,9 +321,13 @@ pub fn build_training_graph_with_tail(
     // A tail of no rows is no tail step.
     let tail = tail.filter(|&rows| rows > 0).map(|rows| {
         let first_buffer = g.buffers.len();
-        let step = append_step(&mut g, spec, &layout, shared, rows);
+        let mut step = append_step(&mut g, spec, &layout, shared, rows);
         for b in &mut g.buffers[first_buffer..] {
             b.name = format!("tail.{}", b.name);
+        }
+        if let Some(acc) = accumulator {
+            g.push(Op::GradAccumulate { grads, acc });
+            step.ops.end = g.ops.len();
         }
         step
     });
@@ -291,5 +357,6 @@ pub fn build_training_graph_with_tail(
         update,
         tail,
         loss_scale,
+        accumulator,
     }
 }

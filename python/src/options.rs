@@ -443,6 +443,7 @@ impl TrainOptions {
             accumulate: self.accumulate,
             reduce_precision: ReducePrecision::parse(&self.reduce_precision)
                 .map_err(|e| Error::Config(format!("reduce_precision: {e}")))?,
+            bucket_bytes: Some(hourglass::train::DEFAULT_BUCKET_BYTES),
         })
     }
 }

@@ -24,8 +24,10 @@ use std::time::Instant;
 use crate::distributed::{Communicator, share};
 use crate::error::{Error, Result};
 use crate::graph::Precision;
+use crate::graph::TrainingGraph;
 use crate::model::{ModelSpec, Variant};
-use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
+use crate::train::overlap::{BucketPlan, reduce_overlapped};
+use crate::train::{Device, LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
 /// The ranks, and this rank's `(first row, rows)` of a full and of the partial micro-batch
 /// (the batch itself without accumulation).
@@ -36,6 +38,9 @@ pub(super) struct Parallel {
     pub main: (usize, usize),
     pub tail: (usize, usize),
     pub stats: ParallelStats,
+    /// The gradient's buckets when it is reduced while the backward pass goes on
+    /// ([`TrainConfig::bucket_bytes`]; CPU, more than one rank).
+    pub buckets: Option<Arc<BucketPlan>>,
 }
 
 /// Where a data-parallel trainer's steps spent their time, on this rank
@@ -52,6 +57,12 @@ pub struct ParallelStats {
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
     /// waiting for the slowest rank included.
     pub reduce_s: f64,
+    /// Seconds the reduction ran, hidden behind the backward pass or not: with buckets
+    /// ([`TrainConfig::bucket_bytes`]) the communication thread's time, of which `reduce_s` is
+    /// the part left after the backward pass; without, `reduce_s`'s sum itself.
+    pub reduce_busy_s: f64,
+    /// Buckets the gradient is reduced in per step (1: after the backward pass, in one sum).
+    pub buckets: usize,
     /// Seconds in the optimizer ops.
     pub update_s: f64,
     /// Bytes of gradient this rank contributed to the sum per step: 4 a parameter, 2 with
@@ -77,7 +88,23 @@ impl Parallel {
             main: share(batch, rank, size),
             tail: share(tail, rank, size),
             comm,
+            buckets: None,
         })
+    }
+
+    /// Plans the gradient's buckets of `tg`'s main and partial-batch steps when they are
+    /// reduced while the backward pass goes on: `config.bucket_bytes` given, more than one
+    /// rank, on the CPU (see [`crate::train::overlap`] for the GPU).
+    pub fn plan_buckets(&mut self, tg: &TrainingGraph, config: &TrainConfig, device: &Device) {
+        self.buckets = match (config.bucket_bytes, device) {
+            (Some(bytes), Device::Cpu) if self.comm.size() > 1 => {
+                let mut ops = vec![0..tg.graph.update_start];
+                ops.extend(tg.tail.as_ref().map(|t| t.ops.clone()));
+                Some(Arc::new(BucketPlan::new(&tg.graph, tg.grads, bytes, &ops)))
+            }
+            _ => None,
+        };
+        self.stats.buckets = self.buckets.as_ref().map_or(1, |b| b.buckets().len());
     }
 }
 
@@ -193,6 +220,8 @@ impl Trainer {
             let mut grads: Option<Vec<f32>> = None;
             let micros = global.div_ceil(micro);
             let started = Instant::now();
+            let buckets = self.parallel.as_ref().and_then(|p| p.buckets.clone());
+            let mut overlapped = None;
             for k in 0..micros {
                 let offset = k * micro;
                 let partial = global - offset < micro;
@@ -201,6 +230,7 @@ impl Trainer {
                 if local == 0 {
                     continue; // This rank has no rows of a partial micro-batch.
                 }
+                let weight = (local != global).then(|| local as f32 / global as f32);
                 let start = position + offset + first;
                 let streaming = self.streaming.is_some();
                 if streaming {
@@ -219,24 +249,58 @@ impl Trainer {
                 } else {
                     0..self.tg.graph.update_start
                 };
-                self.backend.run(ops, &[sp])?;
-                let mut g = self.backend.read(self.tg.grads)?;
-                if local != global {
-                    let w = local as f32 / global as f32;
-                    g.iter_mut().for_each(|x| *x *= w);
-                }
-                match &mut grads {
-                    None => grads = Some(g),
-                    Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
+                if let Some(plan) = buckets.as_ref().filter(|_| k + 1 == micros) {
+                    // The last micro-batch: its backward pass overlaps the reduction.
+                    let (g, tg) = (grads.take(), self.tg.grads);
+                    overlapped = Some(reduce_overlapped(
+                        &mut self.backend,
+                        Some((ops, sp)),
+                        plan,
+                        tg,
+                        weight,
+                        g,
+                        &*comm,
+                        self.config.reduce_precision,
+                    )?);
+                } else {
+                    self.backend.run(ops, &[sp])?;
+                    let mut g = self.backend.read(self.tg.grads)?;
+                    if let Some(w) = weight {
+                        g.iter_mut().for_each(|x| *x *= w);
+                    }
+                    match &mut grads {
+                        None => grads = Some(g),
+                        Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, x)| *a += x),
+                    }
                 }
                 if reporting {
                     self.add_terms(partial, local as f64 / global as f64, &mut values)?;
                 }
             }
-            let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
-            let computed = Instant::now();
             let precision = self.config.reduce_precision;
-            precision.all_reduce_sum(&*comm, &mut grads)?;
+            let (grads, computed, busy) = match (&buckets, overlapped) {
+                (_, Some(r)) => (r.grads, r.computed, r.busy_s),
+                // This rank had no rows of the last micro-batch: the same buckets, from here.
+                (Some(plan), None) => {
+                    let r = reduce_overlapped(
+                        &mut self.backend,
+                        None,
+                        plan,
+                        self.tg.grads,
+                        None,
+                        grads,
+                        &*comm,
+                        precision,
+                    )?;
+                    (r.grads, r.computed, r.busy_s)
+                }
+                (None, None) => {
+                    let mut grads = grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+                    let computed = Instant::now();
+                    precision.all_reduce_sum(&*comm, &mut grads)?;
+                    (grads, computed, computed.elapsed().as_secs_f64())
+                }
+            };
             self.backend.write(self.tg.grads.buf, &grads);
             let reduced = Instant::now();
             let sp = self.step_params(s, 0);
@@ -247,6 +311,7 @@ impl Trainer {
             stats.micro_batches += micros as u64;
             stats.gradient_s += (computed - started).as_secs_f64();
             stats.reduce_s += (reduced - computed).as_secs_f64();
+            stats.reduce_busy_s += busy;
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
             // With one rank the f16 sum does nothing: the gradient stays f32.

@@ -649,6 +649,7 @@ fn run_rank(
         accumulate: args.accumulate,
         reduce_precision: ReducePrecision::parse(&args.reduce_precision)
             .map_err(|e| Error::Config(format!("--reduce-precision: {e}")))?,
+        bucket_bytes: Some(hourglass::train::DEFAULT_BUCKET_BYTES),
     };
     // Every rank was given the same run, or none starts.
     if world.is_parallel() {

@@ -126,7 +126,9 @@ impl BucketPlan {
             bytes += r.len() * 4;
             current.push(r.clone());
             let next = pieces.get(k + 1).map(|(_, w)| done(main, *w));
-            if next.is_none() || (bytes >= target_bytes && next != Some(done(main, *w))) {
+            // Elements no op writes (alignment padding) go with the first bucket that waits.
+            let (d, waits) = (done(main, *w), done(main, *w) > main.start);
+            if next.is_none() || (bytes >= target_bytes && next != Some(d) && waits) {
                 buckets.push(merged(std::mem::take(&mut current)));
                 bytes = 0;
             }

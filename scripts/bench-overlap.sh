@@ -4,7 +4,8 @@
 # global batch 256 of scripts/bench-mpi.sh, alternating in each round between BEFORE (a binary
 # without buckets, e.g. main's; optional), this build with `--reduce-buckets off` and this build
 # with its default buckets. Needs `cargo build --release --features mpi` and Open MPI's mpirun.
-# Prints rank 0's per-step split for each run: the reduction is the part left after the
+# Prints samples/s of the last epoch (training time only), ms per step, and rank 0's
+# per-step split for each run: the reduction is the part left after the
 # backward pass (with buckets, the thread's whole reducing time is given beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,10 @@ run() {
     RAYON_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2 "$bin" train \
         --data "$dir/$data" --encoder "$encoder" --batch-size 256 --steps "$steps" --device cpu \
         --out "$out" --overwrite --log-every 1000000 $extra 2>"$dir/err" >/dev/null
-    printf '%-28s %s\n' "$label" "$(grep -o 'per step.*ms update' "$dir/err" || cat "$dir/err")"
+    local sps
+    sps=$(tail -1 "$out/metrics.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_sec"])')
+    printf '%-24s %6.0f samples/s %6.1f ms/step  %s\n' "$label" "$sps" \
+        "$(python3 -c "print(1000 * 256 / $sps)")" "$(grep -o 'per step.*ms update' "$dir/err" || cat "$dir/err")"
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 for round in $(seq "$ROUNDS"); do

@@ -236,9 +236,13 @@ impl Reduction<'_> {
         if let Some(acc) = &self.acc {
             let mut at = 0;
             for r in ranges {
-                // The order of the unbucketed `acc += g`: acc's element first.
+                // The order of the unbucketed `acc += g`, acc's element first (which operand's
+                // NaN payload survives depends on it).
                 for (x, &a) in g[at..at + r.len()].iter_mut().zip(&acc[r.clone()]) {
-                    *x = a + *x;
+                    #[allow(clippy::assign_op_pattern)]
+                    {
+                        *x = a + *x;
+                    }
                 }
                 at += r.len();
             }
@@ -444,8 +448,9 @@ mod tests {
             None,
             crate::graph::Precision::F32,
         );
-        let mut ranges = vec![0..tg.graph.update_start];
-        ranges.extend(tg.tail.as_ref().map(|t| t.ops.clone()));
+        let ranges: Vec<Range<usize>> = std::iter::once(0..tg.graph.update_start)
+            .chain(tg.tail.as_ref().map(|t| t.ops.clone()))
+            .collect();
         let plan = BucketPlan::new(&tg.graph, tg.grads, bytes, &ranges);
         check(&plan, &tg, &ranges);
         let main = plan.ready(&ranges[0]).unwrap();

@@ -98,8 +98,9 @@ impl Parallel {
     pub fn plan_buckets(&mut self, tg: &TrainingGraph, config: &TrainConfig, device: &Device) {
         self.buckets = match (config.bucket_bytes, device) {
             (Some(bytes), Device::Cpu) if self.comm.size() > 1 => {
-                let mut ops = vec![0..tg.graph.update_start];
-                ops.extend(tg.tail.as_ref().map(|t| t.ops.clone()));
+                let ops: Vec<_> = std::iter::once(0..tg.graph.update_start)
+                    .chain(tg.tail.as_ref().map(|t| t.ops.clone()))
+                    .collect();
                 Some(Arc::new(BucketPlan::new(&tg.graph, tg.grads, bytes, &ops)))
             }
             _ => None,

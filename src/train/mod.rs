@@ -14,7 +14,7 @@ pub use crate::distributed::ReducePrecision;
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
-pub use overlap::{BucketPlan, DEFAULT_BUCKET_BYTES};
+pub use overlap::DEFAULT_BUCKET_BYTES;
 pub use parallel::ParallelStats;
 pub use schedule::Schedule;
 

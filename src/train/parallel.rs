@@ -8,7 +8,9 @@
 //! one-process run computes. The noise, VAE samples and projections of a share are keyed by the
 //! rows' places in the global batch ([`crate::rng::global_element`]), so the sum is that
 //! gradient up to the order of summation. The step is split — gradient, reduction, optimizer —
-//! one step per submission.
+//! one step per submission. On the CPU with more than one rank the reduction overlaps the
+//! (last micro-batch's) backward pass, bucket by bucket ([`TrainConfig::bucket_bytes`],
+//! `overlap.rs`), with the same bits.
 //!
 //! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
 //! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
@@ -55,7 +57,8 @@ pub struct ParallelStats {
     /// Seconds in this rank's forward and backward pass, the gradient's read-back included.
     pub gradient_s: f64,
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
-    /// waiting for the slowest rank included.
+    /// waiting for the slowest rank included; with buckets ([`TrainConfig::bucket_bytes`]),
+    /// only the part left once the backward pass has ended (the exposed reduction).
     pub reduce_s: f64,
     /// Seconds the reduction ran, hidden behind the backward pass or not: with buckets
     /// ([`TrainConfig::bucket_bytes`]) the communication thread's time, of which `reduce_s` is

@@ -181,16 +181,6 @@ impl BucketPlan {
             .find(|(r, _)| r == ops)
             .map(|(_, s)| &s[..])
     }
-
-    /// Elements of the arena.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when the arena has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// `ranges` sorted, neighbours merged.

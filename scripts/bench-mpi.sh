@@ -32,7 +32,7 @@ run() {
     local sps
     sps=$(tail -1 "$out/metrics.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_sec"])')
     printf '%-34s %9.0f samples/s %9.1f ms/step  %s\n' "$label" "$sps" \
-        "$(python3 -c "print(1000 * $batch / $sps)")" "$(grep -o 'per step.*MB' "$dir/err" || true)"
+        "$(python3 -c "print(1000 * $batch / $sps)")" "$(grep -o 'per step.*ms update' "$dir/err" || true)"
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 for w in "mnist_ae mnist.npy 784,512,256,32 --output-activation=sigmoid 256 64" \

@@ -226,6 +226,11 @@ fn bad_files_and_flags_are_refused_clearly_and_overwrite_nothing() {
             "--reduce-precision: unknown reduce precision 'bf16' (expected f32 or f16)",
         ),
         (
+            "--reduce-buckets neither a size in KiB nor off",
+            &["--reduce-buckets", "1MB"],
+            "--reduce-buckets: '1MB' is neither a bucket size in KiB nor off",
+        ),
+        (
             "negative sparsity λ",
             &["--variant", "sparse", "--sparsity", "-1"],
             "≥ 0",

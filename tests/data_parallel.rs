@@ -707,3 +707,88 @@ fn reducing_in_f16_with_accumulation_repeats_bit_for_bit() {
     let one_f16 = run_acc(&spec, &f16, &Device::Cpu, 0, false);
     assert!(same_bits(&one[0].0, &one_f16[0].0));
 }
+
+/// Every rank's parameters and statistics after [`STEPS`] steps of `config` over `rows` rows
+/// on `ranks` threads, in two calls.
+fn bucketed_run(
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    rows: usize,
+    ranks: usize,
+) -> Vec<(Vec<f32>, hourglass::train::ParallelStats)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ThreadGroup::new(ranks)
+            .into_iter()
+            .map(|c| {
+                scope.spawn(move || {
+                    let comm: Arc<dyn Communicator> = Arc::new(c);
+                    let d = data(rows, 7);
+                    let mut t =
+                        Trainer::new_data_parallel(spec, config, &d, &Device::Cpu, None, comm)
+                            .unwrap();
+                    t.train_steps(4, false).unwrap();
+                    t.train_steps(STEPS - 4, true).unwrap();
+                    (t.parameters().unwrap().arena, t.parallel_stats().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn reducing_in_buckets_during_the_backward_pass_is_the_one_sum_bit_for_bit() {
+    use hourglass::train::ReducePrecision;
+    let one_sum = |c: TrainConfig| TrainConfig {
+        bucket_bytes: None,
+        ..c
+    };
+    // Batches of 10 (a partial one of 7), of 18 (a partial one of 1 row, which 2 of 3 ranks
+    // have no share of), 3 micro-batches of 4 (the last partial one of 2 rows: a rank without
+    // rows of it), each reduced in f32 and f16.
+    let setups: Vec<(&str, TrainConfig, usize)> = vec![
+        ("batch 10", config(), ROWS),
+        (
+            "batch 18",
+            TrainConfig {
+                batch_size: 18,
+                ..config()
+            },
+            ROWS,
+        ),
+        ("accumulate 3", accumulating(3, 4), ACC_ROWS),
+    ];
+    for (name, variant) in variants() {
+        let spec = spec(variant);
+        for (setup, base, rows) in &setups {
+            for precision in [ReducePrecision::F32, ReducePrecision::F16] {
+                let base = TrainConfig {
+                    reduce_precision: precision,
+                    ..base.clone()
+                };
+                for ranks in [2, 3] {
+                    let what = format!("{name}, {setup}, {}, {ranks} ranks", precision.name());
+                    let want = bucketed_run(&spec, &one_sum(base.clone()), *rows, ranks);
+                    assert_eq!(want[0].1.buckets, 1, "{what}: one sum");
+                    // Every op's gradient a bucket of its own, and buckets of a few ops.
+                    for bytes in [0, 64] {
+                        let config = TrainConfig {
+                            bucket_bytes: Some(bytes),
+                            ..base.clone()
+                        };
+                        let got = bucketed_run(&spec, &config, *rows, ranks);
+                        for (rank, (p, stats)) in got.iter().enumerate() {
+                            assert!(stats.buckets > 1, "{what}: {} buckets", stats.buckets);
+                            assert_eq!(stats.bytes_per_step, want[rank].1.bytes_per_step);
+                            assert!(
+                                same_bits(p, &want[rank].0),
+                                "{what}, buckets of {bytes} bytes: rank {rank} differs from \
+                                 the one sum"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

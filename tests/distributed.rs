@@ -685,3 +685,68 @@ fn two_ranks_reducing_in_f16_stay_close_to_f32_and_repeat_bit_for_bit() {
     assert!(same_bits(&one, &one_f16), "one process with f16 differs");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Trains with `ranks` ranks, notes shown (`args` without `--quiet`): the parameters, and the
+/// buckets rank 0's per-step line names (1 when it names none: one sum).
+fn run_noted(ranks: usize, args: &[String]) -> (Vec<f32>, usize) {
+    let args: Vec<&String> = args.iter().filter(|a| *a != "--quiet").collect();
+    let out = mpirun(ranks).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    ok(out, &format!("{ranks} ranks, noted"));
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("per step"))
+        .unwrap_or_else(|| panic!("no per-step line in:\n{stderr}"));
+    let buckets = line
+        .split(" buckets")
+        .next()
+        .filter(|head| head.len() < line.len())
+        .and_then(|head| head.rsplit(' ').next())
+        .map_or(1, |n| n.parse().unwrap());
+    let out_dir = PathBuf::from(args[args.iter().position(|a| *a == "--out").unwrap() + 1]);
+    let params = checkpoint::load(&out_dir.join("model.safetensors"))
+        .unwrap()
+        .1
+        .arena;
+    (params, buckets)
+}
+
+#[test]
+fn reducing_in_buckets_during_the_backward_pass_is_the_one_sum_bit_for_bit() {
+    let dir = scratch("buckets");
+    let x = data(&dir);
+    let vae = ["--variant", "vae", "--vae-samples", "2"];
+    for (name, flags, accumulate) in [
+        ("plain", &[][..], 1),
+        ("vae", &vae[..], 1),
+        ("plain, f16", &["--reduce-precision", "f16"][..], 1),
+        ("vae, accumulate 3", &vae[..], 3),
+    ] {
+        for ranks in [2, 3] {
+            let with = |buckets: &str| -> Vec<String> {
+                let mut f: Vec<&str> = flags.to_vec();
+                f.extend(["--reduce-buckets", buckets]);
+                let out = dir.join(format!(
+                    "{}-{ranks}-{buckets}",
+                    name.replace([',', ' '], "")
+                ));
+                if accumulate == 1 {
+                    train_args(&x, &out, &f, 9)
+                } else {
+                    accumulating_args(&x, &out, &f, accumulate, 4)
+                }
+            };
+            let (one_sum, n) = run_noted(ranks, &with("off"));
+            assert_eq!(n, 1, "{name}, {ranks} ranks, off: one sum");
+            // Buckets of one op's gradient each.
+            let (bucketed, n) = run_noted(ranks, &with("0"));
+            println!("{name}, {ranks} ranks: {n} buckets");
+            assert!(n > 1, "{name}, {ranks} ranks: {n} buckets");
+            assert!(
+                same_bits(&bucketed, &one_sum),
+                "{name}, {ranks} ranks: the bucketed reduction differs from the one sum"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,6 +28,10 @@ const CLI_ONLY: &[(&str, &str)] = &[
     ("resume", "the CLI's run folders are resumed by the CLI"),
     ("out", "save the model with model.save(path)"),
     ("checkpoint_every", "save the model from the callback"),
+    (
+        "reduce_buckets",
+        "it shapes the reduction between mpirun ranks, and Python trains in one process",
+    ),
 ];
 
 /// The resolved keywords. Field names, types and defaults are those of the CLI's `TrainArgs`.
@@ -443,6 +447,7 @@ impl TrainOptions {
             accumulate: self.accumulate,
             reduce_precision: ReducePrecision::parse(&self.reduce_precision)
                 .map_err(|e| Error::Config(format!("reduce_precision: {e}")))?,
+            bucket_bytes: Some(hourglass::train::DEFAULT_BUCKET_BYTES),
         })
     }
 }

@@ -16,7 +16,9 @@ use std::ops::Range;
 
 use crate::error::Result;
 use crate::gpu::executor::MAX_STEPS_PER_SUBMIT;
-use crate::graph::{ACCUMULATE_FIRST, ACCUMULATE_LAST, ACCUMULATE_STEP, Segment, StepParams};
+use crate::graph::{
+    ACCUMULATE_FIRST, ACCUMULATE_LAST, ACCUMULATE_STEP, Segment, StepParams, Tensor,
+};
 use crate::train::Trainer;
 
 /// What [`Trainer::run_micro_steps`] did.
@@ -80,9 +82,10 @@ impl Trainer {
     }
 
     /// Runs an optimizer step's micro-steps in [`Trainer::micro_groups`]' submissions, the
-    /// sum of their weighted gradients left in the gradient arena. With `update` (one rank)
-    /// the optimizer ops follow in the last submission (in one more when the ring is full) and
-    /// nothing is read back; without, the sum is read back at the end of the last. With
+    /// sum of their weighted gradients left in the gradient arena (in the accumulator when
+    /// the last of `micros` is not the step's last). With `update` (one rank) the optimizer
+    /// ops follow in the last submission (in one more when the ring is full) and nothing is
+    /// read back; without, `sum` (where the sum is) is read back at the end of the last. With
     /// `values` (a reported step), each micro-batch's loss terms, weighted by its rows' share
     /// of the step's `global` rows, are added to them after its submission.
     pub(super) fn run_micro_steps(
@@ -90,6 +93,7 @@ impl Trainer {
         micros: &[MicroStep],
         global: usize,
         update: Option<StepParams>,
+        sum: Tensor,
         mut values: Option<&mut Vec<f64>>,
     ) -> Result<MicroRun> {
         let mut run = MicroRun {
@@ -113,10 +117,7 @@ impl Trainer {
                 });
             }
             if last && update.is_none() {
-                run.grads = Some(
-                    self.backend
-                        .run_segments_and_read(&segments, self.tg.grads)?,
-                );
+                run.grads = Some(self.backend.run_segments_and_read(&segments, sum)?);
             } else {
                 self.backend.run_segments(&segments)?;
             }

@@ -7,6 +7,7 @@ mod backend;
 mod device;
 mod fit;
 mod micro;
+mod overlap;
 mod parallel;
 mod schedule;
 
@@ -14,6 +15,7 @@ pub use crate::distributed::ReducePrecision;
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
+pub use overlap::DEFAULT_BUCKET_BYTES;
 pub use parallel::ParallelStats;
 pub use schedule::Schedule;
 
@@ -90,6 +92,15 @@ pub struct TrainConfig {
     /// (one process, with or without accumulation) there is nothing to reduce: F16 does
     /// nothing, and the run is the F32 run bit for bit.
     pub reduce_precision: ReducePrecision,
+    /// Data-parallel runs on the CPU: the gradient is summed over the ranks in buckets of at
+    /// least this many bytes of f32 (one op's gradient is never split), each on a
+    /// communication thread as soon as the backward pass has finished it, while the backward
+    /// pass goes on (PyTorch DDP's `bucket_cap_mb`); default [`DEFAULT_BUCKET_BYTES`], 1 MiB.
+    /// `None`: one sum of the whole gradient after the backward pass. The parameters are the
+    /// same bits either way. With gradient accumulation only the last micro-batch's backward
+    /// pass overlaps (the sum is taken once per optimizer step); a GPU trainer and one rank
+    /// always take the one sum.
+    pub bucket_bytes: Option<usize>,
 }
 
 /// The response to steps whose gradient was NaN or infinite, seen at the next report.
@@ -136,6 +147,7 @@ impl TrainConfig {
             accumulate: 1,
             emulate_mixed: false,
             reduce_precision: ReducePrecision::F32,
+            bucket_bytes: Some(DEFAULT_BUCKET_BYTES),
         }
     }
 }
@@ -376,7 +388,7 @@ impl Trainer {
             }
             c => c,
         };
-        let parallel = match comm {
+        let mut parallel = match comm {
             Some(comm) => Some(parallel::Parallel::new(
                 comm,
                 spec,
@@ -449,6 +461,9 @@ impl Trainer {
             }
             None => Parameters::init(spec, config.seed),
         };
+        if let Some(p) = &mut parallel {
+            p.plan_buckets(&tg, config, device);
+        }
         let mut backend = Backend::new(device, tg.graph.clone())?;
         if streaming.is_some() {
             // The window is gathered in order on the host: the device reads it as it is.

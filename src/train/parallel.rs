@@ -10,6 +10,8 @@
 //! gradient up to the order of summation. The step is split — gradient, reduction, optimizer:
 //! one submission computes this rank's weighted gradient and reads it back, the host reduces it
 //! and writes the sum back, a second submission runs the optimizer ops.
+//! On the CPU with more than one rank the reduction overlaps the (last micro-batch's) backward
+//! pass, bucket by bucket ([`TrainConfig::bucket_bytes`], `overlap.rs`), with the same bits.
 //!
 //! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
 //! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
@@ -32,8 +34,10 @@ use std::time::Instant;
 use crate::distributed::{Communicator, share};
 use crate::error::{Error, Result};
 use crate::graph::Precision;
+use crate::graph::TrainingGraph;
 use crate::model::{ModelSpec, Variant};
-use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
+use crate::train::overlap::{self, BucketPlan};
+use crate::train::{Device, LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
 /// The ranks, and this rank's `(first row, rows)` of a full and of the partial micro-batch
 /// (the batch itself without accumulation).
@@ -44,6 +48,9 @@ pub(super) struct Parallel {
     pub main: (usize, usize),
     pub tail: (usize, usize),
     pub stats: ParallelStats,
+    /// The gradient's buckets when it is reduced while the backward pass goes on
+    /// ([`TrainConfig::bucket_bytes`]; CPU, more than one rank).
+    pub buckets: Option<Arc<BucketPlan>>,
 }
 
 /// Where a data-parallel trainer's steps spent their time, on this rank
@@ -59,15 +66,24 @@ pub struct ParallelStats {
     /// included; with one rank, the optimizer ops too (they join the same submission).
     pub gradient_s: f64,
     /// Seconds in the gradient's reduction (weighting, the sum over ranks, writing it back),
-    /// waiting for the slowest rank included.
+    /// waiting for the slowest rank included; with buckets ([`TrainConfig::bucket_bytes`]),
+    /// only the part left once the backward pass has ended (the exposed reduction).
     pub reduce_s: f64,
+    /// Seconds the reduction ran, hidden behind the backward pass or not: with buckets
+    /// ([`TrainConfig::bucket_bytes`]) the communication thread's time, of which `reduce_s` is
+    /// the part left after the backward pass; without, `reduce_s`'s sum itself.
+    pub reduce_busy_s: f64,
+    /// Buckets the gradient is reduced in per step (1: after the backward pass, in one sum).
+    pub buckets: usize,
     /// Seconds in the optimizer ops' submission (none of its own with one rank).
     pub update_s: f64,
     /// Submissions to the device (on the CPU: the runs that stand for them), the optimizer
     /// ops' included: 1 a step with one rank (more with a reported loss, a streamed data set
-    /// or over 63 micro-batches), 2 with more ranks.
+    /// or over 63 micro-batches), 2 with more ranks (with buckets, one a segment of the
+    /// overlapped backward pass).
     pub submissions: u64,
-    /// Gradient read-backs: none with one rank, 1 a step with more (the reduction's).
+    /// Gradient read-backs: none with one rank, 1 a step with more (the reduction's); with
+    /// buckets, one a bucket and one of the earlier micro-steps' sum when there are some.
     pub gradient_reads: u64,
     /// Bytes of gradient this rank contributed to the sum per step: 4 a parameter, 2 with
     /// [`crate::train::ReducePrecision::F16`] over more than one rank.
@@ -92,7 +108,27 @@ impl Parallel {
             main: share(batch, rank, size),
             tail: share(tail, rank, size),
             comm,
+            buckets: None,
         })
+    }
+
+    /// Plans the gradient's buckets of `tg`'s main and partial-batch steps when they are
+    /// reduced while the backward pass goes on: `config.bucket_bytes` given, more than one
+    /// rank, on the CPU (see [`crate::train::overlap`] for the GPU).
+    pub fn plan_buckets(&mut self, tg: &TrainingGraph, config: &TrainConfig, device: &Device) {
+        self.buckets = match (config.bucket_bytes, device) {
+            (Some(bytes), Device::Cpu) if self.comm.size() > 1 => {
+                let ops: Vec<_> = std::iter::once(0..tg.graph.update_start)
+                    .chain(tg.tail.as_ref().map(|t| t.ops.clone()))
+                    .map(|r| overlap::backward_ops(tg, r))
+                    .collect();
+                Some(Arc::new(BucketPlan::new(&tg.graph, tg.grads, bytes, &ops)))
+            }
+            _ => None,
+        }
+        // One bucket has nothing to overlap with: the one sum, without a thread.
+        .filter(|plan| plan.buckets().len() > 1);
+        self.stats.buckets = self.buckets.as_ref().map_or(1, |b| b.buckets().len());
     }
 }
 
@@ -215,22 +251,40 @@ impl Trainer {
             let micros = self.micro_steps(s, global, position);
             let started = Instant::now();
             let update = self.step_params(s, 0);
-            // The micro-steps: with one rank the update joins their last submission, with
-            // more their sum comes back for the reduction.
-            let run = self.run_micro_steps(
-                &micros,
-                global,
-                one_rank.then_some(update),
-                reporting.then_some(&mut values),
-            )?;
-            let (mut submissions, reads) = (run.submissions, u64::from(run.grads.is_some()));
-            let computed = Instant::now();
-            // The reduction over the ranks of this rank's sum (zero without rows).
-            if !one_rank {
-                let mut grads = run.grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
-                self.config
-                    .reduce_precision
-                    .all_reduce_sum(&*comm, &mut grads)?;
+            let buckets = self.parallel.as_ref().and_then(|p| p.buckets.clone());
+            let values_ref = reporting.then_some(&mut values);
+            let (grads, computed, busy, mut submissions, reads) = match &buckets {
+                // With one rank the update joins the micro-steps' last submission; with more
+                // their sum comes back and is reduced over the ranks (zero without rows).
+                None => {
+                    let run = self.run_micro_steps(
+                        &micros,
+                        global,
+                        one_rank.then_some(update),
+                        self.tg.grads,
+                        values_ref,
+                    )?;
+                    let computed = Instant::now();
+                    let reads = u64::from(run.grads.is_some());
+                    let grads = if one_rank {
+                        None
+                    } else {
+                        let mut grads = run.grads.unwrap_or_else(|| vec![0.0; self.tg.grads.len()]);
+                        self.config
+                            .reduce_precision
+                            .all_reduce_sum(&*comm, &mut grads)?;
+                        Some(grads)
+                    };
+                    let busy = computed.elapsed().as_secs_f64();
+                    (grads, computed, busy, run.submissions, reads)
+                }
+                // The last micro-step's backward pass overlaps the reduction, bucket by bucket.
+                Some(plan) => {
+                    let r = self.overlapped_micro_steps(&micros, global, plan, values_ref)?;
+                    (Some(r.grads), r.computed, r.busy_s, r.submissions, r.reads)
+                }
+            };
+            if let Some(grads) = grads {
                 self.backend.write(self.tg.grads.buf, &grads);
             }
             let reduced = Instant::now();
@@ -246,6 +300,7 @@ impl Trainer {
             stats.gradient_reads += reads;
             stats.gradient_s += (computed - started).as_secs_f64();
             stats.reduce_s += (reduced - computed).as_secs_f64();
+            stats.reduce_busy_s += busy;
             // The update is queued on a GPU: its time shows in the next step's read-back.
             stats.update_s += reduced.elapsed().as_secs_f64();
             // With one rank the f16 sum does nothing: the gradient stays f32.

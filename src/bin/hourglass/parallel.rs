@@ -50,11 +50,22 @@ pub fn run_digest(
 }
 
 /// `2 ranks: per step 12.3 ms gradient, 1.2 ms reduction of 4.3 MB, 0.8 ms update (rank 0),
-/// 2.00 submissions and 1.00 gradient read-backs`.
+/// 2.00 submissions and 1.00 gradient read-backs`; with buckets, `… 1.2 ms reduction of 4.3 MB
+/// in 4 buckets (9.6 ms reducing in all, overlapped with the backward pass), …`: the reduction
+/// is then what is left after the backward pass.
 pub fn describe_stats(world: &World, s: &hourglass::train::ParallelStats) -> String {
     let per = |t: f64| 1e3 * t / s.steps.max(1) as f64;
+    let buckets = if s.buckets > 1 {
+        format!(
+            " in {} buckets ({:.2} ms reducing in all, overlapped with the backward pass)",
+            s.buckets,
+            per(s.reduce_busy_s)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} ranks: per step {:.2} ms gradient, {:.2} ms reduction of {:.2} MB, {:.2} ms \
+        "{} ranks: per step {:.2} ms gradient, {:.2} ms reduction of {:.2} MB{buckets}, {:.2} ms \
          update (rank 0's times; the reduction includes waiting for the slowest rank), {:.2} \
          submissions and {:.2} gradient read-backs",
         world.comm.size(),

@@ -221,6 +221,19 @@ pub struct TrainArgs {
     )]
     #[serde(default = "f32_name")]
     pub reduce_precision: String,
+    /// With several ranks (mpirun), on the CPU: sum the gradient in buckets of at least this
+    /// many KiB, each as soon as the backward pass has finished it, on a thread of its own
+    /// while the backward pass goes on (PyTorch DDP's bucket_cap_mb); off sums the whole
+    /// gradient after the backward pass. The same bits either way; GPU ranks always take the
+    /// one sum.
+    #[arg(
+        help_heading = "Training",
+        long,
+        default_value = "1024",
+        value_name = "KiB|off"
+    )]
+    #[serde(default = "bucket_kib")]
+    pub reduce_buckets: String,
     /// Optimizer steps in the whole run (instead of --epochs).
     #[arg(help_heading = "Training", long, conflicts_with = "epochs")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -649,6 +662,7 @@ fn run_rank(
         accumulate: args.accumulate,
         reduce_precision: ReducePrecision::parse(&args.reduce_precision)
             .map_err(|e| Error::Config(format!("--reduce-precision: {e}")))?,
+        bucket_bytes: reduce_buckets(&args.reduce_buckets)?,
     };
     // Every rank was given the same run, or none starts.
     if world.is_parallel() {
@@ -859,6 +873,27 @@ mod tests {
             assert_eq!(spec_from_flags(&round, &data).unwrap(), spec, "{argv:?}");
         }
     }
+}
+
+/// `--reduce-buckets`: a size in KiB, or off (`None`: one sum after the backward pass).
+fn reduce_buckets(s: &str) -> Result<Option<usize>> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse::<usize>()
+        .ok()
+        .and_then(|kib| kib.checked_mul(1024))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "--reduce-buckets: '{s}' is neither a bucket size in KiB nor off"
+            ))
+        })
+}
+
+/// The default of `--reduce-buckets` in config files that predate it.
+fn bucket_kib() -> String {
+    (hourglass::train::DEFAULT_BUCKET_BYTES / 1024).to_string()
 }
 
 /// The default of `--reduce-precision` in config files that predate it.

@@ -242,8 +242,9 @@ fn jacobian_norm_matches_cpu() {
 }
 
 /// The Jacobian norm at every row layout (`RowLayout`): K·d elements per example packed two
-/// (300 examples of 33) and eight (1100 of 7) to a workgroup, and split over several at a
-/// batch of one or two (K·d = 2800 in 3 pieces, 33·784 in 26).
+/// (300 examples of 33) and eight (1100 of 7) to a workgroup, kept whole below 16 Ki elements
+/// (K·d = 2800), and split over several at a batch of one or two (33·784 in 26 pieces,
+/// 2·9000 in 18).
 #[test]
 fn jacobian_norm_matches_cpu_at_every_row_layout() {
     let shapes = [
@@ -251,14 +252,14 @@ fn jacobian_norm_matches_cpu_at_every_row_layout() {
         (1, 1100, 7),
         (4, 1, 700),
         (33, 1, 784),
-        (2, 2, 1500),
+        (2, 2, 9000),
     ];
     let layouts: Vec<RowLayout> = shapes
         .iter()
         .map(|&(k, b, d)| RowLayout::new(b, k * d))
         .collect();
     assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
-    assert!(layouts.iter().any(|l| l.splits == 3) && layouts.iter().any(|l| l.splits == 26));
+    assert!(layouts.iter().any(|l| l.splits == 18) && layouts.iter().any(|l| l.splits == 26));
     let mut worst = 0.0f64;
     for ((k, batch, d), layout) in shapes.into_iter().zip(layouts) {
         let mut g = Graph::default();
@@ -325,16 +326,17 @@ fn contractive_closed_form_matches_cpu() {
 }
 
 /// The closed-form contractive penalty's per-example rows at every row layout: packed (300
-/// examples of 33 units, 1100 of 7) and split (one example of 3000 units in 3 pieces).
+/// examples of 33 units, 1100 of 7) and split (one example of 20,000 units in 20 pieces, two
+/// of 17,000 in 17).
 #[test]
 fn contractive_closed_form_matches_cpu_at_every_row_layout() {
-    let shapes = [(300, 33, 7), (1100, 7, 5), (1, 3000, 3), (2, 2100, 2)];
+    let shapes = [(300, 33, 7), (1100, 7, 5), (1, 20_000, 2), (2, 17_000, 2)];
     let layouts: Vec<RowLayout> = shapes
         .iter()
         .map(|&(b, c, _)| RowLayout::new(b, c))
         .collect();
     assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
-    assert!(layouts.iter().any(|l| l.splits == 3));
+    assert!(layouts.iter().any(|l| l.splits == 20) && layouts.iter().any(|l| l.splits == 17));
     let mut worst = 0.0f64;
     for ((batch, units, inputs), layout) in shapes.into_iter().zip(layouts) {
         let e = compare(
@@ -528,7 +530,8 @@ fn sampler_range(d: &BufferDesc) -> (f32, f32) {
 }
 
 /// The last four reach every row layout: packed two (300 examples of 33) and eight (1100 of
-/// 7) to a workgroup, split at a batch of one (1 × 3000 in 3 pieces) and two (2 × 700 in 2).
+/// 7) to a workgroup, split at a batch of one (1 × 20,000 in 20 pieces) and two (2 × 9000 in
+/// 18).
 const SAMPLER_SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 1),
     (3, 7, 33),
@@ -537,8 +540,8 @@ const SAMPLER_SHAPES: [(usize, usize, usize); 9] = [
     (4, 257, 2),
     (1, 300, 33),
     (1, 1100, 7),
-    (1, 1, 3000),
-    (2, 2, 700),
+    (1, 1, 20_000),
+    (2, 2, 9000),
 ];
 
 #[test]
@@ -548,7 +551,7 @@ fn sample_matches_cpu() {
         .map(|&(l, b, c)| RowLayout::new(b, l * c))
         .collect();
     assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
-    assert!(layouts.iter().any(|l| l.splits == 3) && layouts.iter().any(|l| l.splits == 2));
+    assert!(layouts.iter().any(|l| l.splits == 20) && layouts.iter().any(|l| l.splits == 18));
     let mut worst = 0.0f64;
     for (samples, batch, units) in SAMPLER_SHAPES {
         let mut g = Graph::default();

@@ -19,9 +19,15 @@ pub(crate) const ROW_THREADS: usize = 256;
 /// The fewest threads a row gets: one subgroup (warp) of most GPUs.
 const MIN_SEGMENT: usize = 32;
 
-/// The fewest elements a split workgroup covers: four a thread, so a split is worth its
-/// partial's write and the extra dispatch.
+/// The fewest elements a split workgroup covers: four a thread, so a piece is worth its
+/// partial's write.
 const MIN_CHUNK: usize = 4 * ROW_THREADS;
+
+/// The shortest row worth splitting. A split costs one more dispatch (`row_sum`, about 5 µs
+/// of launch in `gpu::roofline`), while one SM streams a row of this length (about 12 bytes an
+/// element: read, target or gradient, written) at its 1/132 share of an H200's 4.8 TB/s,
+/// 36 GB/s, in about 5 µs; shorter rows stay whole.
+const SPLIT_MIN_LEN: usize = 16 * 1024;
 
 /// Mirror of `RowLayout` in shaders/rows.wgsl: each workgroup holds `ROW_THREADS / seg` rows
 /// of `seg` threads (a power of two), or, with `splits > 1` (then `seg` is `ROW_THREADS`), one
@@ -43,9 +49,9 @@ pub struct RowLayout {
 impl RowLayout {
     /// The layout of `rows` rows of `len` elements: rows of fewer than `ROW_THREADS` elements
     /// packed (as many to a workgroup as fit in segments of at least `MIN_SEGMENT` threads,
-    /// while the grid keeps `MIN_WORKGROUPS`), rows of a batch under `MIN_WORKGROUPS` split
-    /// until the grid has that many workgroups (at least `MIN_CHUNK` elements each), else one
-    /// workgroup a row.
+    /// while the grid keeps `MIN_WORKGROUPS`), rows of at least `SPLIT_MIN_LEN` of a batch
+    /// under `MIN_WORKGROUPS` split until the grid has that many workgroups (at least
+    /// `MIN_CHUNK` elements each), else one workgroup a row.
     pub fn new(rows: usize, len: usize) -> RowLayout {
         let rows = rows.max(1);
         let len = len.max(1);
@@ -54,7 +60,7 @@ impl RowLayout {
         let room = (rows / MIN_WORKGROUPS).clamp(1, fit);
         // The largest power of two no larger than `room`.
         let pack = 1usize << room.ilog2();
-        let splits = if pack > 1 || rows >= MIN_WORKGROUPS {
+        let splits = if pack > 1 || rows >= MIN_WORKGROUPS || len < SPLIT_MIN_LEN {
             1
         } else {
             MIN_WORKGROUPS
@@ -168,8 +174,10 @@ mod tests {
         // A full batch of long rows: one workgroup a row, as before.
         let l = RowLayout::new(256, 784);
         assert_eq!((l.seg, l.splits, l.workgroups(256)), (256, 1, 256));
-        // mnist_ae's loss at batch 1: 784 elements are too few to split.
+        // mnist_ae's loss at batch 1: 784 elements are too few to split, and so are 16,383.
         assert_eq!(RowLayout::new(1, 784).workgroups(1), 1);
+        assert_eq!(RowLayout::new(1, SPLIT_MIN_LEN - 1).splits, 1);
+        assert_eq!(RowLayout::new(1, SPLIT_MIN_LEN).splits, 16);
         // A long row at batch 1 is split into pieces of at least MIN_CHUNK.
         let l = RowLayout::new(1, 25_088);
         assert_eq!((l.seg, l.splits, l.chunk), (256, 25, 1004));
@@ -185,7 +193,14 @@ mod tests {
         // Short rows of a small batch: neither packed nor split.
         let l = RowLayout::new(7, 33);
         assert_eq!((l.seg, l.splits), (256, 1));
-        for (rows, len) in [(1, 1), (7, 33), (257, 7), (33, 257), (1, 2600), (66_000, 2)] {
+        for (rows, len) in [
+            (1, 1),
+            (7, 33),
+            (257, 7),
+            (33, 257),
+            (1, 20_000),
+            (66_000, 2),
+        ] {
             let l = RowLayout::new(rows, len);
             assert!(
                 l.seg.is_power_of_two() && l.seg as usize <= ROW_THREADS,

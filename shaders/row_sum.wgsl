@@ -4,7 +4,7 @@
 // Bindings: 0 partials (read), 1 out (read_write), 2 RowSumDims (mirror in
 // src/gpu/executor/rows.rs). Dispatch: ceil(rows / 256) workgroups of 256, folded 2-D.
 
-struct RowSumDims { rows: u32, splits: u32, part_off: u32, out_off: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+struct RowSumDims { rows: u32, splits: u32, part_off: u32, out_off: u32, scale: f32, accumulate: u32, _p0: u32, _p1: u32 }
 
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -18,5 +18,9 @@ fn row_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     for (var k = 0u; k < d.splits; k++) {
         s += partials[d.part_off + r * d.splits + k];
     }
-    out[d.out_off + r] = d.scale * s;
+    if (d.accumulate == 1u) {
+        out[d.out_off + r] = out[d.out_off + r] + d.scale * s;
+    } else {
+        out[d.out_off + r] = d.scale * s;
+    }
 }

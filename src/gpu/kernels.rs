@@ -252,7 +252,7 @@ impl Kernel {
                 wgsl!("activation.wgsl", "conv2d_dims.wgsl", "conv2d_col2im.wgsl")
             }
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
-                wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
+                wgsl!("workgroup.wgsl", "rows.wgsl", "conv2d_reduce.wgsl")
             }
             Kernel::PsdGain
             | Kernel::PsdGainGrad
@@ -343,7 +343,9 @@ impl Kernel {
             Kernel::SampleGrad => &[Read, Read, Read, Read, ReadWrite, ReadWrite, Uniform],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
             Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
-            Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
+                &[Read, ReadWrite, Uniform, ReadWrite]
+            }
             Kernel::Col2im => &[Read, ReadWrite, Read, Uniform],
             Kernel::PsdGain | Kernel::PsdMomentum => &[Read, Read, ReadWrite, Uniform],
             Kernel::PsdGainGrad => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],

@@ -318,7 +318,8 @@ pub(super) fn plan(
             loss,
             output,
         } => {
-            let (layout, partials) = rows::layout(logits.rows, logits.cols, scratch);
+            // Per element: logits and target read, gradient written.
+            let (layout, partials) = rows::layout(logits.rows, logits.cols, 12, scratch);
             let mut plans = one(
                 Kernel::ReconstructionLoss,
                 vec![
@@ -347,7 +348,14 @@ pub(super) fn plan(
                 ],
                 layout.grid(logits.rows),
             );
-            plans.extend(rows::row_sum(&layout, logits.rows, partials, row_loss, 1.0));
+            plans.extend(rows::row_sum(
+                &layout,
+                logits.rows,
+                partials,
+                row_loss,
+                1.0,
+                false,
+            ));
             plans
         }
         Op::Corrupt { x, out, noise } => {

@@ -73,7 +73,8 @@ pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Pla
             // As the CPU twin: (2 · scale) / B in f32.
             let grad_scale = 2.0 * scale / batch as f32;
             let k = r.rows / batch.max(1);
-            let (layout, partials) = layouts::layout(batch, k * r.cols, alloc);
+            // Per element: r read, its gradient written.
+            let (layout, partials) = layouts::layout(batch, k * r.cols, 8, alloc);
             let mut plans = one(
                 Kernel::JacobianNorm,
                 vec![],
@@ -98,7 +99,9 @@ pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Pla
                 ],
                 layout.grid(batch),
             );
-            plans.extend(layouts::row_sum(&layout, batch, partials, rows, scale));
+            plans.extend(layouts::row_sum(
+                &layout, batch, partials, rows, scale, false,
+            ));
             plans
         }
         Op::ContractiveClosedForm {
@@ -127,7 +130,8 @@ pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Pla
                 F(grad_scale),
                 N(0),
             ]);
-            let (layout, partials) = layouts::layout(batch, w.rows, alloc);
+            // Per element: h read, dz read and written.
+            let (layout, partials) = layouts::layout(batch, w.rows, 12, alloc);
             let bind = |dims: Vec<u8>, partials: Resource| {
                 vec![
                     B(h.buf),
@@ -154,7 +158,9 @@ pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Pla
                 bind(dims, partials.clone()),
                 layout.grid(batch),
             ));
-            plans.extend(layouts::row_sum(&layout, batch, partials, rows, lambda));
+            plans.extend(layouts::row_sum(
+                &layout, batch, partials, rows, lambda, false,
+            ));
             plans
         }
         Op::SparseL1 {
@@ -231,7 +237,8 @@ pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Pla
             let units = mu.len() / batch.max(1);
             let samples = z.len() / mu.len().max(1);
             // Split pieces need no partials: each reduces the KL row, the first writes it.
-            let layout = layouts::RowLayout::new(batch, samples * units);
+            // Per element: ε and z written, μ and log σ² read.
+            let layout = layouts::RowLayout::new(batch, samples * units, 16);
             one(
                 Kernel::Sample,
                 vec![],

@@ -11,17 +11,19 @@
 //   Bindings: 0 qa, 1 r, 2 y (read), 3 out (read_write), 4 CurvDims.  Dispatch: ceil(B·n/256).
 // jacobian_norm  rows[b] = scale · Σ_k Σ_i r[k·B+b, i]²,  grad = grad_scale · r
 //                (grad_scale = 2·scale/B, computed on the host as the CPU twin does)
-//   Bindings: 0 r (read), 1 rows, 2 grad (read_write), 3 NormDims.
-//   Dispatch: one 256-thread workgroup per example b, folded 2-D; the workgroup walks the K·d
-//   elements of its K rows with consecutive threads on consecutive columns.
+//   Bindings: 0 r (read), 1 rows, 2 grad (read_write), 3 NormDims, 4 partials (read_write).
+//   Dispatch: examples spread over 256-thread workgroups as `lay` says (shaders/rows.wgsl):
+//   each example's segment walks the K·d elements of its K rows with consecutive threads on
+//   consecutive columns; a split example's partial sums are added by row_sum.wgsl.
 // Contractive penalty in closed form for a sigmoid code h = σ(W x + c), s = h(1 − h),
 // g = 2λ/B (grad_scale):
 //   contractive_units  (1st dispatch, one workgroup per unit j)
 //     scratch[j] = ‖W_j‖²,  scratch[c + j] = Σ_b s_bj²,  dw[j, :] = g · scratch[c + j] · W_j
 //     (dw is overwritten: the layer's own weight gradient runs after and adds)
-//   contractive_rows   (2nd dispatch, one workgroup per example b, reads scratch[0..c])
+//   contractive_rows   (2nd dispatch, examples laid out as `lay` says, reads scratch[0..c])
 //     rows[b] = λ Σ_j s_bj² ‖W_j‖²,  dz[b, j] += g · s · ‖W_j‖² · s · (1 − 2h)
-//   Bindings (both): 0 h, 1 w (read), 2 rows, 3 dz, 4 dw, 5 scratch (read_write), 6 CcfDims.
+//   Bindings (both): 0 h, 1 w (read), 2 rows, 3 dz, 4 dw, 5 scratch (read_write), 6 CcfDims,
+//   7 partials (read_write; contractive_rows's split sums, added by row_sum.wgsl).
 // Entry points bind different globals at the same binding numbers; each uses only its own.
 
 override EXACT: bool = false;
@@ -103,29 +105,40 @@ fn curvature(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 struct NormDims {
     batch: u32, cols: u32, k: u32, r_off: u32,
     rows_off: u32, grad_off: u32, scale: f32, grad_scale: f32,
+    lay: RowLayout,
 }
 
 @group(0) @binding(0) var<storage, read> jn_r: array<f32>;
 @group(0) @binding(1) var<storage, read_write> jn_rows: array<f32>;
 @group(0) @binding(2) var<storage, read_write> jn_grad: array<f32>;
 @group(0) @binding(3) var<uniform> jn_d: NormDims;
+@group(0) @binding(4) var<storage, read_write> jn_partials: array<f32>;
 
 @compute @workgroup_size(256)
 fn jacobian_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) li: u32) {
-    let b = workgroup_row(wg, groups);
-    if (b >= jn_d.batch) { return; }
     let cols = jn_d.cols;
+    let at = row_slot(jn_d.lay, wg, groups, li, jn_d.k * cols);
+    if (at.first >= jn_d.batch) { return; }
+    let b = at.row;
     var acc = 0.0;
-    for (var e = li; e < jn_d.k * cols; e += 256u) {
-        let k = e / cols;
-        let at = (k * jn_d.batch + b) * cols + (e - k * cols);
-        let v = jn_r[jn_d.r_off + at];
-        acc += v * v;
-        jn_grad[jn_d.grad_off + at] = jn_d.grad_scale * v;
+    if (b < jn_d.batch) {
+        for (var e = at.begin + at.lane; e < at.end; e += jn_d.lay.seg) {
+            let k = e / cols;
+            let i = (k * jn_d.batch + b) * cols + (e - k * cols);
+            let v = jn_r[jn_d.r_off + i];
+            acc += v * v;
+            jn_grad[jn_d.grad_off + i] = jn_d.grad_scale * v;
+        }
     }
-    let total = workgroup_sum(li, acc);
-    if (li == 0u) { jn_rows[jn_d.rows_off + b] = jn_d.scale * total; }
+    let total = segment_sum(li, jn_d.lay.seg, acc);
+    if (at.lane == 0u && b < jn_d.batch) {
+        if (jn_d.lay.splits == 1u) {
+            jn_rows[jn_d.rows_off + b] = jn_d.scale * total;
+        } else {
+            jn_partials[jn_d.lay.part_off + b * jn_d.lay.splits + at.split] = total;
+        }
+    }
 }
 
 // ---- contractive_units, contractive_rows ----
@@ -134,6 +147,7 @@ struct CcfDims {
     batch: u32, units: u32, inputs: u32, h_off: u32,
     w_off: u32, rows_off: u32, dz_off: u32, dw_off: u32,
     scratch_off: u32, lambda: f32, grad_scale: f32, _p0: u32,
+    lay: RowLayout,
 }
 
 @group(0) @binding(0) var<storage, read> cc_h: array<f32>;
@@ -143,6 +157,7 @@ struct CcfDims {
 @group(0) @binding(4) var<storage, read_write> cc_dw: array<f32>;
 @group(0) @binding(5) var<storage, read_write> cc_scratch: array<f32>;
 @group(0) @binding(6) var<uniform> cc_d: CcfDims;
+@group(0) @binding(7) var<storage, read_write> cc_partials: array<f32>;
 
 @compute @workgroup_size(256)
 fn contractive_units(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -177,18 +192,27 @@ fn contractive_units(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 @compute @workgroup_size(256)
 fn contractive_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
-    let b = workgroup_row(wg, groups);
-    if (b >= cc_d.batch) { return; }
+    let at = row_slot(cc_d.lay, wg, groups, li, cc_d.units);
+    if (at.first >= cc_d.batch) { return; }
+    let b = at.row;
     var p = 0.0;
-    for (var j = li; j < cc_d.units; j += 256u) {
-        let at = b * cc_d.units + j;
-        let y = cc_h[cc_d.h_off + at];
-        let sj = y * (1.0 - y);
-        let nrm = cc_scratch[cc_d.scratch_off + j];
-        p += sj * sj * nrm;
-        let o = cc_d.dz_off + at;
-        cc_dz[o] = cc_dz[o] + cc_d.grad_scale * sj * nrm * sj * (1.0 - 2.0 * y);
+    if (b < cc_d.batch) {
+        for (var j = at.begin + at.lane; j < at.end; j += cc_d.lay.seg) {
+            let e = b * cc_d.units + j;
+            let y = cc_h[cc_d.h_off + e];
+            let sj = y * (1.0 - y);
+            let nrm = cc_scratch[cc_d.scratch_off + j];
+            p += sj * sj * nrm;
+            let o = cc_d.dz_off + e;
+            cc_dz[o] = cc_dz[o] + cc_d.grad_scale * sj * nrm * sj * (1.0 - 2.0 * y);
+        }
     }
-    let total = workgroup_sum(li, p);
-    if (li == 0u) { cc_rows[cc_d.rows_off + b] = cc_d.lambda * total; }
+    let total = segment_sum(li, cc_d.lay.seg, p);
+    if (at.lane == 0u && b < cc_d.batch) {
+        if (cc_d.lay.splits == 1u) {
+            cc_rows[cc_d.rows_off + b] = cc_d.lambda * total;
+        } else {
+            cc_partials[cc_d.lay.part_off + b * cc_d.lay.splits + at.split] = total;
+        }
+    }
 }

@@ -5,8 +5,9 @@
 // sample       ε[i] = gaussian(element_block(STREAM_SAMPLER, global_element(i, c, B))),  z[i] = μ[i mod n] + exp(½ lv[i mod n]) · ε[i]
 //              kl[b] = (−½β) · Σ_j (1 + lv_bj − μ_bj² − exp(lv_bj))
 //   Bindings: 0 mu, 1 logvar (read), 2 eps, 3 z, 4 kl (read_write), 5 SampleDims, 6 Step (dynamic).
-//   Dispatch: one 256-thread workgroup per example b, folded 2-D past 65,535; the workgroup
-//   draws the L·c elements of its example, then reduces its KL row.
+//   Dispatch: examples spread over 256-thread workgroups as `lay` says (shaders/rows.wgsl):
+//   each example's segment (or split) draws its share of the example's L·c elements; every
+//   split reduces the example's KL row (c elements), split 0 writes it.
 // sample_grad  σ = exp(½ lv),  dμ[i] = Σ_l dz[l·n + i] + (β/B) μ[i],
 //              dlv[i] = Σ_l dz[l·n + i] · ε[l·n + i] · ½σ + (β/B) · ½ (σ² − 1)
 //   Bindings: 0 dz, 1 eps, 2 mu, 3 logvar (read), 4 dmu, 5 dlogvar (read_write), 6 GradDims.
@@ -20,6 +21,7 @@ struct SampleDims {
     batch: u32, units: u32, samples: u32, mu_off: u32,
     lv_off: u32, eps_off: u32, z_off: u32, kl_off: u32,
     kl_scale: f32, _p0: u32, _p1: u32, _p2: u32,
+    lay: RowLayout,
 }
 
 @group(0) @binding(0) var<storage, read> sm_mu: array<f32>;
@@ -33,27 +35,33 @@ struct SampleDims {
 @compute @workgroup_size(256)
 fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) li: u32) {
-    let b = workgroup_row(wg, groups);
-    if (b >= sm_d.batch) { return; }
     let units = sm_d.units;
-    for (var e = li; e < sm_d.samples * units; e += 256u) {
-        let l = e / units;
-        let j = e - l * units;
-        let i = (l * sm_d.batch + b) * units + j;
-        let m = b * units + j;
-        let w = element_block(STREAM_SAMPLER, global_element(i, units, sm_d.batch));
-        let eps = gaussian(w.x, w.y);
-        sm_eps[sm_d.eps_off + i] = eps;
-        sm_z[sm_d.z_off + i] = sm_mu[sm_d.mu_off + m] + exp(0.5 * sm_lv[sm_d.lv_off + m]) * eps;
-    }
+    let seg = sm_d.lay.seg;
+    let at = row_slot(sm_d.lay, wg, groups, li, sm_d.samples * units);
+    if (at.first >= sm_d.batch) { return; }
+    let b = at.row;
     var kl = 0.0;
-    for (var j = li; j < units; j += 256u) {
-        let mu = sm_mu[sm_d.mu_off + b * units + j];
-        let lv = sm_lv[sm_d.lv_off + b * units + j];
-        kl += 1.0 + lv - mu * mu - exp(lv);
+    if (b < sm_d.batch) {
+        for (var e = at.begin + at.lane; e < at.end; e += seg) {
+            let l = e / units;
+            let j = e - l * units;
+            let i = (l * sm_d.batch + b) * units + j;
+            let m = b * units + j;
+            let w = element_block(STREAM_SAMPLER, global_element(i, units, sm_d.batch));
+            let eps = gaussian(w.x, w.y);
+            sm_eps[sm_d.eps_off + i] = eps;
+            sm_z[sm_d.z_off + i] = sm_mu[sm_d.mu_off + m] + exp(0.5 * sm_lv[sm_d.lv_off + m]) * eps;
+        }
+        for (var j = at.lane; j < units; j += seg) {
+            let mu = sm_mu[sm_d.mu_off + b * units + j];
+            let lv = sm_lv[sm_d.lv_off + b * units + j];
+            kl += 1.0 + lv - mu * mu - exp(lv);
+        }
     }
-    let total = workgroup_sum(li, kl);
-    if (li == 0u) { sm_kl[sm_d.kl_off + b] = sm_d.kl_scale * total; }
+    let total = segment_sum(li, seg, kl);
+    if (at.lane == 0u && at.split == 0u && b < sm_d.batch) {
+        sm_kl[sm_d.kl_off + b] = sm_d.kl_scale * total;
+    }
 }
 
 // ---- sample_grad ----

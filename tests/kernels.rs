@@ -6,6 +6,7 @@ mod common;
 use common::{gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::gpu::GpuExecutor;
+use hourglass::gpu::executor::RowLayout;
 use hourglass::graph::{BufferDesc, Epilogue, Graph, Guard, Op, StepParams, Tensor};
 use hourglass::model::{Activation, Loss};
 
@@ -249,6 +250,65 @@ fn reconstruction_losses_match_cpu() {
             );
         }
     }
+}
+
+/// Rows spread over workgroups every way `RowLayout` spreads them: one workgroup a row (7×33,
+/// 33×257, batch 1), short rows packed two and eight to a workgroup (257×7 is too few rows to
+/// pack; 300×33 packs 2, 1100×7 packs 8), and long rows of a small batch split over several
+/// workgroups whose partials `RowSum` adds (1×30000 in 30 pieces, 3×40000 in 40).
+#[test]
+fn reconstruction_loss_matches_cpu_at_every_row_layout() {
+    let shapes = [
+        (1, 1),
+        (1, 7),
+        (7, 33),
+        (33, 257),
+        (257, 7),
+        (300, 33),
+        (1100, 7),
+        (1, 30_000),
+        (3, 40_000),
+    ];
+    let layouts: Vec<RowLayout> = shapes
+        .iter()
+        .map(|&(r, c)| RowLayout::new(r, c, 12))
+        .collect();
+    assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
+    assert!(layouts.iter().any(|l| l.splits == 30) && layouts.iter().any(|l| l.splits == 40));
+    let mut worst = 0.0f64;
+    for ((rows, cols), layout) in shapes.into_iter().zip(layouts) {
+        for (loss, output) in [
+            (Loss::Bce, Activation::Sigmoid),
+            (Loss::Mse, Activation::Identity),
+        ] {
+            let mut g = Graph::default();
+            let logits = g.matrix("logits", rows, cols);
+            let target = g.matrix("target", rows, cols);
+            let grad = g.matrix("grad", rows, cols);
+            let row_loss = g.matrix("row_loss", 1, rows);
+            g.push(Op::ReconstructionLoss {
+                logits,
+                target,
+                grad,
+                row_loss,
+                loss,
+                output,
+            });
+            let range = |d: &BufferDesc| match d.name.as_str() {
+                "logits" => (-30.0, 30.0),
+                _ => (0.0, 1.0),
+            };
+            worst = worst.max(compare(
+                &format!("{loss:?}/{output:?} {rows}x{cols} {layout:?}"),
+                g,
+                range,
+                &[],
+                step(),
+                FORWARD_TOL,
+            ));
+        }
+    }
+    eprintln!("reconstruction loss (row layouts) worst relative error {worst:.2e}");
 }
 
 /// Appends `GradNorm` over `grads` and returns the guard an optimizer reads.

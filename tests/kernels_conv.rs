@@ -11,6 +11,7 @@ use common::{gpu, random};
 use hourglass::cpu::CpuExecutor;
 use hourglass::cpu::conv_reference as reference;
 use hourglass::gpu::GpuExecutor;
+use hourglass::gpu::executor::RowLayout;
 use hourglass::graph::{ConvShape, DType, Epilogue, Graph, Op, StepParams, Tensor};
 use hourglass::model::Activation;
 
@@ -369,6 +370,69 @@ fn conv2d_weight_grad_and_channel_sum_match_the_definition() {
         }
     }
     eprintln!("conv2d weight grad / channel sum: worst error {worst:.3} × tolerance");
+}
+
+/// The bias gradient at every row layout (`RowLayout`, a channel's batch × positions being its
+/// row): conv_ae's last layer (one channel of 256 × 784, split over 128 workgroups), three
+/// channels of 3 × 30,000 (43 pieces each), 300 short channels packed two to a workgroup, and
+/// seven of 33 kept whole; overwriting and accumulating, against the f64 definition and the CPU
+/// twin.
+#[test]
+fn channel_sum_matches_the_definition_at_every_row_layout() {
+    let shapes = [(256, 1, 784), (3, 3, 30_000), (1, 300, 7), (1, 7, 33)];
+    let layouts: Vec<RowLayout> = shapes
+        .iter()
+        .map(|&(b, c, p)| RowLayout::new(c, b * p, 4))
+        .collect();
+    assert_eq!(
+        layouts
+            .iter()
+            .map(|l| (l.pack(), l.splits))
+            .collect::<Vec<_>>(),
+        [(1, 128), (1, 43), (2, 1), (1, 1)]
+    );
+    let mut worst = 0.0f64;
+    for (batch, channels, positions) in shapes {
+        let mut g = Graph::default();
+        let dy = view(&mut g, "dy", batch, channels * positions);
+        let db = view(&mut g, "db", 1, channels);
+        let db_acc = view(&mut g, "db_acc", 1, channels);
+        for (out, accumulate) in [(db, false), (db_acc, true)] {
+            g.push(Op::ChannelSum {
+                x: dy,
+                out,
+                channels,
+                accumulate,
+            });
+        }
+        let (inputs, cpu, dev) = run(&g);
+        let sums =
+            reference::channel_sum(&part(&inputs[dy.buf], dy), channels * positions, channels);
+        let acc: Vec<f64> = sums
+            .iter()
+            .zip(part(&inputs[db_acc.buf], db_acc))
+            .map(|(a, b)| a + b)
+            .collect();
+        let atol = ATOL * (batch * positions) as f64 / 16.0;
+        for (what, t, want) in [("channel sum", db, &sums), ("accumulate", db_acc, &acc)] {
+            let what = format!("{what} B={batch} C={channels} P={positions}");
+            close(
+                &format!("{what}: CPU twin"),
+                &part(&cpu[t.buf], t),
+                want,
+                atol,
+                RTOL,
+            );
+            worst = worst.max(close(
+                &format!("{what}: GPU"),
+                &part(&dev[t.buf], t),
+                want,
+                atol,
+                RTOL,
+            ));
+        }
+    }
+    eprintln!("channel sum (row layouts): worst error {worst:.3} × tolerance");
 }
 
 /// ⟨Conv2d(x), dy⟩ = ⟨x, Conv2dInputGrad(dy)⟩ on the GPU and on the CPU twin in f64.

@@ -7,6 +7,8 @@
 
 mod common;
 
+use hourglass::gpu::GpuExecutor;
+use hourglass::gpu::executor::RowLayout;
 use hourglass::graph::{BufferDesc, DType, Epilogue, Graph, Op, StepParams, Tensor};
 use hourglass::model::{Activation, Loss, Noise};
 
@@ -209,13 +211,14 @@ fn curvature_matches_cpu() {
 #[test]
 fn jacobian_norm_matches_cpu() {
     let mut worst = 0.0f64;
-    // The last shape has more examples than one grid dimension holds (folded 2-D).
+    // The last shape has more workgroups than one grid dimension holds (600,000 examples
+    // packed eight to a workgroup: 75,000, folded 2-D).
     for (k, batch, d) in [
         (1, 1, 1),
         (3, 7, 257),
         (33, 1, 7),
         (2, 300, 33),
-        (1, 66_000, 2),
+        (1, 600_000, 2),
     ] {
         let mut g = Graph::default();
         let r = view(&mut g, "r", k * batch, d);
@@ -236,6 +239,49 @@ fn jacobian_norm_matches_cpu() {
         worst = worst.max(e);
     }
     eprintln!("jacobian norm worst relative error {worst:.2e}");
+}
+
+/// The Jacobian norm at every row layout (`RowLayout`): K·d elements per example packed two
+/// (300 examples of 33) and eight (1100 of 7) to a workgroup, kept whole below 256 KiB of
+/// traffic (K·d = 2800, 33·784), and split over several at a batch of one or two (48·784 in 37
+/// pieces, 2·20000 in 40).
+#[test]
+fn jacobian_norm_matches_cpu_at_every_row_layout() {
+    let shapes = [
+        (1, 300, 33),
+        (1, 1100, 7),
+        (4, 1, 700),
+        (33, 1, 784),
+        (48, 1, 784),
+        (2, 2, 20_000),
+    ];
+    let layouts: Vec<RowLayout> = shapes
+        .iter()
+        .map(|&(k, b, d)| RowLayout::new(b, k * d, 8))
+        .collect();
+    assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
+    assert!(layouts.iter().any(|l| l.splits == 37) && layouts.iter().any(|l| l.splits == 40));
+    let mut worst = 0.0f64;
+    for ((k, batch, d), layout) in shapes.into_iter().zip(layouts) {
+        let mut g = Graph::default();
+        let r = view(&mut g, "r", k * batch, d);
+        let rows = view(&mut g, "rows", 1, batch);
+        let grad = view(&mut g, "grad", k * batch, d);
+        g.push(Op::JacobianNorm {
+            r,
+            rows,
+            grad,
+            scale: 0.37,
+        });
+        let e = compare(
+            &format!("jacobian norm K={k} B={batch} d={d} {layout:?}"),
+            g,
+            sym,
+            grads,
+        );
+        worst = worst.max(e);
+    }
+    eprintln!("jacobian norm (row layouts) worst relative error {worst:.2e}");
 }
 
 fn contractive_graph(batch: usize, units: usize, inputs: usize) -> Graph {
@@ -278,6 +324,79 @@ fn contractive_closed_form_matches_cpu() {
         worst = worst.max(e);
     }
     eprintln!("contractive closed form worst relative error {worst:.2e}");
+}
+
+/// The closed-form contractive penalty's per-example rows at every row layout: packed (300
+/// examples of 33 units, 1100 of 7) and split (one example of 30,000 units in 30 pieces, two
+/// of 24,000 in 24).
+#[test]
+fn contractive_closed_form_matches_cpu_at_every_row_layout() {
+    let shapes = [(300, 33, 7), (1100, 7, 5), (1, 30_000, 2), (2, 24_000, 2)];
+    let layouts: Vec<RowLayout> = shapes
+        .iter()
+        .map(|&(b, c, _)| RowLayout::new(b, c, 12))
+        .collect();
+    assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
+    assert!(layouts.iter().any(|l| l.splits == 30) && layouts.iter().any(|l| l.splits == 24));
+    let mut worst = 0.0f64;
+    for ((batch, units, inputs), layout) in shapes.into_iter().zip(layouts) {
+        let e = compare(
+            &format!("contractive B={batch} c={units} d={inputs} {layout:?}"),
+            contractive_graph(batch, units, inputs),
+            contractive_range,
+            grads,
+        );
+        worst = worst.max(e);
+    }
+    eprintln!("contractive closed form (row layouts) worst relative error {worst:.2e}");
+}
+
+/// The per-row kernels whose rows are split or packed give the same bits on every run: the
+/// partials are added in a fixed order, with no atomics.
+#[test]
+fn split_and_packed_rows_give_the_same_bits_run_to_run() {
+    let Some(ctx) = common::gpu() else { return };
+    let mut g = Graph::default();
+    // Jacobian norm of one example over 48·784 elements (37 pieces) and a loss of 1100 short
+    // rows (8 to a workgroup).
+    let r = view(&mut g, "r", 48, 784);
+    let rows = view(&mut g, "rows", 1, 1);
+    let grad = view(&mut g, "grad", 48, 784);
+    g.push(Op::JacobianNorm {
+        r,
+        rows,
+        grad,
+        scale: 0.37,
+    });
+    let logits = view(&mut g, "logits", 1100, 7);
+    let target = view(&mut g, "target", 1100, 7);
+    let lgrad = view(&mut g, "lgrad", 1100, 7);
+    let row_loss = view(&mut g, "row_loss", 1, 1100);
+    g.push(Op::ReconstructionLoss {
+        logits,
+        target,
+        grad: lgrad,
+        row_loss,
+        loss: Loss::Bce,
+        output: Activation::Sigmoid,
+    });
+    let run = || {
+        let mut dev = GpuExecutor::new(ctx.clone(), g.clone()).expect("GPU executor");
+        for (id, desc) in g.buffers.iter().enumerate() {
+            dev.write(id, &common::random(desc.len, -3.0, 3.0, 77 + id as u64))
+                .unwrap();
+        }
+        dev.run(0..g.ops.len(), &[step()]).expect("GPU run");
+        [rows.buf, row_loss.buf].map(|b| dev.read_buffer(b).expect("read back"))
+    };
+    let (first, second) = (run(), run());
+    for (a, b) in first.iter().zip(&second) {
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "two runs differ: {a:?} vs {b:?}"
+        );
+        assert!(a.iter().all(|x| x.is_finite() && *x != 0.0), "{a:?}");
+    }
 }
 
 /// An op with two dispatches in the middle of a graph: a run over a sub-range of ops must
@@ -411,11 +530,29 @@ fn sampler_range(d: &BufferDesc) -> (f32, f32) {
     }
 }
 
-const SAMPLER_SHAPES: [(usize, usize, usize); 5] =
-    [(1, 1, 1), (3, 7, 33), (1, 33, 257), (2, 1, 7), (4, 257, 2)];
+/// The last four reach every row layout: packed two (300 examples of 33) and eight (1100 of
+/// 7) to a workgroup, split at a batch of one (1 × 20,000 in 20 pieces) and two (2 × 9000 in
+/// 18).
+const SAMPLER_SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (3, 7, 33),
+    (1, 33, 257),
+    (2, 1, 7),
+    (4, 257, 2),
+    (1, 300, 33),
+    (1, 1100, 7),
+    (1, 1, 20_000),
+    (2, 2, 9000),
+];
 
 #[test]
 fn sample_matches_cpu() {
+    let layouts: Vec<RowLayout> = SAMPLER_SHAPES
+        .iter()
+        .map(|&(l, b, c)| RowLayout::new(b, l * c, 16))
+        .collect();
+    assert!(layouts.iter().any(|l| l.pack() == 2) && layouts.iter().any(|l| l.pack() == 8));
+    assert!(layouts.iter().any(|l| l.splits == 20) && layouts.iter().any(|l| l.splits == 18));
     let mut worst = 0.0f64;
     for (samples, batch, units) in SAMPLER_SHAPES {
         let mut g = Graph::default();

@@ -4,8 +4,9 @@
 //! file beside the pipeline cache, so later runs start without measuring.
 //!
 //! [`GpuOptions::matmul_tile`] forces a tile; [`GpuOptions::autotune`] `Off` turns measuring
-//! off (a shape then takes 128×128 tiles when that still gives at least 256 workgroups, else
-//! 64×64), and `On` turns it on for software adapters, which are not tuned by default. The
+//! off (a shape then takes the tile [`MatmulShape::heuristic`] names: 128×128 when that still
+//! gives [`FILL_WORKGROUPS`] workgroups, 64×64 when that gives [`MIN_WORKGROUPS`], else
+//! 32×32), and `On` turns it on for software adapters, which are not tuned by default. The
 //! file is kept only when [`GpuOptions::cache_dir`] names a folder.
 
 use std::collections::HashMap;
@@ -17,6 +18,16 @@ use wgpu::util::DeviceExt;
 use crate::gpu::executor::flag;
 use crate::gpu::kernels::{Constants, Kernel, KernelCache};
 use crate::gpu::options::{Autotune, GpuOptions};
+
+/// Workgroups that fill a large GPU: about two per SM of an NVIDIA H200 (132 SMs). A product
+/// takes 128×128 tiles only when it has at least this many of them.
+pub const FILL_WORKGROUPS: usize = 256;
+
+/// Fewer 64×64 workgroups than this leave most SMs of a large GPU (132 on an H200) idle: such a
+/// product takes the 32×32 kernel (64 threads a workgroup, four times as many workgroups for
+/// the same threads in all), which spreads it over the device at the price of more reads per
+/// FLOP. mnist_ae's 256×512 products at batch 256 have 32 workgroups of 64×64 and 128 of 32×32.
+pub const MIN_WORKGROUPS: usize = 128;
 
 /// What decides a product's best tile: its sizes, transposes and precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,13 +57,17 @@ impl MatmulShape {
     }
 
     /// The choice without measuring: 128×128 tiles once there are enough of them to fill a
-    /// large GPU (at least 256), else 64×64, whose more numerous workgroups keep small products
-    /// (mnist_ae at batch 256) spread over the device.
+    /// large GPU ([`FILL_WORKGROUPS`]), else 64×64 while those still give [`MIN_WORKGROUPS`],
+    /// else 32×32, whose more numerous workgroups keep small products (mnist_ae at batch 256,
+    /// any product at batch 1) spread over the device.
     pub fn heuristic(&self) -> usize {
-        if self.m.div_ceil(128) * self.n.div_ceil(128) >= 256 {
+        let tiles = |t: usize| self.m.div_ceil(t) * self.n.div_ceil(t);
+        if tiles(128) >= FILL_WORKGROUPS {
             128
-        } else {
+        } else if tiles(64) >= MIN_WORKGROUPS {
             64
+        } else {
+            32
         }
     }
 
@@ -287,4 +302,40 @@ fn time_product(
     let failed =
         pollster::block_on(oom.pop()).is_some() | pollster::block_on(scope.pop()).is_some();
     if failed { None } else { best }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: usize, n: usize) -> MatmulShape {
+        MatmulShape {
+            m,
+            n,
+            k: 64,
+            trans_a: false,
+            trans_b: false,
+            half: false,
+        }
+    }
+
+    #[test]
+    fn the_heuristic_steps_down_to_32_tiles_when_64_tiles_underfill() {
+        // 2048² has 256 tiles of 128: the large kernel.
+        assert_eq!(shape(2048, 2048).heuristic(), 128);
+        // 1024 × 512: 32 tiles of 128 but 128 of 64.
+        assert_eq!(shape(1024, 512).heuristic(), 64);
+        // mnist_ae's 256 × 512 at batch 256: 32 tiles of 64, 128 of 32.
+        assert_eq!(shape(256, 512).heuristic(), 32);
+        assert_eq!(shape(512, 256).heuristic(), 32);
+        // Batch 1 and a product just under the threshold.
+        assert_eq!(shape(1, 784).heuristic(), 32);
+        assert_eq!(shape(64 * 8, 64 * 16 - 64).heuristic(), 32);
+        assert_eq!(shape(64 * 8, 64 * 16).heuristic(), 64);
+        // Every choice is one the table may hold (and so one the executor compiles).
+        for (m, n) in [(1, 1), (7, 33), (257, 300), (4096, 4096)] {
+            let s = shape(m, n);
+            assert!([32, 64, 128].contains(&s.heuristic()), "{s:?}");
+        }
+    }
 }

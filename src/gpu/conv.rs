@@ -3,7 +3,7 @@
 //! [`plan`] for every op and falls back to its own planning for the others.
 
 use super::context::GpuContext;
-use super::executor::{Plan, Resource, flag, grid_1d, grid_rows, u32s};
+use super::executor::{Plan, Resource, flag, grid_1d, row_layout, row_sum, u32s, with_layout};
 use super::kernels::Kernel;
 use crate::error::{Error, Result};
 use crate::graph::{ConvShape, Epilogue, Op, Tensor};
@@ -117,25 +117,29 @@ pub(super) fn plan(
             channels,
             accumulate,
         } => fits(&[x.end(), out.end()]).map(|()| {
-            vec![Plan {
+            // A channel's rows x positions elements are a row of `executor::rows`: a few
+            // channels over many positions (conv_ae's last layer: one) are split over
+            // workgroups, each element read once.
+            let positions = x.cols / channels.max(1);
+            let (layout, partials) = row_layout(channels, x.rows * positions, 4, scratch);
+            let mut plans = vec![Plan {
                 kernel: Kernel::ChannelSum,
                 constants: vec![("ACCUMULATE", flag(accumulate))],
                 resources: vec![
                     Resource::Buffer(x.buf),
                     Resource::Buffer(out.buf),
-                    Resource::Uniform(u32s(&[
-                        x.rows,
-                        x.cols,
-                        channels,
-                        x.cols / channels.max(1),
-                        x.offset,
-                        out.offset,
-                        0,
-                        0,
-                    ])),
+                    Resource::Uniform(with_layout(
+                        u32s(&[
+                            x.rows, x.cols, channels, positions, x.offset, out.offset, 0, 0,
+                        ]),
+                        &layout,
+                    )),
+                    partials.clone(),
                 ],
-                groups: grid_rows(channels),
-            }]
+                groups: layout.grid(channels),
+            }];
+            plans.extend(row_sum(&layout, channels, partials, out, 1.0, accumulate));
+            plans
         }),
         _ => return None,
     })
@@ -357,7 +361,9 @@ fn weight_grad(
             resources: vec![
                 partials,
                 Resource::Buffer(dw.buf),
-                Resource::Uniform(u32s(&[m * n, splits, 0, 0, 0, dw.offset, 0, 0])),
+                // The last four words are channel_sum's layout (the two share ReduceDims).
+                Resource::Uniform(u32s(&[m * n, splits, 0, 0, 0, dw.offset, 0, 0, 0, 0, 0, 0])),
+                Resource::Unused,
             ],
             groups: grid_1d(m * n),
         },

@@ -19,11 +19,14 @@ mod plan;
 mod psd;
 mod record;
 mod regularizers;
+mod rows;
 mod transfer;
 
 pub use plan::dispatch_plan;
 pub(crate) use plan::flag;
-pub(super) use plan::{grid_1d, grid_rows, u32s};
+pub(super) use plan::{grid_1d, u32s};
+pub use rows::RowLayout;
+pub(super) use rows::{layout as row_layout, row_sum, with_layout};
 
 /// Bytes between step slots in the ring: wgpu's minimum uniform dynamic-offset alignment.
 const STEP_SLOT: u64 = 256;

@@ -95,6 +95,9 @@ pub enum Kernel {
     PsdTerms,
     /// `shaders/psd.wgsl`, `psd_renorm`.
     PsdRenorm,
+    /// `shaders/row_sum.wgsl`: adds the partial sums of the per-row kernels whose rows were
+    /// split over several workgroups (`executor::rows`).
+    RowSum,
 }
 
 /// How a kernel binds a resource, in binding order.
@@ -120,7 +123,7 @@ use Slot::*;
 
 impl Kernel {
     /// Every kernel, for validation tests.
-    pub const ALL: [Kernel; 40] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::Matmul,
         Kernel::MatmulSmall,
         Kernel::MatmulLarge,
@@ -161,6 +164,7 @@ impl Kernel {
         Kernel::PsdMomentum,
         Kernel::PsdTerms,
         Kernel::PsdRenorm,
+        Kernel::RowSum,
     ];
 
     /// The WGSL module, with the shared preludes it needs prepended.
@@ -189,7 +193,15 @@ impl Kernel {
                 wgsl!("step.wgsl", "activation.wgsl", "elementwise.wgsl")
             }
             Kernel::ColumnSum => wgsl!("reduce.wgsl"),
-            Kernel::ReconstructionLoss => wgsl!("activation.wgsl", "loss.wgsl"),
+            Kernel::ReconstructionLoss => {
+                wgsl!(
+                    "workgroup.wgsl",
+                    "rows.wgsl",
+                    "activation.wgsl",
+                    "loss.wgsl"
+                )
+            }
+            Kernel::RowSum => wgsl!("row_sum.wgsl"),
             Kernel::Adam | Kernel::Sgd => wgsl!("step.wgsl", "finite.wgsl", "optimizer.wgsl"),
             Kernel::Gather => wgsl!("step.wgsl", "gather.wgsl"),
             Kernel::Corrupt => wgsl!("step.wgsl", "rng.wgsl", "noise.wgsl"),
@@ -202,6 +214,7 @@ impl Kernel {
                 "step.wgsl",
                 "rng.wgsl",
                 "workgroup.wgsl",
+                "rows.wgsl",
                 "activation.wgsl",
                 "jacobian.wgsl"
             ),
@@ -212,7 +225,13 @@ impl Kernel {
                 "sparse.wgsl"
             ),
             Kernel::Sample | Kernel::SampleGrad => {
-                wgsl!("step.wgsl", "rng.wgsl", "workgroup.wgsl", "sampler.wgsl")
+                wgsl!(
+                    "step.wgsl",
+                    "rng.wgsl",
+                    "workgroup.wgsl",
+                    "rows.wgsl",
+                    "sampler.wgsl"
+                )
             }
             Kernel::SumSquares | Kernel::SumSquaresFinal => {
                 wgsl!("step.wgsl", "workgroup.wgsl", "finite.wgsl", "norm.wgsl")
@@ -237,7 +256,7 @@ impl Kernel {
                 wgsl!("activation.wgsl", "conv2d_dims.wgsl", "conv2d_col2im.wgsl")
             }
             Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
-                wgsl!("workgroup.wgsl", "conv2d_reduce.wgsl")
+                wgsl!("workgroup.wgsl", "rows.wgsl", "conv2d_reduce.wgsl")
             }
             Kernel::PsdGain
             | Kernel::PsdGainGrad
@@ -282,6 +301,7 @@ impl Kernel {
             Kernel::PsdMomentum => "psd_momentum",
             Kernel::PsdTerms => "psd_terms",
             Kernel::PsdRenorm => "psd_renorm",
+            Kernel::RowSum => "row_sum",
             Kernel::Matmul
             | Kernel::MatmulSmall
             | Kernel::MatmulLarge
@@ -305,7 +325,8 @@ impl Kernel {
                 &[Read, Read, ReadWrite, Uniform]
             }
             Kernel::ColumnSum => &[Read, ReadWrite, Uniform],
-            Kernel::ReconstructionLoss => &[Read, Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::ReconstructionLoss => &[Read, Read, ReadWrite, ReadWrite, Uniform, ReadWrite],
+            Kernel::RowSum => &[Read, ReadWrite, Uniform],
             Kernel::Adam | Kernel::Sgd => {
                 &[ReadWrite, Read, ReadWrite, ReadWrite, Uniform, Step, Read]
             }
@@ -317,9 +338,9 @@ impl Kernel {
             Kernel::Directions => &[ReadWrite, Uniform, Step],
             Kernel::TangentScale => &[Read, Read, ReadWrite, Uniform],
             Kernel::Curvature => &[Read, Read, Read, ReadWrite, Uniform],
-            Kernel::JacobianNorm => &[Read, ReadWrite, ReadWrite, Uniform],
+            Kernel::JacobianNorm => &[Read, ReadWrite, ReadWrite, Uniform, ReadWrite],
             Kernel::ContractiveUnits | Kernel::ContractiveRows => &[
-                Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Uniform,
+                Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite, Uniform, ReadWrite,
             ],
             Kernel::SparseL1 => &[Read, ReadWrite, ReadWrite, Uniform],
             Kernel::SparseKl => &[Read, Read, ReadWrite, ReadWrite, Uniform],
@@ -328,7 +349,9 @@ impl Kernel {
             Kernel::GradAccumulate => &[ReadWrite, ReadWrite, Uniform, Step],
             Kernel::CheckFinite | Kernel::LossScale => &[Read, ReadWrite, Read, ReadWrite, Uniform],
             Kernel::Conv2d | Kernel::Conv2dSmall => &[Read, Read, ReadWrite, Read, Uniform],
-            Kernel::ConvWeightGradSum | Kernel::ChannelSum => &[Read, ReadWrite, Uniform],
+            Kernel::ConvWeightGradSum | Kernel::ChannelSum => {
+                &[Read, ReadWrite, Uniform, ReadWrite]
+            }
             Kernel::Col2im => &[Read, ReadWrite, Read, Uniform],
             Kernel::PsdGain | Kernel::PsdMomentum => &[Read, Read, ReadWrite, Uniform],
             Kernel::PsdGainGrad => &[Read, Read, Read, ReadWrite, ReadWrite, Uniform],

@@ -92,7 +92,8 @@ pub enum Autotune {
     Auto,
     /// Measure on every adapter.
     On,
-    /// Never measure: 128×128 tiles when that still gives at least 256 workgroups, else 64×64.
+    /// Never measure: the tile of [`MatmulShape::heuristic`](crate::gpu::autotune::MatmulShape::heuristic)
+    /// (128×128 on large products, 32×32 on those too small to fill a big GPU, else 64×64).
     Off,
 }
 

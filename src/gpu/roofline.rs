@@ -2,8 +2,10 @@
 //! training graph (the executor's own plan, `executor::dispatch_plan`), its kernel and
 //! specialization, workgroups × threads, FLOPs and bytes, and a roofline estimate: a fixed
 //! launch cost plus the larger of compute time at the target's peak and traffic time at its
-//! bandwidth. Dispatches that launch fewer workgroups than the target has SMs, or move more
-//! bytes than they compute FLOPs, are flagged.
+//! bandwidth, both scaled by the dispatch's [`occupancy`]: a dispatch of fewer workgroups than
+//! the target has SMs leaves the others idle and reaches that fraction of either peak.
+//! Dispatches that launch fewer workgroups than the target has SMs, or move more bytes than
+//! they compute FLOPs, are flagged.
 //!
 //! The model is deliberately simple and uncalibrated: FLOPs are 2·m·n·k for a product and a few
 //! per element elsewhere; bytes are every element the op reads once plus every element it
@@ -87,7 +89,9 @@ pub struct DispatchEstimate {
     pub bytes_read: f64,
     /// Bytes written.
     pub bytes_written: f64,
-    /// Estimated seconds: launch + max(compute, traffic).
+    /// The fraction of the peaks it reaches ([`occupancy`]).
+    pub occupancy: f64,
+    /// Estimated seconds: launch + max(compute, traffic) / occupancy.
     pub seconds: f64,
     /// Fewer workgroups than the target has SMs.
     pub underfilled: bool,
@@ -104,6 +108,15 @@ pub struct StepEstimate {
     pub dispatches: Vec<DispatchEstimate>,
     /// Their sum, seconds.
     pub step_s: f64,
+}
+
+/// The fraction of `target`'s peaks a dispatch of `workgroups` workgroups reaches:
+/// min(1, workgroups / SMs). A workgroup runs on one SM, so fewer workgroups than SMs leave the
+/// rest idle (one SM alone cannot draw the whole memory bandwidth either, so traffic is scaled
+/// too). It ignores threads per workgroup and tails (133 workgroups on 132 SMs take two waves):
+/// a lower bound on the cost of underfilling, uncalibrated until a loan measures it.
+pub fn occupancy(workgroups: u64, target: &Target) -> f64 {
+    (workgroups as f64 / f64::from(target.sms.max(1))).min(1.0)
 }
 
 /// `(flops, bytes read, bytes written)` of one op.
@@ -157,8 +170,9 @@ pub fn estimate(graph: &Graph, target: &Target) -> StepEstimate {
                 target.f32_flops
             };
             let workgroups = groups.iter().map(|&g| u64::from(g)).product::<u64>();
-            let seconds =
-                target.launch_s + (flops / peak).max((read + written) / target.bytes_per_s);
+            let busy = occupancy(workgroups, target);
+            let seconds = target.launch_s
+                + (flops / (peak * busy)).max((read + written) / (target.bytes_per_s * busy));
             DispatchEstimate {
                 op,
                 kernel: format!("{kernel:?}"),
@@ -168,6 +182,7 @@ pub fn estimate(graph: &Graph, target: &Target) -> StepEstimate {
                 flops,
                 bytes_read: read,
                 bytes_written: written,
+                occupancy: busy,
                 seconds,
                 underfilled: workgroups < u64::from(target.sms),
                 memory_bound: read + written > flops,
@@ -242,11 +257,49 @@ mod tests {
             (big.kernel.as_str(), big.workgroups),
             ("MatmulLarge", 32 * 32)
         );
+        assert_eq!(big.occupancy, 1.0);
         let tiny = &e.dispatches[1];
         assert!(tiny.underfilled && tiny.memory_bound, "{tiny:?}");
-        assert!((tiny.seconds - 5e-6).abs() < 1e-8);
+        // One 32×32 workgroup: 1/132 of the device, its traffic 132 times slower.
+        assert_eq!((tiny.kernel.as_str(), tiny.workgroups), ("MatmulSmall", 1));
+        assert!((tiny.occupancy - 1.0 / 132.0).abs() < 1e-12);
+        let traffic = (tiny.bytes_read + tiny.bytes_written) / 4.8e12 * 132.0;
+        assert!((tiny.seconds - 5e-6 - traffic).abs() < 1e-12, "{tiny:?}");
         assert!((e.step_s - big.seconds - tiny.seconds).abs() < 1e-12);
         assert!(Target::named("H200").is_some() && Target::named("a100").is_none());
+    }
+
+    #[test]
+    fn an_underfilled_dispatch_is_charged_its_idle_sms() {
+        // 64 × 4096 · 4096 × 4096: 64 workgroups of 64×64 for 132 SMs.
+        let mut g = Graph::default();
+        let a = g.matrix("a", 64, 4096);
+        let b = g.matrix("b", 4096, 4096);
+        let c = g.matrix("c", 64, 4096);
+        g.push(Op::Matmul {
+            a,
+            b,
+            c,
+            trans_a: false,
+            trans_b: false,
+            epilogue: Epilogue::Store,
+            gradient: None,
+            loss_scale: None,
+        });
+        assert_eq!(occupancy(64, &Target::H200), 64.0 / 132.0);
+        assert_eq!(occupancy(132, &Target::H200), 1.0);
+        assert_eq!(occupancy(10_000, &Target::H200), 1.0);
+        let e = estimate(&g, &Target::H200);
+        let d = &e.dispatches[0];
+        // The heuristic gives it 32×32 tiles: 2 × 128 = 256 workgroups, the device full.
+        assert_eq!((d.kernel.as_str(), d.workgroups), ("MatmulSmall", 256));
+        assert_eq!(d.occupancy, 1.0);
+        let full = 5e-6 + (d.flops / 67e12).max((d.bytes_read + d.bytes_written) / 4.8e12);
+        assert!((d.seconds - full).abs() < 1e-12, "{d:?}");
+        // With 64×64 tiles it would have had 64 workgroups and reached 64/132 of the peaks.
+        let plan = crate::gpu::executor::dispatch_plan(&g, true, |_| 64);
+        let groups: u64 = plan[0].3.iter().map(|&g| u64::from(g)).product();
+        assert_eq!(groups, 64);
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl Kernel {
             | Kernel::PsdShrink
             | Kernel::PsdMomentum
             | Kernel::PsdTerms
-            | Kernel::PsdRenorm => vec![Vec::new()],
+            | Kernel::PsdRenorm
+            | Kernel::RowSum => vec![Vec::new()],
         }
     }
 

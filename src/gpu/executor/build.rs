@@ -109,7 +109,7 @@ impl GpuExecutor {
             };
             match crate::gpu::conv::plan(op, &mut alloc) {
                 Some(conv) => plans.extend(conv?),
-                None => plans.extend(plan(op, f16_matrix_units, &tiles)),
+                None => plans.extend(plan(op, f16_matrix_units, &tiles, &mut alloc)),
             }
             exec.op_start.push(plans.len());
         }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{Plan, Resource, optim, psd, regularizers};
+use super::{Plan, Resource, optim, psd, regularizers, rows};
 use crate::gpu::autotune::MatmulShape;
 use crate::gpu::kernels::{Constants, Kernel};
 use crate::graph::{Epilogue, Graph, LOSS_SCALE_BOUNDS, LOSS_SCALE_GROWTH_INTERVAL, Op, Operand};
@@ -85,7 +85,7 @@ pub fn dispatch_plan(
             let mut scratch = |_len: usize| Resource::Scratch(0);
             let plans = match crate::gpu::conv::plan(op, &mut scratch) {
                 Some(conv) => conv.unwrap_or_default(),
-                None => plan(op, f16_matrix_units, &tiles),
+                None => plan(op, f16_matrix_units, &tiles, &mut scratch),
             };
             plans
                 .into_iter()
@@ -135,11 +135,13 @@ pub(super) fn matmul_shape(op: &Op) -> Option<MatmulShape> {
 
 /// The dispatches of one op, in the order they run; products take the tile `tiles` gives
 /// their shape (64×64 when absent), or the cooperative-matrix kernel in mixed precision where
-/// the device has f16 matrix units.
+/// the device has f16 matrix units. `scratch(len)` allocates the executor's scratch for the
+/// per-row kernels' partial sums (`rows`).
 pub(super) fn plan(
     op: &Op,
     f16_matrix_units: bool,
     tiles: &HashMap<MatmulShape, usize>,
+    scratch: &mut dyn FnMut(usize) -> Resource,
 ) -> Vec<Plan> {
     use Resource::{Buffer as B, Step, Uniform as U, Unused};
     use Word::{F, U as N};
@@ -315,30 +317,47 @@ pub(super) fn plan(
             row_loss,
             loss,
             output,
-        } => one(
-            Kernel::ReconstructionLoss,
-            vec![
-                ("LOSS", f64::from(loss.code())),
-                ("ACT", f64::from(output.code())),
-            ],
-            vec![
-                B(logits.buf),
-                B(target.buf),
-                B(grad.buf),
-                B(row_loss.buf),
-                U(u32s(&[
-                    logits.rows,
-                    logits.cols,
-                    logits.offset,
-                    target.offset,
-                    grad.offset,
-                    row_loss.offset,
-                    target.rows,
-                    0,
-                ])),
-            ],
-            grid_rows(logits.rows),
-        ),
+        } => {
+            // Per element: logits and target read, gradient written.
+            let (layout, partials) = rows::layout(logits.rows, logits.cols, 12, scratch);
+            let mut plans = one(
+                Kernel::ReconstructionLoss,
+                vec![
+                    ("LOSS", f64::from(loss.code())),
+                    ("ACT", f64::from(output.code())),
+                ],
+                vec![
+                    B(logits.buf),
+                    B(target.buf),
+                    B(grad.buf),
+                    B(row_loss.buf),
+                    U(rows::with_layout(
+                        u32s(&[
+                            logits.rows,
+                            logits.cols,
+                            logits.offset,
+                            target.offset,
+                            grad.offset,
+                            row_loss.offset,
+                            target.rows,
+                            0,
+                        ]),
+                        &layout,
+                    )),
+                    partials.clone(),
+                ],
+                layout.grid(logits.rows),
+            );
+            plans.extend(rows::row_sum(
+                &layout,
+                logits.rows,
+                partials,
+                row_loss,
+                1.0,
+                false,
+            ));
+            plans
+        }
         Op::Corrupt { x, out, noise } => {
             let (code, param) = match noise {
                 Noise::Mask { nu } => (0, nu),
@@ -374,7 +393,7 @@ pub(super) fn plan(
         | Op::SparseL1 { .. }
         | Op::SparseKl { .. }
         | Op::Sample { .. }
-        | Op::SampleGrad { .. } => regularizers::plan(op),
+        | Op::SampleGrad { .. } => regularizers::plan(op, scratch),
         Op::Adam { .. } | Op::Sgd { .. } | Op::GradNorm { .. } | Op::GradAccumulate { .. } => {
             optim::plan(op)
         }

@@ -2,13 +2,13 @@
 //! estimators, sparsity) and of the VAE's sampling ops.
 
 use super::plan::{Word, flag, grid_1d, grid_rows, one, u32s, words};
-use super::{Plan, Resource};
+use super::{Plan, Resource, rows as layouts};
 use crate::gpu::kernels::Kernel;
 use crate::graph::Op;
 
 /// The dispatches of one regularizer or sampling op; none for any other op (`plan::plan`
-/// sends only these here).
-pub(super) fn plan(op: &Op) -> Vec<Plan> {
+/// sends only these here). `alloc` allocates the partial sums of split rows.
+pub(super) fn plan(op: &Op, alloc: &mut dyn FnMut(usize) -> Resource) -> Vec<Plan> {
     use Resource::{Buffer as B, Step, Uniform as U};
     use Word::{F, U as N};
     match *op {
@@ -72,26 +72,37 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
             let batch = rows.len();
             // As the CPU twin: (2 · scale) / B in f32.
             let grad_scale = 2.0 * scale / batch as f32;
-            one(
+            let k = r.rows / batch.max(1);
+            // Per element: r read, its gradient written.
+            let (layout, partials) = layouts::layout(batch, k * r.cols, 8, alloc);
+            let mut plans = one(
                 Kernel::JacobianNorm,
                 vec![],
                 vec![
                     B(r.buf),
                     B(rows.buf),
                     B(grad.buf),
-                    U(words(&[
-                        N(batch),
-                        N(r.cols),
-                        N(r.rows / batch.max(1)),
-                        N(r.offset),
-                        N(rows.offset),
-                        N(grad.offset),
-                        F(scale),
-                        F(grad_scale),
-                    ])),
+                    U(layouts::with_layout(
+                        words(&[
+                            N(batch),
+                            N(r.cols),
+                            N(k),
+                            N(r.offset),
+                            N(rows.offset),
+                            N(grad.offset),
+                            F(scale),
+                            F(grad_scale),
+                        ]),
+                        &layout,
+                    )),
+                    partials.clone(),
                 ],
-                grid_rows(batch),
-            )
+                layout.grid(batch),
+            );
+            plans.extend(layouts::row_sum(
+                &layout, batch, partials, rows, scale, false,
+            ));
+            plans
         }
         Op::ContractiveClosedForm {
             h,
@@ -119,7 +130,9 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
                 F(grad_scale),
                 N(0),
             ]);
-            let bind = |dims: Vec<u8>| {
+            // Per element: h read, dz read and written.
+            let (layout, partials) = layouts::layout(batch, w.rows, 12, alloc);
+            let bind = |dims: Vec<u8>, partials: Resource| {
                 vec![
                     B(h.buf),
                     B(w.buf),
@@ -127,21 +140,26 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
                     B(dz.buf),
                     B(dw.buf),
                     B(scratch.buf),
-                    U(dims),
+                    U(layouts::with_layout(dims, &layout)),
+                    partials,
                 ]
             };
-            // Per-unit norms and Σ_b s², then per-example rows that read them.
+            // Per-unit norms and Σ_b s², then per-example rows that read them (and, for a
+            // split batch, the sum of their pieces).
             let mut plans = one(
                 Kernel::ContractiveUnits,
                 vec![],
-                bind(dims.clone()),
+                bind(dims.clone(), Resource::Unused),
                 grid_rows(w.rows),
             );
             plans.extend(one(
                 Kernel::ContractiveRows,
                 vec![],
-                bind(dims),
-                grid_rows(batch),
+                bind(dims, partials.clone()),
+                layout.grid(batch),
+            ));
+            plans.extend(layouts::row_sum(
+                &layout, batch, partials, rows, lambda, false,
             ));
             plans
         }
@@ -217,6 +235,10 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
         } => {
             let batch = kl_rows.len();
             let units = mu.len() / batch.max(1);
+            let samples = z.len() / mu.len().max(1);
+            // Split pieces need no partials: each reduces the KL row, the first writes it.
+            // Per element: ε and z written, μ and log σ² read.
+            let layout = layouts::RowLayout::new(batch, samples * units, 16);
             one(
                 Kernel::Sample,
                 vec![],
@@ -226,23 +248,26 @@ pub(super) fn plan(op: &Op) -> Vec<Plan> {
                     B(eps.buf),
                     B(z.buf),
                     B(kl_rows.buf),
-                    U(words(&[
-                        N(batch),
-                        N(units),
-                        N(z.len() / mu.len().max(1)),
-                        N(mu.offset),
-                        N(logvar.offset),
-                        N(eps.offset),
-                        N(z.offset),
-                        N(kl_rows.offset),
-                        F(beta * -0.5),
-                        N(0),
-                        N(0),
-                        N(0),
-                    ])),
+                    U(layouts::with_layout(
+                        words(&[
+                            N(batch),
+                            N(units),
+                            N(samples),
+                            N(mu.offset),
+                            N(logvar.offset),
+                            N(eps.offset),
+                            N(z.offset),
+                            N(kl_rows.offset),
+                            F(beta * -0.5),
+                            N(0),
+                            N(0),
+                            N(0),
+                        ]),
+                        &layout,
+                    )),
                     Step,
                 ],
-                grid_rows(batch),
+                layout.grid(batch),
             )
         }
         Op::SampleGrad {

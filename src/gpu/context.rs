@@ -504,15 +504,16 @@ impl GpuContext {
     }
 
     /// The least a device must allow for Hourglass's kernels (see [`GpuContext::from_wgpu`]):
-    /// wgpu's `downlevel_defaults` with six storage buffers per shader stage. The kernels bind
-    /// up to six storage buffers, two uniform buffers (one at a dynamic offset, 256-byte
+    /// wgpu's `downlevel_defaults` with seven storage buffers per shader stage (WebGPU's and
+    /// wgpu's default is eight). The kernels bind up to seven storage buffers (the contractive
+    /// rows with their split rows' partials), two uniform buffers (one at a dynamic offset, 256-byte
     /// aligned) in one bind group, and run workgroups of up to 256 invocations (16 × 16 for the
     /// products) within the downlevel 16,352 bytes of workgroup memory (tests/translation.rs;
     /// the cooperative-matrix matmul, which needs more, asks the device), on grids of up to
     /// 65,535 workgroups per dimension.
     pub fn minimum_limits() -> wgpu::Limits {
         wgpu::Limits {
-            max_storage_buffers_per_shader_stage: 6,
+            max_storage_buffers_per_shader_stage: 7,
             ..wgpu::Limits::downlevel_defaults()
         }
     }

@@ -429,10 +429,12 @@ pub(super) fn reduce_overlapped(
             let mut stopped = false;
             for (k, ranges) in plan.buckets.iter().enumerate() {
                 let end = ready[k].max(at);
-                if end > at {
+                let pending = backend.run_and_copy(at..end, &[sp], grads, ranges)?;
+                // A GPU submits the copy even without ops; the CPU counts its runs.
+                if end > at || !pending.is_ready() {
                     submissions += 1;
                 }
-                inflight.push_back((k, backend.run_and_copy(at..end, &[sp], grads, ranges)?));
+                inflight.push_back((k, pending));
                 at = end;
                 reads += 1;
                 while inflight

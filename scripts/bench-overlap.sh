@@ -7,11 +7,20 @@
 # Prints samples/s of the last epoch (training time only), ms per step, and rank 0's
 # per-step split for each run: the reduction is the part left after the
 # backward pass (with buckets, the thread's whole reducing time is given beside it).
+# DEVICE=gpu runs the ranks on the GPU instead (one adapter shared by both ranks; on lavapipe
+# set LP_NUM_THREADS=1), with smaller workloads (BATCH, STEPS_MNIST, STEPS_LARGE override the
+# sizes; lavapipe manages a few GFLOP/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 H="$PWD/target/release/hourglass"
 BEFORE=${BEFORE:-}
 ROUNDS=${ROUNDS:-3}
+DEVICE=${DEVICE:-cpu}
+if [ "$DEVICE" = gpu ]; then
+    BATCH=${BATCH:-64} STEPS_MNIST=${STEPS_MNIST:-8} STEPS_LARGE=${STEPS_LARGE:-0}
+else
+    BATCH=${BATCH:-256} STEPS_MNIST=${STEPS_MNIST:-64} STEPS_LARGE=${STEPS_LARGE:-24}
+fi
 dir="${TMPDIR:-/tmp}/hourglass-bench-overlap"
 mkdir -p "$dir"
 python3 - "$dir" <<'PY'
@@ -30,19 +39,20 @@ run() {
     local out="$dir/run"
     # shellcheck disable=SC2086
     RAYON_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np 2 "$bin" train \
-        --data "$dir/$data" --encoder "$encoder" --batch-size 256 --steps "$steps" --device cpu \
+        --data "$dir/$data" --encoder "$encoder" --batch-size "$BATCH" --steps "$steps" --device "$DEVICE" \
         --out "$out" --overwrite --log-every 1000000 $extra 2>"$dir/err" >/dev/null
     local sps
     sps=$(tail -1 "$out/metrics.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["samples_per_sec"])')
     printf '%-24s %6.0f samples/s %6.1f ms/step  %s\n' "$label" "$sps" \
-        "$(python3 -c "print(1000 * 256 / $sps)")" "$(grep -o 'per step.*ms update' "$dir/err" || cat "$dir/err")"
+        "$(python3 -c "print(1000 * $BATCH / $sps)")" "$(grep -o 'per step.*ms update' "$dir/err" || cat "$dir/err")"
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 for round in $(seq "$ROUNDS"); do
-    for w in "mnist_ae mnist.npy 784,512,256,32 64" "large_ae/4 large.npy 1024,2048,1024,256 24"; do
+    for w in "mnist_ae mnist.npy 784,512,256,32 $STEPS_MNIST" "large_ae/4 large.npy 1024,2048,1024,256 $STEPS_LARGE"; do
         # shellcheck disable=SC2086
         set -- $w
         name=$1 data=$2 enc=$3 steps=$4 extra=""
+        [ "$steps" = 0 ] && continue
         [ "$name" != mnist_ae ] && extra="--loss=mse --output-activation identity"
         [ -n "$BEFORE" ] && run "$round $name before" "$BEFORE" "$data" "$enc" "$steps" "$extra"
         run "$round $name off" "$H" "$data" "$enc" "$steps" "$extra --reduce-buckets off"

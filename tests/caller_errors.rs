@@ -1,7 +1,8 @@
 //! The executors' public API returns errors, never panics, on what a caller can get wrong: a
 //! graph that does not validate (missing buffers, views past their end, a float op on an index
 //! buffer), writes and reads of the wrong dtype or length, op ranges outside the graph, and
-//! more steps in one GPU submission than the step ring holds.
+//! more steps in one GPU submission than the step ring holds, range reads of the wrong buffer
+//! or past its end.
 
 mod common;
 
@@ -229,4 +230,69 @@ fn gpu_reads_writes_and_buffers_check_what_they_are_given() {
     assert_eq!(dev.read_u32(idx).expect("read indices"), vec![3, 2, 1, 0]);
     assert_eq!(dev.read_buffer(x.buf).expect("read floats"), vec![0.5; 6]);
     assert!(dev.buffer(x.buf).expect("a buffer").size() >= 24);
+}
+
+#[test]
+// Lists of one range are what a bucket of one range passes.
+#[allow(clippy::single_range_in_vec_init)]
+fn gpu_range_reads_check_their_ranges_and_copy_only_them() {
+    let Some(ctx) = common::gpu() else { return };
+    let (g, x, y, idx) = tanh_graph();
+    let mut dev = GpuExecutor::new(ctx, g).expect("executor");
+    let one_step = [StepParams::default()];
+    let run = |ops| {
+        [hourglass::graph::Segment {
+            ops,
+            steps: &one_step,
+        }]
+    };
+    let e = err(dev.submit_and_copy(&run(0..1), 42, &[0..1]));
+    assert!(
+        e.contains("buffer 42 does not exist (the graph has 3)"),
+        "{e}"
+    );
+    let e = err(dev.submit_and_copy(&run(0..1), idx.buf, &[0..1]));
+    assert!(e.contains("buffer 2 ('order') holds indices"), "{e}");
+    let e = err(dev.submit_and_copy(&run(0..1), y.buf, &[0..2, 5..7]));
+    assert!(
+        e.contains("elements 5..7 are not a range of buffer 1 ('y') of 6"),
+        "{e}"
+    );
+    #[allow(clippy::reversed_empty_ranges)]
+    let e = err(dev.submit_and_copy(&run(0..1), y.buf, &[3..2]));
+    assert!(e.contains("elements 3..2 are not a range"), "{e}");
+    let e = err(dev.submit_and_copy(&run(0..3), y.buf, &[0..1]));
+    assert!(e.contains("ops 0..3"), "{e}");
+
+    // Two submissions in flight, each with its own staging buffer: the first run's ranges
+    // (in the order given) and the second's, waited for in the reverse order.
+    let values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6f32];
+    dev.write(x.buf, &values).expect("a float write");
+    let first = dev
+        .submit_and_copy(&run(0..1), y.buf, &[4..6, 0..1, 2..2])
+        .expect("a range read");
+    dev.write(x.buf, &[-1.0; 6]).expect("a float write");
+    let second = dev
+        .submit_and_copy(&run(0..1), y.buf, &[1..3])
+        .expect("a range read");
+    let close = |got: Vec<f32>, want: &[f32]| {
+        assert_eq!(got.len(), want.len(), "{got:?} for {want:?}");
+        let far = got
+            .iter()
+            .zip(want)
+            .any(|(g, w)| (g - w.tanh()).abs() > 1e-6);
+        assert!(!far, "{got:?}, not tanh of {want:?}");
+    };
+    close(second.wait().expect("the second read"), &[-1.0; 2]);
+    close(
+        first.wait().expect("the first read"),
+        &[values[4], values[5], values[0]],
+    );
+    assert_eq!(dev.staging_pool_len(), 2);
+    // A copy without ops, and an empty one; the pool's buffers are reused.
+    let again = dev.submit_and_copy(&[], y.buf, &[0..6]).expect("a copy");
+    close(again.wait().expect("a read"), &[-1.0; 6]);
+    let none = dev.submit_and_copy(&[], y.buf, &[]).expect("an empty copy");
+    assert!(none.wait().expect("an empty read").is_empty());
+    assert_eq!(dev.staging_pool_len(), 2);
 }

@@ -716,6 +716,17 @@ fn bucketed_run(
     rows: usize,
     ranks: usize,
 ) -> Vec<(Vec<f32>, hourglass::train::ParallelStats)> {
+    bucketed_run_on(spec, config, rows, ranks, &Device::Cpu)
+}
+
+/// [`bucketed_run`] on `device`.
+fn bucketed_run_on(
+    spec: &ModelSpec,
+    config: &TrainConfig,
+    rows: usize,
+    ranks: usize,
+    device: &Device,
+) -> Vec<(Vec<f32>, hourglass::train::ParallelStats)> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = ThreadGroup::new(ranks)
             .into_iter()
@@ -724,8 +735,7 @@ fn bucketed_run(
                     let comm: Arc<dyn Communicator> = Arc::new(c);
                     let d = data(rows, 7);
                     let mut t =
-                        Trainer::new_data_parallel(spec, config, &d, &Device::Cpu, None, comm)
-                            .unwrap();
+                        Trainer::new_data_parallel(spec, config, &d, device, None, comm).unwrap();
                     t.train_steps(4, false).unwrap();
                     t.train_steps(STEPS - 4, true).unwrap();
                     (t.parameters().unwrap().arena, t.parallel_stats().unwrap())
@@ -787,6 +797,57 @@ fn reducing_in_buckets_during_the_backward_pass_is_the_one_sum_bit_for_bit() {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The GPU's bucketed reduction (each segment and its bucket's copy one submission, the bucket
+/// mapped once the next segment is submitted) against its one sum, on fewer cases than the
+/// CPU's test (lavapipe is slow): two variants, 2 ranks, batch 10 (a partial one of 7) and
+/// 3 micro-batches of 4, f32 and f16.
+#[test]
+fn reducing_in_buckets_on_the_gpu_is_the_one_sum_bit_for_bit() {
+    use hourglass::train::ReducePrecision;
+    let device = Device::Gpu(common::gpu().expect("a GPU adapter"));
+    let setups: Vec<(&str, TrainConfig, usize)> = vec![
+        ("batch 10", config(), ROWS),
+        ("accumulate 3", accumulating(3, 4), ACC_ROWS),
+    ];
+    let chosen = variants()
+        .into_iter()
+        .filter(|(name, _)| ["plain", "vae"].contains(name));
+    for (name, variant) in chosen {
+        let spec = spec(variant);
+        for (setup, base, rows) in &setups {
+            for precision in [ReducePrecision::F32, ReducePrecision::F16] {
+                let base = TrainConfig {
+                    reduce_precision: precision,
+                    ..base.clone()
+                };
+                let what = format!("gpu, {name}, {setup}, {}", precision.name());
+                let one_sum = TrainConfig {
+                    bucket_bytes: None,
+                    ..base.clone()
+                };
+                let want = bucketed_run_on(&spec, &one_sum, *rows, 2, &device);
+                assert_eq!(want[0].1.buckets, 1, "{what}: one sum");
+                let config = TrainConfig {
+                    bucket_bytes: Some(0),
+                    ..base
+                };
+                let got = bucketed_run_on(&spec, &config, *rows, 2, &device);
+                for (rank, (p, stats)) in got.iter().enumerate() {
+                    assert!(stats.buckets > 2, "{what}: {} buckets", stats.buckets);
+                    assert!(
+                        stats.gradient_reads >= STEPS * stats.buckets as u64,
+                        "{what}: a read a bucket"
+                    );
+                    assert!(
+                        same_bits(p, &want[rank].0),
+                        "{what}: rank {rank} differs from the one sum"
+                    );
                 }
             }
         }

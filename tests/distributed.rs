@@ -716,13 +716,23 @@ fn reducing_in_buckets_during_the_backward_pass_is_the_one_sum_bit_for_bit() {
     let dir = scratch("buckets");
     let x = data(&dir);
     let vae = ["--variant", "vae", "--vae-samples", "2"];
-    for (name, flags, accumulate) in [
-        ("plain", &[][..], 1),
-        ("vae", &vae[..], 1),
-        ("plain, f16", &["--reduce-precision", "f16"][..], 1),
-        ("vae, accumulate 3", &vae[..], 3),
+    // The CPU's cases at 2 and 3 ranks; lavapipe's (each segment and its bucket's copy one
+    // submission) at 2.
+    for (name, flags, accumulate, device, ranks) in [
+        ("plain", &[][..], 1, "cpu", &[2, 3][..]),
+        ("vae", &vae[..], 1, "cpu", &[2, 3]),
+        (
+            "plain, f16",
+            &["--reduce-precision", "f16"][..],
+            1,
+            "cpu",
+            &[2, 3],
+        ),
+        ("vae, accumulate 3", &vae[..], 3, "cpu", &[2, 3]),
+        ("gpu, vae", &vae[..], 1, "gpu", &[2]),
+        ("gpu, vae, accumulate 3", &vae[..], 3, "gpu", &[2]),
     ] {
-        for ranks in [2, 3] {
+        for &ranks in ranks {
             let with = |buckets: &str| -> Vec<String> {
                 let mut f: Vec<&str> = flags.to_vec();
                 f.extend(["--reduce-buckets", buckets]);
@@ -730,11 +740,14 @@ fn reducing_in_buckets_during_the_backward_pass_is_the_one_sum_bit_for_bit() {
                     "{}-{ranks}-{buckets}",
                     name.replace([',', ' '], "")
                 ));
-                if accumulate == 1 {
+                let args = if accumulate == 1 {
                     train_args(&x, &out, &f, 9)
                 } else {
                     accumulating_args(&x, &out, &f, accumulate, 4)
-                }
+                };
+                args.into_iter()
+                    .map(|a| if a == "cpu" { device.into() } else { a })
+                    .collect()
             };
             let (one_sum, n) = run_noted(ranks, &with("off"));
             assert_eq!(n, 1, "{name}, {ranks} ranks, off: one sum");

@@ -15,6 +15,7 @@ use crate::graph::{BufId, Graph, Tensor};
 
 mod build;
 mod optim;
+mod pending;
 mod plan;
 mod psd;
 mod record;
@@ -22,6 +23,7 @@ mod regularizers;
 mod rows;
 mod transfer;
 
+pub use pending::PendingRead;
 pub use plan::dispatch_plan;
 pub(crate) use plan::flag;
 pub(super) use plan::{grid_1d, u32s};
@@ -84,6 +86,8 @@ pub struct GpuExecutor {
     /// Op `i` records `dispatches[op_start[i]..op_start[i + 1]]`; `ops.len() + 1` entries.
     op_start: Vec<usize>,
     staging: HashMap<BufId, wgpu::Buffer>,
+    /// The staging buffers of range reads not in flight ([`GpuExecutor::submit_and_copy`]).
+    pool: pending::StagingPool,
     /// The buffer ops keep intermediate results in between their dispatches
     /// ([`Resource::Scratch`]), shared by all of them.
     scratch: Vec<wgpu::Buffer>,

@@ -19,7 +19,7 @@ pub use context::{
     AdapterSummary, COOP_WORKGROUP_BYTES, GpuContext, cooperative_matrix_translates_to,
     list_adapters, list_adapters_on,
 };
-pub use executor::{BufferCopy, GpuExecutor};
+pub use executor::{BufferCopy, GpuExecutor, PendingRead};
 pub use kernels::Kernel;
 pub use matrix::DeviceMatrix;
 pub use options::{Autotune, Backend, GpuOptions};

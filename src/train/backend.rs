@@ -4,9 +4,33 @@ use std::ops::Range;
 
 use crate::cpu::CpuExecutor;
 use crate::error::Result;
-use crate::gpu::GpuExecutor;
+use crate::gpu::{GpuExecutor, PendingRead};
 use crate::graph::{BufId, Graph, Segment, StepParams, Tensor};
 use crate::train::Device;
+
+/// Values read back by [`Backend::run_and_copy`]: on the CPU the values themselves, on a GPU
+/// a copy that may still be in flight.
+pub enum Pending {
+    /// Read already.
+    Ready(Vec<f32>),
+    /// Submitted with its segment; mapped by [`Pending::wait`].
+    Gpu(PendingRead),
+}
+
+impl Pending {
+    /// Whether the values are there without waiting (the CPU's).
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Pending::Ready(_))
+    }
+
+    /// The values: on a GPU, once the submission that copied them has finished.
+    pub fn wait(self) -> Result<Vec<f32>> {
+        match self {
+            Pending::Ready(v) => Ok(v),
+            Pending::Gpu(p) => p.wait(),
+        }
+    }
+}
 
 /// A graph loaded on a device.
 pub enum Backend {
@@ -109,6 +133,61 @@ impl Backend {
                 Ok(e.view(t)?.to_vec())
             }
             Backend::Gpu(e) => e.run_and_read(ops, steps, t),
+        }
+    }
+
+    /// Runs `ops` for each step (nothing when `ops` is empty), then reads the element ranges
+    /// `ranges` of `t`'s buffer, relative to `t`'s start, one after another. On the CPU the
+    /// values are read before this returns; on a GPU the ops and the copies are one
+    /// submission, waited for by [`Pending::wait`], so more may be submitted first. An error
+    /// when a range runs past `t`.
+    pub fn run_and_copy(
+        &mut self,
+        ops: Range<usize>,
+        steps: &[StepParams],
+        t: Tensor,
+        ranges: &[Range<usize>],
+    ) -> Result<Pending> {
+        if let Some(r) = ranges.iter().find(|r| r.start > r.end || r.end > t.len()) {
+            return Err(crate::error::Error::Config(format!(
+                "elements {}..{} are not a range of a view of {}",
+                r.start,
+                r.end,
+                t.len()
+            )));
+        }
+        match self {
+            Backend::Cpu(e) => {
+                if !ops.is_empty() {
+                    e.run(ops, steps)?;
+                }
+                let view = e.view(t)?;
+                Ok(Pending::Ready(
+                    ranges
+                        .iter()
+                        .flat_map(|r| &view[r.clone()])
+                        .copied()
+                        .collect(),
+                ))
+            }
+            Backend::Gpu(e) => {
+                let absolute: Vec<Range<usize>> = ranges
+                    .iter()
+                    .map(|r| t.offset + r.start..t.offset + r.end)
+                    .collect();
+                let empty = ops.is_empty();
+                let one = [Segment { ops, steps }];
+                let segments = if empty { &one[..0] } else { &one[..] };
+                Ok(Pending::Gpu(e.submit_and_copy(segments, t.buf, &absolute)?))
+            }
+        }
+    }
+
+    /// Waits until the device has run all that was submitted (nothing on the CPU).
+    pub fn finish(&self) -> Result<()> {
+        match self {
+            Backend::Cpu(_) => Ok(()),
+            Backend::Gpu(e) => e.finish(),
         }
     }
 

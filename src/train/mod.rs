@@ -92,14 +92,14 @@ pub struct TrainConfig {
     /// (one process, with or without accumulation) there is nothing to reduce: F16 does
     /// nothing, and the run is the F32 run bit for bit.
     pub reduce_precision: ReducePrecision,
-    /// Data-parallel runs on the CPU: the gradient is summed over the ranks in buckets of at
+    /// Data-parallel runs (CPU or GPU): the gradient is summed over the ranks in buckets of at
     /// least this many bytes of f32 (one op's gradient is never split), each on a
     /// communication thread as soon as the backward pass has finished it, while the backward
     /// pass goes on (PyTorch DDP's `bucket_cap_mb`); default [`DEFAULT_BUCKET_BYTES`], 1 MiB.
     /// `None`: one sum of the whole gradient after the backward pass. The parameters are the
     /// same bits either way. With gradient accumulation only the last micro-batch's backward
-    /// pass overlaps (the sum is taken once per optimizer step); a GPU trainer and one rank
-    /// always take the one sum.
+    /// pass overlaps (the sum is taken once per optimizer step); one rank always takes the
+    /// one sum.
     pub bucket_bytes: Option<usize>,
 }
 
@@ -462,7 +462,7 @@ impl Trainer {
             None => Parameters::init(spec, config.seed),
         };
         if let Some(p) = &mut parallel {
-            p.plan_buckets(&tg, config, device);
+            p.plan_buckets(&tg, config);
         }
         let mut backend = Backend::new(device, tg.graph.clone())?;
         if streaming.is_some() {

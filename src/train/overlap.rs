@@ -21,10 +21,13 @@
 //! last micro-batch has no rows, or that runs the partial batch's program, reduces the same
 //! buckets at its own ready points ([`BucketPlan::ready`]).
 //!
-//! CPU only: on a GPU, each bucket's read-back would wait for the device to finish and copy
-//! the whole arena to the host (`GpuExecutor::read` stages whole buffers), so a GPU trainer
-//! keeps the unbucketed path (one read-back, one reduction).
+//! On a GPU, each segment and the copy of its bucket's ranges into a staging buffer are one
+//! submission ([`crate::gpu::GpuExecutor::submit_and_copy`]), and the host maps bucket `k`
+//! only once segment `k + 1` is submitted, so the device computes while the host waits for,
+//! maps and hands over a bucket. The segments are the one run's dispatches in the same order,
+//! each submission's writes seen by the next, so the bits are those of one submission.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -32,6 +35,7 @@ use std::time::Instant;
 use crate::distributed::{Communicator, ReducePrecision};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, StepParams, Tensor, TrainingGraph};
+use crate::train::backend::Pending;
 use crate::train::micro::MicroStep;
 use crate::train::{Backend, Trainer};
 
@@ -223,7 +227,7 @@ pub(super) fn backward_ops(tg: &TrainingGraph, ops: Range<usize>) -> Range<usize
 
 impl Trainer {
     /// The micro-steps of one optimizer step of a trainer whose gradient is reduced in
-    /// buckets (CPU, more than one rank): all but this rank's last run as
+    /// buckets (more than one rank): all but this rank's last run as
     /// [`Trainer::run_micro_steps`] runs them, their sum left in the accumulator and read back
     /// once; the last runs its backward pass ([`backward_ops`]) in segments, and each bucket
     /// of its gradient, weighted by its rows' share and added to that sum, is reduced over the
@@ -418,31 +422,46 @@ pub(super) fn reduce_overlapped(
         });
         let (mut submissions, mut reads) = (0, 0);
         let computed = (|| -> Result<Instant> {
+            // Reads submitted and not yet sent: on a GPU the one of the segment before the
+            // last, mapped once the next segment is submitted; on the CPU none (sent at once).
+            let mut inflight: VecDeque<(usize, Pending)> = VecDeque::new();
             let mut at = ops.start;
+            let mut stopped = false;
             for (k, ranges) in plan.buckets.iter().enumerate() {
-                if ready[k] > at {
-                    backend.run(at..ready[k], &[sp])?;
+                let end = ready[k].max(at);
+                let pending = backend.run_and_copy(at..end, &[sp], grads, ranges)?;
+                // A GPU submits the copy even without ops; the CPU counts its runs.
+                if end > at || !pending.is_ready() {
                     submissions += 1;
-                    at = ready[k];
                 }
+                inflight.push_back((k, pending));
+                at = end;
                 reads += 1;
-                let mut g = Vec::with_capacity(ranges.iter().map(Range::len).sum());
-                for r in ranges {
-                    g.extend(backend.read(Tensor {
-                        buf: grads.buf,
-                        offset: grads.offset + r.start,
-                        rows: 1,
-                        cols: r.len(),
-                    })?);
+                while inflight
+                    .front()
+                    .is_some_and(|(_, p)| p.is_ready() || inflight.len() > 1)
+                {
+                    let (k, p) = inflight.pop_front().expect("a read in flight");
+                    if tx.send((k, p.wait()?)).is_err() {
+                        stopped = true; // The thread stopped at an error, which its join returns.
+                        break;
+                    }
                 }
-                if tx.send((k, g)).is_err() {
-                    break; // The thread stopped at an error, which its join returns.
+                if stopped {
+                    break;
                 }
             }
-            if at < ops.end {
+            if !stopped && at < ops.end {
                 backend.run(at..ops.end, &[sp])?;
                 submissions += 1;
             }
+            for (k, p) in inflight {
+                if stopped || tx.send((k, p.wait()?)).is_err() {
+                    stopped = true;
+                }
+            }
+            // On a GPU, the backward pass has ended when the device has run its last op.
+            backend.finish()?;
             Ok(Instant::now())
         })();
         drop(tx);

@@ -10,8 +10,8 @@
 //! gradient up to the order of summation. The step is split — gradient, reduction, optimizer:
 //! one submission computes this rank's weighted gradient and reads it back, the host reduces it
 //! and writes the sum back, a second submission runs the optimizer ops.
-//! On the CPU with more than one rank the reduction overlaps the (last micro-batch's) backward
-//! pass, bucket by bucket ([`TrainConfig::bucket_bytes`], `overlap.rs`), with the same bits.
+//! With more than one rank the reduction overlaps the (last micro-batch's) backward pass,
+//! bucket by bucket ([`TrainConfig::bucket_bytes`], `overlap.rs`), with the same bits.
 //!
 //! Gradient accumulation ([`TrainConfig::accumulate`]) comes here too, with one rank or many:
 //! an optimizer step of `K × B` rows is `K` micro-batches of `B` rows in the step's order, each
@@ -37,7 +37,7 @@ use crate::graph::Precision;
 use crate::graph::TrainingGraph;
 use crate::model::{ModelSpec, Variant};
 use crate::train::overlap::{self, BucketPlan};
-use crate::train::{Device, LossReport, NonFinitePolicy, TrainConfig, Trainer};
+use crate::train::{LossReport, NonFinitePolicy, TrainConfig, Trainer};
 
 /// The ranks, and this rank's `(first row, rows)` of a full and of the partial micro-batch
 /// (the batch itself without accumulation).
@@ -49,7 +49,7 @@ pub(super) struct Parallel {
     pub tail: (usize, usize),
     pub stats: ParallelStats,
     /// The gradient's buckets when it is reduced while the backward pass goes on
-    /// ([`TrainConfig::bucket_bytes`]; CPU, more than one rank).
+    /// ([`TrainConfig::bucket_bytes`]; more than one rank).
     pub buckets: Option<Arc<BucketPlan>>,
 }
 
@@ -114,10 +114,10 @@ impl Parallel {
 
     /// Plans the gradient's buckets of `tg`'s main and partial-batch steps when they are
     /// reduced while the backward pass goes on: `config.bucket_bytes` given, more than one
-    /// rank, on the CPU (see [`crate::train::overlap`] for the GPU).
-    pub fn plan_buckets(&mut self, tg: &TrainingGraph, config: &TrainConfig, device: &Device) {
-        self.buckets = match (config.bucket_bytes, device) {
-            (Some(bytes), Device::Cpu) if self.comm.size() > 1 => {
+    /// rank, on the CPU or a GPU (whose segments and bucket copies are one submission each).
+    pub fn plan_buckets(&mut self, tg: &TrainingGraph, config: &TrainConfig) {
+        self.buckets = match config.bucket_bytes {
+            Some(bytes) if self.comm.size() > 1 => {
                 let ops: Vec<_> = std::iter::once(0..tg.graph.update_start)
                     .chain(tg.tail.as_ref().map(|t| t.ops.clone()))
                     .map(|r| overlap::backward_ops(tg, r))

@@ -221,11 +221,10 @@ pub struct TrainArgs {
     )]
     #[serde(default = "f32_name")]
     pub reduce_precision: String,
-    /// With several ranks (mpirun), on the CPU: sum the gradient in buckets of at least this
+    /// With several ranks (mpirun): sum the gradient in buckets of at least this
     /// many KiB, each as soon as the backward pass has finished it, on a thread of its own
     /// while the backward pass goes on (PyTorch DDP's bucket_cap_mb); off sums the whole
-    /// gradient after the backward pass. The same bits either way; GPU ranks always take the
-    /// one sum.
+    /// gradient after the backward pass. The same bits either way.
     #[arg(
         help_heading = "Training",
         long,

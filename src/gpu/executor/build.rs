@@ -87,6 +87,7 @@ impl GpuExecutor {
             dispatches: Vec::new(),
             op_start: vec![0],
             staging: HashMap::new(),
+            pool: Default::default(),
             scratch: Vec::new(),
         };
         let f16_matrix_units = ctx.has_f16_matrix_units();

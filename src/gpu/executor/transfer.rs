@@ -21,7 +21,7 @@ impl GpuExecutor {
     }
 
     /// The length of `buf`, or an error when it does not exist or does not hold `dtype`.
-    fn checked(&self, buf: BufId, dtype: DType) -> Result<usize> {
+    pub(super) fn checked(&self, buf: BufId, dtype: DType) -> Result<usize> {
         let desc = self.desc(buf)?;
         if desc.dtype != dtype {
             let holds = match desc.dtype {

@@ -60,7 +60,8 @@ def train(x, *, val=None, callback=None, progress=None, **options):
     ``weight_decay``, ``schedule``, ``warmup``, ``clip_grad_norm``, ``batch_size``,
     ``accumulate`` (micro-batches per optimizer step), ``drop_last``, ``on_nonfinite``,
     ``precision``, ``reduce_precision`` (f32 or f16: the format of the gradient's sum
-    between mpirun ranks; one process trains alike with either), ``steps``, ``epochs``
+    between mpirun ranks; one process trains alike with either), ``reduce_buckets`` (KiB or
+    "off": the CLI's ``--reduce-buckets``, likewise for ranks only), ``steps``, ``epochs``
     (default 5),
     ``early_stop``, ``no_shuffle``, ``seed``, ``device`` (auto, gpu, cpu), ``init`` (a
     checkpoint to start from), ``log_every``, ``normalize``, ``allow_nonfinite``. The same

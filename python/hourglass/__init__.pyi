@@ -84,6 +84,7 @@ def train(
     on_nonfinite: str = "stop",
     precision: str = "f32",
     reduce_precision: str = "f32",
+    reduce_buckets: str = "1024",
     steps: Optional[int] = None,
     epochs: Optional[int] = None,
     early_stop: Optional[int] = None,

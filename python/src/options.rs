@@ -28,10 +28,6 @@ const CLI_ONLY: &[(&str, &str)] = &[
     ("resume", "the CLI's run folders are resumed by the CLI"),
     ("out", "save the model with model.save(path)"),
     ("checkpoint_every", "save the model from the callback"),
-    (
-        "reduce_buckets",
-        "it shapes the reduction between mpirun ranks, and Python trains in one process",
-    ),
 ];
 
 /// The resolved keywords. Field names, types and defaults are those of the CLI's `TrainArgs`.
@@ -56,6 +52,9 @@ pub struct TrainOptions {
     /// The number format of the gradient's sum between ranks (`f32` or `f16`); one process
     /// has no ranks to sum over, so it trains alike with either, as the CLI does.
     pub reduce_precision: String,
+    /// The gradient's buckets between ranks, in KiB, or `off` (the CLI's `--reduce-buckets`);
+    /// one process has no ranks either, so it trains alike with any.
+    pub reduce_buckets: String,
     pub steps: Option<u64>,
     pub epochs: Option<u64>,
     pub early_stop: Option<u64>,
@@ -86,6 +85,7 @@ impl Default for TrainOptions {
             on_nonfinite: "stop".into(),
             precision: "f32".into(),
             reduce_precision: "f32".into(),
+            reduce_buckets: (hourglass::train::DEFAULT_BUCKET_BYTES / 1024).to_string(),
             steps: None,
             epochs: None,
             early_stop: None,
@@ -219,6 +219,7 @@ pub const KEYWORDS: &[&str] = &[
     "on_nonfinite",
     "precision",
     "reduce_precision",
+    "reduce_buckets",
     "steps",
     "epochs",
     "early_stop",
@@ -280,6 +281,7 @@ impl TrainOptions {
                 "on_nonfinite" => as_string(v).map(|x| o.on_nonfinite = x),
                 "precision" => as_string(v).map(|x| o.precision = x),
                 "reduce_precision" => as_string(v).map(|x| o.reduce_precision = x),
+                "reduce_buckets" => as_string(v).map(|x| o.reduce_buckets = x),
                 "steps" => optional(v, as_u64).map(|x| o.steps = x),
                 "epochs" => optional(v, as_u64).map(|x| o.epochs = x),
                 "early_stop" => optional(v, as_u64).map(|x| o.early_stop = x),
@@ -342,6 +344,7 @@ impl TrainOptions {
         d.set_item("on_nonfinite", o.on_nonfinite)?;
         d.set_item("precision", o.precision)?;
         d.set_item("reduce_precision", o.reduce_precision)?;
+        d.set_item("reduce_buckets", o.reduce_buckets)?;
         d.set_item("steps", o.steps)?;
         d.set_item("epochs", o.epochs)?;
         d.set_item("early_stop", o.early_stop)?;
@@ -447,7 +450,12 @@ impl TrainOptions {
             accumulate: self.accumulate,
             reduce_precision: ReducePrecision::parse(&self.reduce_precision)
                 .map_err(|e| Error::Config(format!("reduce_precision: {e}")))?,
-            bucket_bytes: Some(hourglass::train::DEFAULT_BUCKET_BYTES),
+            bucket_bytes: hourglass::train::parse_bucket_kib(&self.reduce_buckets).map_err(
+                |e| match e {
+                    Error::Config(m) => Error::Config(format!("reduce_buckets: {m}")),
+                    e => e,
+                },
+            )?,
         })
     }
 }

@@ -165,6 +165,7 @@ def test_progress_is_shown_when_asked(x, capsys):
         (dict(out="run"), TypeError, "--out is a flag of the hourglass CLI only"),
         (dict(lr="fast"), TypeError, "keyword lr='fast'"),
         (dict(steps=3, epochs=2), ValueError, "steps or epochs, not both"),
+        (dict(reduce_buckets="1MB"), ValueError, "reduce_buckets: '1MB' is neither a bucket size in KiB nor off"),
         (dict(init="/nonexistent/m.safetensors"), FileNotFoundError, "No such file"),
     ],
 )

@@ -45,6 +45,7 @@ def cli_train(cli, tmp_path, data, *flags):
          dict(variant="denoising", accumulate=3)),
         # The f16 sum between ranks: one process has none, the keyword maps as the flag does.
         (np.float32, ["--reduce-precision", "f16"], dict(reduce_precision="f16")),
+        (np.float32, ["--reduce-buckets", "off"], dict(reduce_buckets="off")),
     ],
 )
 def test_python_equals_the_cli_for_the_same_seed(cli, tmp_path, x, dtype, flags, keywords):

@@ -15,7 +15,7 @@ pub use crate::distributed::ReducePrecision;
 pub use backend::Backend;
 pub use device::{Device, DeviceChoice};
 pub use fit::{BestEpoch, EarlyStop, EpochReport, FitEvent, FitOptions, FitSummary, Length};
-pub use overlap::DEFAULT_BUCKET_BYTES;
+pub use overlap::{DEFAULT_BUCKET_BYTES, parse_bucket_kib};
 pub use parallel::ParallelStats;
 pub use schedule::Schedule;
 

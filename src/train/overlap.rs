@@ -46,6 +46,20 @@ use crate::train::{Backend, Trainer};
 /// never split).
 pub const DEFAULT_BUCKET_BYTES: usize = 1 << 20;
 
+/// A bucket size as the CLI and the Python keyword write it: a number of KiB, or `off` (one sum
+/// after the backward pass: `None`), as [`crate::TrainConfig::bucket_bytes`] takes it.
+pub fn parse_bucket_kib(s: &str) -> Result<Option<usize>> {
+    if s.trim() == "off" {
+        return Ok(None);
+    }
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|kib| kib.checked_mul(1024))
+        .map(Some)
+        .ok_or_else(|| Error::Config(format!("'{s}' is neither a bucket size in KiB nor off")))
+}
+
 /// The buckets of a gradient arena, and when each is final in the op ranges planned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketPlan {

@@ -876,18 +876,10 @@ mod tests {
 
 /// `--reduce-buckets`: a size in KiB, or off (`None`: one sum after the backward pass).
 fn reduce_buckets(s: &str) -> Result<Option<usize>> {
-    if s == "off" {
-        return Ok(None);
-    }
-    s.parse::<usize>()
-        .ok()
-        .and_then(|kib| kib.checked_mul(1024))
-        .map(Some)
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "--reduce-buckets: '{s}' is neither a bucket size in KiB nor off"
-            ))
-        })
+    hourglass::train::parse_bucket_kib(s).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("--reduce-buckets: {m}")),
+        e => e,
+    })
 }
 
 /// The default of `--reduce-buckets` in config files that predate it.

@@ -450,12 +450,8 @@ impl TrainOptions {
             accumulate: self.accumulate,
             reduce_precision: ReducePrecision::parse(&self.reduce_precision)
                 .map_err(|e| Error::Config(format!("reduce_precision: {e}")))?,
-            bucket_bytes: hourglass::train::parse_bucket_kib(&self.reduce_buckets).map_err(
-                |e| match e {
-                    Error::Config(m) => Error::Config(format!("reduce_buckets: {m}")),
-                    e => e,
-                },
-            )?,
+            bucket_bytes: hourglass::train::parse_bucket_kib(&self.reduce_buckets)
+                .map_err(|e| Error::Config(format!("reduce_buckets: {e}")))?,
         })
     }
 }

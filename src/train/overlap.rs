@@ -47,8 +47,9 @@ use crate::train::{Backend, Trainer};
 pub const DEFAULT_BUCKET_BYTES: usize = 1 << 20;
 
 /// A bucket size as the CLI and the Python keyword write it: a number of KiB, or `off` (one sum
-/// after the backward pass: `None`), as [`crate::TrainConfig::bucket_bytes`] takes it.
-pub fn parse_bucket_kib(s: &str) -> Result<Option<usize>> {
+/// after the backward pass: `None`), as [`crate::TrainConfig::bucket_bytes`] takes it. The error
+/// says what is wrong with `s`; the caller adds the name it came under.
+pub fn parse_bucket_kib(s: &str) -> std::result::Result<Option<usize>, String> {
     if s.trim() == "off" {
         return Ok(None);
     }
@@ -57,7 +58,7 @@ pub fn parse_bucket_kib(s: &str) -> Result<Option<usize>> {
         .ok()
         .and_then(|kib| kib.checked_mul(1024))
         .map(Some)
-        .ok_or_else(|| Error::Config(format!("'{s}' is neither a bucket size in KiB nor off")))
+        .ok_or_else(|| format!("'{s}' is neither a bucket size in KiB nor off"))
 }
 
 /// The buckets of a gradient arena, and when each is final in the op ranges planned.

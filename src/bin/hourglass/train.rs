@@ -876,10 +876,8 @@ mod tests {
 
 /// `--reduce-buckets`: a size in KiB, or off (`None`: one sum after the backward pass).
 fn reduce_buckets(s: &str) -> Result<Option<usize>> {
-    hourglass::train::parse_bucket_kib(s).map_err(|e| match e {
-        Error::Config(m) => Error::Config(format!("--reduce-buckets: {m}")),
-        e => e,
-    })
+    hourglass::train::parse_bucket_kib(s)
+        .map_err(|e| Error::Config(format!("--reduce-buckets: {e}")))
 }
 
 /// The default of `--reduce-buckets` in config files that predate it.

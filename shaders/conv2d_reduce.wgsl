@@ -51,7 +51,7 @@ fn channel_sum(@builtin(workgroup_id) wg: vec3<u32>,
     let channels = d.c;
     let positions = d.e;
     let at = row_slot(d.lay, wg, groups, li, rows * positions);
-    if (at.first >= channels) { return; }
+    if (row_group_first(d.lay, wg, groups) >= channels) { return; }
     let c = at.row;
     var s = 0.0;
     if (c < channels) {

@@ -119,7 +119,7 @@ fn jacobian_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) li: u32) {
     let cols = jn_d.cols;
     let at = row_slot(jn_d.lay, wg, groups, li, jn_d.k * cols);
-    if (at.first >= jn_d.batch) { return; }
+    if (row_group_first(jn_d.lay, wg, groups) >= jn_d.batch) { return; }
     let b = at.row;
     var acc = 0.0;
     if (b < jn_d.batch) {
@@ -193,7 +193,7 @@ fn contractive_units(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 fn contractive_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                     @builtin(local_invocation_index) li: u32) {
     let at = row_slot(cc_d.lay, wg, groups, li, cc_d.units);
-    if (at.first >= cc_d.batch) { return; }
+    if (row_group_first(cc_d.lay, wg, groups) >= cc_d.batch) { return; }
     let b = at.row;
     var p = 0.0;
     if (b < cc_d.batch) {

@@ -31,7 +31,7 @@ struct Dims {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) li: u32) {
     let at = row_slot(d.lay, wg, groups, li, d.cols);
-    if (at.first >= d.rows) { return; }
+    if (row_group_first(d.lay, wg, groups) >= d.rows) { return; }
     let row = at.row;
     let inv_batch = 1.0 / f32(d.rows);
     let t = row % d.target_rows;

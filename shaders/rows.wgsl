@@ -6,10 +6,15 @@
 
 struct RowLayout { seg: u32, splits: u32, chunk: u32, part_off: u32 }
 
+// The workgroup's first row, from its id and the layout alone: uniform (WGSL's uniformity
+// analysis can see it), so a kernel may return early on it before its barriers, and only on it.
+fn row_group_first(lay: RowLayout, wg: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return (workgroup_row(wg, groups) / lay.splits) * (256u / lay.seg);
+}
+
 // What one thread of a per-row kernel works on: its row, its lane in the row's segment, the
-// row's split and the element range [begin, end) of that split. `first` is the workgroup's
-// first row (uniform: a kernel returns early only on it).
-struct RowSlot { first: u32, row: u32, lane: u32, split: u32, begin: u32, end: u32 }
+// row's split and the element range [begin, end) of that split.
+struct RowSlot { row: u32, lane: u32, split: u32, begin: u32, end: u32 }
 
 fn row_slot(lay: RowLayout, wg: vec3<u32>, groups: vec3<u32>, li: u32, len: u32) -> RowSlot {
     let g = workgroup_row(wg, groups);
@@ -18,7 +23,7 @@ fn row_slot(lay: RowLayout, wg: vec3<u32>, groups: vec3<u32>, li: u32, len: u32)
     let first = group * (256u / lay.seg);
     let begin = min(split * lay.chunk, len);
     let end = min(begin + lay.chunk, len);
-    return RowSlot(first, first + li / lay.seg, li & (lay.seg - 1u), split, begin, end);
+    return RowSlot(first + li / lay.seg, li & (lay.seg - 1u), split, begin, end);
 }
 
 // The sum of v over each segment of seg threads (seg a power of two dividing 256), returned to

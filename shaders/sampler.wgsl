@@ -38,7 +38,7 @@ fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     let units = sm_d.units;
     let seg = sm_d.lay.seg;
     let at = row_slot(sm_d.lay, wg, groups, li, sm_d.samples * units);
-    if (at.first >= sm_d.batch) { return; }
+    if (row_group_first(sm_d.lay, wg, groups) >= sm_d.batch) { return; }
     let b = at.row;
     var kl = 0.0;
     if (b < sm_d.batch) {

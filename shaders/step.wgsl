@@ -1,4 +1,4 @@
-// The per-step values, mirrored by `StepParams` in src/graph/mod.rs (48 bytes). The executor
+// The per-step values, mirrored by `StepParams` in src/graph/mod.rs (44 bytes). The executor
 // writes one per step into a ring of 256-byte slots and binds the slot with a dynamic offset,
 // so several steps can be recorded into one submission.
 struct Step {

@@ -751,7 +751,7 @@ pub const ACCUMULATE_FIRST: u32 = 2;
 pub const ACCUMULATE_LAST: u32 = 4;
 
 /// The per-step values both executors read: which step, which rows, which learning rate.
-/// Mirrored by `struct Step` in shaders/step.wgsl: eleven words, 48 bytes as a WGSL uniform.
+/// Mirrored by `struct Step` in shaders/step.wgsl: eleven words, 44 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct StepParams {
@@ -784,8 +784,8 @@ pub struct StepParams {
     pub accumulate_flags: u32,
 }
 
-// Eleven 4-byte words, member for member those of `struct Step` (shaders/step.wgsl), whose
-// uniform layout rounds the struct to 48 bytes.
+// Eleven 4-byte words, member for member those of `struct Step` (shaders/step.wgsl), which
+// are 44 bytes in WGSL's uniform layout too (u32/f32 members align to 4).
 const _: () = assert!(std::mem::size_of::<StepParams>() == 44);
 
 /// A range of a graph's ops run once for each of `steps`, in order: one piece of a submission

@@ -97,7 +97,9 @@ pub struct TrainConfig {
     /// communication thread as soon as the backward pass has finished it, while the backward
     /// pass goes on (PyTorch DDP's `bucket_cap_mb`); default [`DEFAULT_BUCKET_BYTES`], 1 MiB.
     /// `None`: one sum of the whole gradient after the backward pass. The parameters are the
-    /// same bits either way. With gradient accumulation only the last micro-batch's backward
+    /// same bits either way on the CPU, lavapipe and GL (with accumulation on a GPU whose
+    /// compiler fuses the device's `acc + w·g` into an FMA, the last bit can differ: the
+    /// bucketed path does that sum on the host). With gradient accumulation only the last micro-batch's backward
     /// pass overlaps (the sum is taken once per optimizer step); one rank always takes the
     /// one sum.
     pub bucket_bytes: Option<usize>,

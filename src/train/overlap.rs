@@ -248,7 +248,8 @@ impl Trainer {
     /// of its gradient, weighted by its rows' share and added to that sum, is reduced over the
     /// ranks on the communication thread while the next segment computes
     /// ([`reduce_overlapped`]). A rank with no rows in the step reduces zeros in the same
-    /// buckets. The bits are those of the on-device sum and one reduction of the arena.
+    /// buckets. The bits are those of the on-device sum and one reduction of the arena where
+    /// the device computes `acc + w·g` unfused, as the CPU executor, lavapipe and GL do.
     pub(super) fn overlapped_micro_steps(
         &mut self,
         micros: &[MicroStep],

@@ -224,7 +224,8 @@ pub struct TrainArgs {
     /// With several ranks (mpirun): sum the gradient in buckets of at least this
     /// many KiB, each as soon as the backward pass has finished it, on a thread of its own
     /// while the backward pass goes on (PyTorch DDP's bucket_cap_mb); off sums the whole
-    /// gradient after the backward pass. The same bits either way.
+    /// gradient after the backward pass. The same bits either way (but see README for
+    /// --accumulate on a hardware GPU).
     #[arg(
         help_heading = "Training",
         long,

@@ -33,6 +33,9 @@ pub struct PendingRead {
     floats: usize,
     submission: wgpu::SubmissionIndex,
     pool: StagingPool,
+    /// A mapping was asked for and not undone (an error came between): the buffer is not
+    /// given back to the pool, where the next copy into it would fail.
+    mapping: bool,
 }
 
 /// The size class of a read of `bytes`: the next power of two, at least 256.
@@ -61,6 +64,7 @@ impl PendingRead {
         }
         let slice = staging.slice(..self.floats as u64 * 4);
         let (tx, rx) = std::sync::mpsc::channel();
+        self.mapping = true;
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
@@ -82,6 +86,7 @@ impl PendingRead {
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
+        self.mapping = false;
         Ok(out)
     }
 }
@@ -90,7 +95,7 @@ impl Drop for PendingRead {
     /// Gives the staging buffer back to the pool (later copies into it are queued after this
     /// one's).
     fn drop(&mut self) {
-        if let Some(b) = self.staging.take() {
+        if let Some(b) = self.staging.take().filter(|_| !self.mapping) {
             self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(b);
         }
     }
@@ -153,6 +158,7 @@ impl GpuExecutor {
             floats,
             submission,
             pool: self.pool.clone(),
+            mapping: false,
         };
         capture.finish()?;
         Ok(pending)

@@ -20,8 +20,9 @@ pub(crate) const ROW_THREADS: usize = 256;
 /// The fewest threads a row gets: one subgroup (warp) of most GPUs.
 const MIN_SEGMENT: usize = 32;
 
-/// The fewest elements a split workgroup covers: four a thread, so a piece is worth its
-/// partial's write.
+/// The elements a split workgroup covers, about: a row gets at most ⌈len / MIN_CHUNK⌉ pieces
+/// (about four elements a thread, so a piece is worth its partial's write), which spreads it
+/// evenly, so a piece can be a little shorter (25,088 in 25 pieces: 1004).
 const MIN_CHUNK: usize = 4 * ROW_THREADS;
 
 /// The fewest bytes a row must move to be worth splitting. A split costs one more dispatch
@@ -51,8 +52,8 @@ impl RowLayout {
     /// and written): rows of fewer than `ROW_THREADS` elements packed (as many to a workgroup
     /// as fit in segments of at least `MIN_SEGMENT` threads, while the grid keeps
     /// `MIN_WORKGROUPS`), rows moving at least `SPLIT_MIN_BYTES` of a batch under
-    /// `MIN_WORKGROUPS` split until the grid has that many workgroups (at least `MIN_CHUNK`
-    /// elements each), else one workgroup a row.
+    /// `MIN_WORKGROUPS` split until the grid has that many workgroups (at most
+    /// ⌈len / `MIN_CHUNK`⌉ pieces a row, of equal length), else one workgroup a row.
     pub fn new(rows: usize, len: usize, bytes: usize) -> RowLayout {
         let rows = rows.max(1);
         let len = len.max(1);
@@ -187,7 +188,7 @@ mod tests {
         assert_eq!(RowLayout::new(1, SPLIT_MIN_BYTES / 4 - 1, 4).splits, 1);
         assert_eq!(RowLayout::new(1, SPLIT_MIN_BYTES / 4, 4).splits, 64);
         assert_eq!(RowLayout::new(1, 25_088, 8).splits, 1);
-        // A long row at batch 1 is split into pieces of at least MIN_CHUNK.
+        // A long row at batch 1 is split into ⌈len / MIN_CHUNK⌉ even pieces.
         let l = RowLayout::new(1, 25_088, 12);
         assert_eq!((l.seg, l.splits, l.chunk), (256, 25, 1004));
         assert!(l.chunk as usize * l.splits as usize >= 25_088);

@@ -33,9 +33,6 @@ pub struct PendingRead {
     floats: usize,
     submission: wgpu::SubmissionIndex,
     pool: StagingPool,
-    /// A mapping was asked for and not undone (an error came between): the buffer is not
-    /// given back to the pool, where the next copy into it would fail.
-    mapping: bool,
 }
 
 /// The size class of a read of `bytes`: the next power of two, at least 256.
@@ -62,32 +59,15 @@ impl PendingRead {
         if self.floats == 0 {
             return Ok(Vec::new());
         }
-        let slice = staging.slice(..self.floats as u64 * 4);
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.mapping = true;
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx
-            .device
-            .poll(wgpu::PollType::Wait {
+        super::transfer::map_read(
+            &self.ctx,
+            staging,
+            0..self.floats,
+            wgpu::PollType::Wait {
                 submission_index: Some(self.submission.clone()),
                 timeout: None,
-            })
-            .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        self.ctx.check()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("the read-back was dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        staging.unmap();
-        self.mapping = false;
-        Ok(out)
+            },
+        )
     }
 }
 
@@ -95,7 +75,7 @@ impl Drop for PendingRead {
     /// Gives the staging buffer back to the pool (later copies into it are queued after this
     /// one's).
     fn drop(&mut self) {
-        if let Some(b) = self.staging.take().filter(|_| !self.mapping) {
+        if let Some(b) = self.staging.take() {
             self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(b);
         }
     }
@@ -158,7 +138,6 @@ impl GpuExecutor {
             floats,
             submission,
             pool: self.pool.clone(),
-            mapping: false,
         };
         capture.finish()?;
         Ok(pending)

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use super::GpuExecutor;
 use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
 use crate::graph::{BufId, DType, Segment, StepParams, Tensor};
 
 impl GpuExecutor {
@@ -193,28 +194,46 @@ impl GpuExecutor {
     }
 
     fn map_staging_inner<T: bytemuck::Pod>(&self, t: Tensor) -> Result<Vec<T>> {
-        let staging = &self.staging[&t.buf];
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
+        map_read(
+            &self.ctx,
+            &self.staging[&t.buf],
+            t.offset..t.end(),
+            wgpu::PollType::wait_indefinitely(),
+        )
+    }
+}
+
+/// Maps the staging buffer `staging` once the device has reached `wait`, returns its elements
+/// `elems` as `T`s and unmaps it: on an error too (a mapping still pending is cancelled), so
+/// the buffer can take the next copy. Both read-backs use it ([`GpuExecutor::read`]'s
+/// whole-buffer staging and the pooled ranges of `pending::PendingRead`).
+pub(super) fn map_read<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    elems: Range<usize>,
+    wait: wgpu::PollType,
+) -> Result<Vec<T>> {
+    let slice = staging.slice(..);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    let out = (|| {
+        ctx.device
+            .poll(wait)
             .map_err(|e| Error::Gpu(format!("waiting for the device: {e}")))?;
-        self.ctx.check()?;
+        ctx.check()?;
         rx.recv()
             .map_err(|_| Error::Gpu("the read-back was dropped".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a buffer for reading: {e}")))?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
-            let all: &[T] = bytemuck::cast_slice(&view);
-            all[t.offset..t.end()].to_vec()
-        };
-        staging.unmap();
-        Ok(out)
-    }
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading a mapped buffer: {e}")))?;
+        let all: &[T] = bytemuck::cast_slice(&view);
+        all.get(elems.clone())
+            .map(<[T]>::to_vec)
+            .ok_or_else(|| Error::Gpu(format!("elements {elems:?} past a staging buffer")))
+    })();
+    staging.unmap();
+    out
 }

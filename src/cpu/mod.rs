@@ -311,16 +311,7 @@ impl<T: Real> CpuExecutor<T> {
     /// one submission of them); an error, and nothing run, when a segment's ops are not a
     /// range of the graph's ops.
     pub fn run_segments(&mut self, segments: &[Segment<'_>]) -> Result<()> {
-        for Segment { ops, .. } in segments {
-            if ops.start > ops.end || ops.end > self.graph.ops.len() {
-                return Err(Error::Config(format!(
-                    "ops {}..{} are not a range of the graph's {} ops",
-                    ops.start,
-                    ops.end,
-                    self.graph.ops.len()
-                )));
-            }
-        }
+        self.graph.check_segments(segments)?;
         for s in segments {
             self.run_ops(s.ops.clone(), s.steps);
         }

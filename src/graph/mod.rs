@@ -812,6 +812,23 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An error naming the first of `segments` whose ops are not a range of this graph's ops
+    /// (both executors check before they run or record anything).
+    pub fn check_segments(&self, segments: &[Segment<'_>]) -> crate::error::Result<()> {
+        match segments
+            .iter()
+            .find(|s| s.ops.start > s.ops.end || s.ops.end > self.ops.len())
+        {
+            Some(Segment { ops, .. }) => Err(crate::error::Error::Config(format!(
+                "ops {}..{} are not a range of the graph's {} ops",
+                ops.start,
+                ops.end,
+                self.ops.len()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Declares a buffer and returns its id.
     pub fn buffer(&mut self, name: impl Into<String>, len: usize, dtype: DType) -> BufId {
         self.buffers.push(BufferDesc {

@@ -127,13 +127,7 @@ impl Backend {
         steps: &[StepParams],
         t: Tensor,
     ) -> Result<Vec<f32>> {
-        match self {
-            Backend::Cpu(e) => {
-                e.run(ops, steps)?;
-                Ok(e.view(t)?.to_vec())
-            }
-            Backend::Gpu(e) => e.run_and_read(ops, steps, t),
-        }
+        self.run_segments_and_read(&[Segment { ops, steps }], t)
     }
 
     /// Runs `ops` for each step (nothing when `ops` is empty), then reads the element ranges

@@ -77,16 +77,7 @@ impl GpuExecutor {
                 "{total} steps in one submission; at most {MAX_STEPS_PER_SUBMIT} (split them)"
             )));
         }
-        for Segment { ops, .. } in segments {
-            if ops.start > ops.end || ops.end > self.graph.ops.len() {
-                return Err(Error::Config(format!(
-                    "ops {}..{} are not a range of the graph's {} ops",
-                    ops.start,
-                    ops.end,
-                    self.graph.ops.len()
-                )));
-            }
-        }
+        self.graph.check_segments(segments)?;
         let steps = segments.iter().flat_map(|s| s.steps);
         let mut ring = vec![0u8; STEP_SLOT as usize * total.max(1)];
         for (k, s) in steps.enumerate() {
